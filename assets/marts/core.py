@@ -1,0 +1,51 @@
+"""Marts every user shares: the vehicles, their errors, and the pipeline's own health."""
+
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from assets.marts.warehouse_io import attach_lake, mart_result, replace_table, sql
+from assets.raw import raw_deliveries
+from assets.readings import readings
+from pipelines.resources import LakeResource, WarehouseResource
+
+MART_POOL = "warehouse"  # DuckDB allows one writer per file: every mart asset runs in this pool
+
+
+def _sql_mart(name: str, description: str, deps: list):
+    @dg.asset(name=name, key_prefix="marts", group_name="marts", deps=deps, pool=MART_POOL,
+              kinds={"duckdb"}, description=description)
+    def _mart(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            attach_lake(con, lake)
+            rows = replace_table(con, name, sql(name))
+            return mart_result(con, name, rows)
+
+    return _mart
+
+
+vehicles = _sql_mart("vehicles", "One row per vehicle: make, model, year, powertrain, battery capacity, "
+                     "first and last seen.", [raw_deliveries, readings])
+vehicle_errors = _sql_mart("vehicle_errors", "One row per error a VEHICLE_ERROR delivery reported.", [raw_deliveries])
+pipeline_health = _sql_mart("pipeline_health", "One row per landing day: deliveries landed, parsed, duplicated, "
+                            "quarantined; readings, signal errors and quarantined signals.", [raw_deliveries, readings])
+
+
+@dg.asset(key_prefix="marts", group_name="marts", pool=MART_POOL, kinds={"duckdb"},
+          deps=[raw_deliveries, readings, dg.AssetKey(["marts", "daily_mileage"])])
+def quality_results(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The latest result of every quality check, per asset, check and scope (day or 'all'),
+    with the failing expectations' details as JSON."""
+    rows = [json.loads(p.read_text()) for p in sorted(lake.path("quality").glob("*/*/*.json"))]
+    frame = pl.DataFrame(
+        [{**r, "details": json.dumps(r["details"], default=str)} for r in rows],
+        schema={"asset": pl.String, "check": pl.String, "scope": pl.String, "passed": pl.Boolean,
+                "checked_at": pl.String, "details": pl.String},
+    ).with_columns(pl.col("checked_at").str.to_datetime(time_zone="UTC"))
+    with warehouse.connect() as con:
+        con.register("quality_frame", frame)
+        count = replace_table(con, "quality_results",
+                              "SELECT * FROM quality_frame ORDER BY asset, \"check\", scope")
+        return mart_result(con, "quality_results", count, failed=int((~frame["passed"]).sum()))

@@ -1,0 +1,97 @@
+"""How mart assets read the lake and write the warehouse.
+
+The lake's committed Parquet files are exposed to DuckDB as connection-local views (Arrow
+datasets, so DuckDB pushes projections and filters into the scan) under the names the mart
+SQL uses. Each mart is replaced whole inside one transaction: a reader sees the old table
+or the new one, never a half-built one.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pyarrow.dataset as ds
+
+from assets.normalize import normalize_signals
+from assets.parsing import empty_batch
+from assets.raw import RawLayout
+from assets.readings import ReadingsLayout
+from pipelines.resources import LakeResource
+
+SQL_DIR = Path(__file__).parent / "sql"
+MART_SCHEMA = "marts"
+
+
+@cache
+def _empty_tables() -> dict[str, pl.DataFrame]:
+    batch = empty_batch()
+    normalized = normalize_signals(batch.signals)
+    return {
+        "deliveries": batch.deliveries, "duplicates": batch.duplicates,
+        "quarantined_lines": batch.quarantine, "raw_vehicle_errors": batch.vehicle_errors,
+        "readings": normalized.readings, "signal_errors": normalized.signal_errors,
+        "quarantined_signals": normalized.quarantine,
+    }
+
+
+def lake_files(lake: LakeResource) -> dict[str, list[Path]]:
+    raw, built = RawLayout(lake), ReadingsLayout(lake)
+    return {
+        "deliveries": raw.committed_files("deliveries"),
+        "duplicates": raw.committed_files("duplicates"),
+        "quarantined_lines": raw.committed_files("quarantine"),
+        "raw_vehicle_errors": raw.committed_files("vehicle_errors"),
+        "readings": built.files("readings"),
+        "signal_errors": built.files("signal_errors"),
+        "quarantined_signals": built.files("quarantine/readings"),
+    }
+
+
+def attach_lake(con: duckdb.DuckDBPyConnection, lake: LakeResource) -> None:
+    """Register the lake's tables on this connection (temporary: nothing of the lake's
+    paths is stored in the warehouse)."""
+    for name, files in lake_files(lake).items():
+        if files:
+            con.register(name, ds.dataset([str(f) for f in files], format="parquet",
+                                          schema=_empty_tables()[name].to_arrow().schema))
+        else:
+            con.register(name, _empty_tables()[name])
+
+
+def sql(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, params: list | None = None) -> int:
+    """Replace `marts.<table>` with the result of a SELECT, atomically. Returns its row count."""
+    # DuckDB wants every result consumed before the next statement on a connection.
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
+    con.execute("BEGIN TRANSACTION").fetchall()
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {MART_SCHEMA}.{table} AS {select_sql}", params or []).fetchall()
+        con.execute("COMMIT").fetchall()
+    except BaseException:
+        con.execute("ROLLBACK").fetchall()
+        raise
+    return con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{table}").fetchall()[0][0]
+
+
+def markdown_preview(frame: pl.DataFrame, rows: int = 5) -> str:
+    head = frame.head(rows)
+    if head.width == 0:
+        return ""
+    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * head.width]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in head.iter_rows()]
+    return "\n".join(lines)
+
+
+def mart_result(con: duckdb.DuckDBPyConnection, table: str, rows: int, **metadata) -> dg.MaterializeResult:
+    preview = con.sql(f"SELECT * FROM {MART_SCHEMA}.{table} LIMIT 5").pl()
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": rows, "table": f"{MART_SCHEMA}.{table}",
+        "preview": dg.MetadataValue.md(markdown_preview(preview)), **metadata,
+    })

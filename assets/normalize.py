@@ -1,0 +1,313 @@
+"""Raw signals → typed readings in SI units, signal errors, and quarantined signals.
+
+Every raw signal ends as exactly one of: one or more readings (a tyre signal gives four, a
+location two), a signal error (the API said it could not read it), or a quarantined signal
+with a reason. A signal is judged whole: one bad tyre in four quarantines the signal.
+
+DuckDB reads the JSON bodies (its `json_type` tells a number from a string that looks like
+one, row by row); Polars does the normalization: units, ranges, reshaping.
+"""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from assets.signal_catalog import SIGNALS, TIRE_POSITIONS, UNIT_FACTORS
+from pipelines.partitions import FIRST_READING_DAY
+
+MAX_CLOCK_SKEW = pl.duration(days=1)
+NUMERIC_JSON = ["UBIGINT", "BIGINT", "DOUBLE"]
+
+READINGS_SCHEMA = {
+    "event_id": pl.String, "signal_index": pl.Int64, "vehicle_id": pl.String,
+    "reading_time": pl.Datetime("us", "UTC"), "day": pl.Date, "time_source": pl.String,
+    "metric": pl.String, "component": pl.String, "value": pl.Float64,
+    "source_code": pl.String, "source_unit": pl.String, "noted_at": pl.Datetime("us", "UTC"),
+    "delivered_at": pl.Datetime("us", "UTC"), "landed_on": pl.Date, "batch_id": pl.String,
+}
+SIGNAL_ERRORS_COLUMNS = [
+    "event_id", "signal_index", "vehicle_id", "reading_time", "day", "code", "name", "status",
+    "error_type", "error_code", "error_description", "delivered_at", "landed_on", "batch_id",
+]
+QUARANTINE_COLUMNS = [
+    "event_id", "signal_index", "vehicle_id", "reading_time", "day", "code", "body", "reason",
+    "detail", "delivered_at", "landed_on", "batch_id",
+]
+
+
+@dataclass(frozen=True)
+class NormalizedSignals:
+    readings: pl.DataFrame
+    signal_errors: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+_BODY_FIELDS_SQL = """
+SELECT row_id,
+    json_type(body) AS body_type,
+    json_type(body, '$.value') AS value_type,
+    CASE WHEN json_type(body, '$.value') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.value' AS DOUBLE) END AS value_number,
+    CASE WHEN json_type(body, '$.value') = 'BOOLEAN' THEN CAST(body -> '$.value' AS BOOLEAN) END AS value_bool,
+    json_type(body, '$.capacity') AS capacity_type,
+    CASE WHEN json_type(body, '$.capacity') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.capacity' AS DOUBLE) END AS capacity_number,
+    json_type(body, '$.unit') AS unit_type,
+    body ->> '$.unit' AS unit,
+    json_type(body, '$.latitude') AS latitude_type,
+    CASE WHEN json_type(body, '$.latitude') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.latitude' AS DOUBLE) END AS latitude,
+    json_type(body, '$.longitude') AS longitude_type,
+    CASE WHEN json_type(body, '$.longitude') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.longitude' AS DOUBLE) END AS longitude,
+    CASE WHEN json_type(body, '$.heading') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.heading' AS DOUBLE) END AS heading,
+    json_type(body, '$.values') AS values_type
+FROM bodies
+"""
+
+_ITEMS_SQL = """
+WITH items AS (
+    SELECT row_id,
+        unnest(json_extract(body, '$.values[*]')) AS item,
+        generate_subscripts(json_extract(body, '$.values[*]'), 1) - 1 AS item_index
+    FROM bodies WHERE json_type(body, '$.values') = 'ARRAY'
+)
+SELECT row_id, item_index,
+    CASE WHEN json_type(item, '$.row') IN ('UBIGINT', 'BIGINT') THEN CAST(item -> '$.row' AS INTEGER) END AS "row",
+    CASE WHEN json_type(item, '$.column') IN ('UBIGINT', 'BIGINT') THEN CAST(item -> '$.column' AS INTEGER) END AS "column",
+    json_type(item, '$.tirePressure') AS pressure_type,
+    CASE WHEN json_type(item, '$.tirePressure') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.tirePressure' AS DOUBLE) END AS pressure,
+    json_type(item, '$.code') AS dtc_type,
+    item ->> '$.code' AS dtc_code,
+    TRY_CAST(item ->> '$.timestamp' AS TIMESTAMPTZ) AS dtc_timestamp
+FROM items
+ORDER BY row_id, item_index
+"""
+
+
+def _read_bodies(signals: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("bodies", signals.select("row_id", "body"))
+        return con.sql(_BODY_FIELDS_SQL).pl(), con.sql(_ITEMS_SQL).pl()
+    finally:
+        con.close()
+
+
+def _catalog() -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"code": s.code, "shape": s.shape, "metric": s.metric, "field": s.field, "quantity": s.quantity,
+          "low": s.low, "high": s.high} for s in SIGNALS.values()],
+        schema={"code": pl.String, "shape": pl.String, "metric": pl.String, "field": pl.String,
+                "quantity": pl.String, "low": pl.Float64, "high": pl.Float64},
+    )
+
+
+def _units() -> pl.DataFrame:
+    rows = [(q, u, f) for q, units in UNIT_FACTORS.items() for u, f in units.items()]
+    return pl.DataFrame(rows, schema={"quantity": pl.String, "unit_key": pl.String, "factor": pl.Float64},
+                        orient="row")
+
+
+def _number_reason(type_col: str, number_col: str) -> pl.Expr:
+    return (
+        pl.when(pl.col(type_col).is_null() | (pl.col(type_col) == "NULL")).then(pl.lit("missing_value"))
+        .when(~pl.col(type_col).is_in(NUMERIC_JSON) | ~pl.col(number_col).is_finite()).then(pl.lit("wrong_type"))
+    )
+
+
+def _unit_reason() -> pl.Expr:
+    return (
+        pl.when(pl.col("unit_type").is_null() | (pl.col("unit_type") == "NULL")).then(pl.lit("missing_unit"))
+        .when(pl.col("unit_type") != "VARCHAR").then(pl.lit("wrong_type"))
+        .when(pl.col("factor").is_null()).then(pl.lit("unknown_unit"))
+    )
+
+
+def _in_range(value: pl.Expr) -> pl.Expr:
+    return value.is_between(pl.col("low"), pl.col("high"))
+
+
+def normalize_signals(signals: pl.DataFrame) -> NormalizedSignals:
+    """Normalize the raw signals of any set of deliveries (in practice: one day partition)."""
+    signals = signals.with_row_index("row_id").with_columns(pl.col("row_id").cast(pl.Int64))
+    delivered_limit = pl.col("delivered_at") + MAX_CLOCK_SKEW
+    status_ok = pl.col("status").is_null() | (pl.col("status").str.to_uppercase() == "SUCCESS")
+    triage = (
+        pl.when(~status_ok).then(pl.lit("signal_error"))
+        .when(pl.col("body").is_null() | (pl.col("body") == "null")).then(pl.lit("missing_body"))
+        .when(pl.col("reading_time").is_null()).then(pl.lit("invalid_timestamp"))
+        .when((pl.col("reading_time").dt.date() < FIRST_READING_DAY) | (pl.col("reading_time") > delivered_limit))
+        .then(pl.lit("implausible_timestamp"))
+        .when(~pl.col("code").is_in(list(SIGNALS))).then(pl.lit("unsupported_signal"))
+    )
+    signals = signals.with_columns(triage.alias("reason"), pl.lit(None, pl.String).alias("detail"))
+    signal_errors = signals.filter(pl.col("reason") == "signal_error")
+    early = signals.filter(pl.col("reason").is_not_null() & (pl.col("reason") != "signal_error"))
+    candidates = signals.filter(pl.col("reason").is_null()).drop("reason", "detail")
+
+    fields, items = _read_bodies(candidates)
+    candidates = (
+        candidates.join(fields, on="row_id", how="left")
+        .join(_catalog(), on="code", how="left")
+        .with_columns(pl.col("unit").str.strip_chars().str.to_lowercase().alias("unit_key"))
+        .join(_units(), on=["quantity", "unit_key"], how="left")
+    )
+    candidates, not_objects = _split(candidates, pl.when(pl.col("body_type") != "OBJECT").then(pl.lit("malformed_body")))
+    readings, judged = [], [not_objects]
+    for shape, part in candidates.partition_by("shape", as_dict=True).items():
+        good, bad = _SHAPES[shape[0]](part, items)
+        readings.append(good)
+        judged.append(bad)
+
+    quarantine = pl.concat(
+        [early.select(QUARANTINE_COLUMNS_RAW)] + [b.select(QUARANTINE_COLUMNS_RAW) for b in judged],
+        how="vertical_relaxed",
+    )
+    readings_frame = (
+        pl.concat([r.select(list(READINGS_SCHEMA_RAW)) for r in readings], how="vertical_relaxed")
+        if readings else pl.DataFrame(schema=READINGS_SCHEMA_RAW)
+    )
+    return NormalizedSignals(
+        readings=_finish_readings(readings_frame),
+        signal_errors=signal_errors.with_columns(day=pl.col("reading_time").dt.date()).select(SIGNAL_ERRORS_COLUMNS),
+        quarantine=quarantine.with_columns(day=_quarantine_day()).select(QUARANTINE_COLUMNS),
+    )
+
+
+# Columns carried through the shape handlers, before the day is attached.
+READINGS_SCHEMA_RAW = {k: v for k, v in READINGS_SCHEMA.items() if k != "day"}
+QUARANTINE_COLUMNS_RAW = [c for c in QUARANTINE_COLUMNS if c != "day"]
+
+
+def _quarantine_day() -> pl.Expr:
+    ok = pl.col("reading_time").is_not_null() & (pl.col("reading_time").dt.date() >= FIRST_READING_DAY) & (
+        pl.col("reading_time") <= pl.col("delivered_at") + MAX_CLOCK_SKEW)
+    return pl.when(ok).then(pl.col("reading_time").dt.date()).otherwise(pl.col("delivered_at").dt.date())
+
+
+def _finish_readings(readings: pl.DataFrame) -> pl.DataFrame:
+    return (
+        readings.with_columns(day=pl.col("reading_time").dt.date())
+        .select(list(READINGS_SCHEMA))
+        .cast(READINGS_SCHEMA)  # type: ignore[arg-type]
+        .sort("vehicle_id", "reading_time", "metric", "component", nulls_last=True)
+    )
+
+
+def _split(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    frame = frame.with_columns(reason.alias("reason"), pl.lit(None, pl.String).alias("detail"))
+    return frame.filter(pl.col("reason").is_null()), frame.filter(pl.col("reason").is_not_null())
+
+
+def _reading(metric: pl.Expr, value: pl.Expr, component: pl.Expr | None = None,
+             unit: pl.Expr | None = None, noted_at: pl.Expr | None = None) -> list[pl.Expr]:
+    return [
+        metric.alias("metric"),
+        value.cast(pl.Float64).alias("value"),
+        (component if component is not None else pl.lit(None, pl.String)).alias("component"),
+        pl.col("code").alias("source_code"),
+        (unit if unit is not None else pl.lit(None, pl.String)).alias("source_unit"),
+        (noted_at if noted_at is not None else pl.lit(None, pl.Datetime("us", "UTC"))).alias("noted_at"),
+    ]
+
+
+def _numbers(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    is_capacity = pl.col("field") == "capacity"
+    part = part.with_columns(
+        raw_type=pl.when(is_capacity).then(pl.col("capacity_type")).otherwise(pl.col("value_type")),
+        raw_number=pl.when(is_capacity).then(pl.col("capacity_number")).otherwise(pl.col("value_number")),
+    ).with_columns(converted=pl.col("raw_number") * pl.col("factor"))
+    reason = pl.coalesce(
+        _number_reason("raw_type", "raw_number"),
+        _unit_reason(),
+        pl.when(~_in_range(pl.col("converted"))).then(pl.lit("out_of_range")),
+    )
+    good, bad = _split(part, reason)
+    bad = bad.with_columns(detail=pl.format("{} {}", pl.col("raw_number"), pl.col("unit")))
+    return good.with_columns(_reading(pl.col("metric"), pl.col("converted"), unit=pl.col("unit"))), bad
+
+
+def _booleans(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    reason = (
+        pl.when(pl.col("value_type").is_null() | (pl.col("value_type") == "NULL")).then(pl.lit("missing_value"))
+        .when(pl.col("value_type") != "BOOLEAN").then(pl.lit("wrong_type"))
+    )
+    good, bad = _split(part, reason)
+    return good.with_columns(_reading(pl.col("metric"), pl.col("value_bool"))), bad
+
+
+def _locations(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    reason = pl.coalesce(
+        _number_reason("latitude_type", "latitude"),
+        _number_reason("longitude_type", "longitude"),
+        pl.when(~pl.col("latitude").is_between(-90, 90) | ~pl.col("longitude").is_between(-180, 180))
+        .then(pl.lit("out_of_range")),
+    )
+    good, bad = _split(part, reason)
+    latitude = good.with_columns(_reading(pl.lit("latitude_deg"), pl.col("latitude")))
+    longitude = good.with_columns(_reading(pl.lit("longitude_deg"), pl.col("longitude")))
+    heading = good.filter(pl.col("heading").is_between(0, 360)).with_columns(
+        _reading(pl.lit("heading_deg"), pl.col("heading")))
+    return pl.concat([latitude, longitude, heading]), bad
+
+
+def _item_reasons(part: pl.DataFrame, items: pl.DataFrame, item_reason: pl.Expr) -> pl.DataFrame:
+    """The first bad item of each signal, as the signal's reason (null if all items are good)."""
+    mine = items.join(part.select("row_id", "factor", "low", "high"), on="row_id", how="semi")
+    mine = mine.join(part.select("row_id", "factor", "low", "high"), on="row_id", how="left")
+    return (
+        mine.with_columns(item_reason.alias("item_reason"))
+        .group_by("row_id").agg(pl.col("item_reason").drop_nulls().first())
+    )
+
+
+def _tires(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    positions = pl.DataFrame(
+        [(r, c, name) for (r, c), name in TIRE_POSITIONS.items()],
+        schema={"row": pl.Int32, "column": pl.Int32, "position": pl.String}, orient="row",
+    )
+    items = items.join(positions, on=["row", "column"], how="left")
+    item_reason = pl.coalesce(
+        pl.when(pl.col("position").is_null()).then(pl.lit("malformed_body")),
+        _number_reason("pressure_type", "pressure"),
+        pl.when(~_in_range(pl.col("pressure") * pl.col("factor"))).then(pl.lit("out_of_range")),
+    )
+    first_bad = _item_reasons(part, items, item_reason)
+    duplicated = items.group_by("row_id").agg(repeated=pl.col("position").is_duplicated().any())
+    part = part.join(first_bad, on="row_id", how="left").join(duplicated, on="row_id", how="left")
+    reason = pl.coalesce(
+        pl.when(pl.col("values_type") != "ARRAY").then(
+            pl.when(pl.col("values_type").is_null()).then(pl.lit("missing_value")).otherwise(pl.lit("wrong_type"))),
+        _unit_reason(),
+        pl.when(pl.col("repeated").is_null()).then(pl.lit("missing_value")),  # an empty list
+        pl.when(pl.col("repeated")).then(pl.lit("malformed_body")),
+        pl.col("item_reason"),
+    )
+    good, bad = _split(part, reason)
+    exploded = good.join(items.select("row_id", "position", "pressure"), on="row_id", how="inner")
+    return exploded.with_columns(_reading(pl.col("metric"), pl.col("pressure") * pl.col("factor"),
+                                          component=pl.col("position"), unit=pl.col("unit"))), bad
+
+
+def _dtcs(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    item_reason = pl.when(pl.col("dtc_type") != "VARCHAR").then(pl.lit("wrong_type"))
+    first_bad = _item_reasons(part, items, item_reason)
+    part = part.join(first_bad, on="row_id", how="left")
+    reason = pl.coalesce(
+        pl.when(pl.col("values_type").is_null()).then(pl.lit("missing_value")),
+        pl.when(pl.col("values_type") != "ARRAY").then(pl.lit("wrong_type")),
+        pl.col("item_reason"),
+    )
+    good, bad = _split(part, reason)
+    counts = items.group_by("row_id").len("n")
+    totals = good.join(counts, on="row_id", how="left").with_columns(
+        _reading(pl.lit("dtc_count"), pl.col("n").fill_null(0)))
+    codes = good.join(items.select("row_id", "dtc_code", "dtc_timestamp"), on="row_id", how="inner").with_columns(
+        _reading(pl.lit("dtc_code"), pl.lit(None, pl.Float64), component=pl.col("dtc_code"),
+                 noted_at=pl.col("dtc_timestamp")))
+    return pl.concat([totals, codes], how="diagonal_relaxed"), bad
+
+
+_SHAPES = {"number": _numbers, "boolean": _booleans, "location": _locations, "tires": _tires, "dtc": _dtcs}

@@ -1,0 +1,206 @@
+"""The raw layer: landing files ingested once each into raw deliveries, raw signals
+(partitioned by the UTC day of their reading time), vehicle errors, duplicates and
+quarantined lines.
+
+On disk, one landing file is one batch. A batch's files are written first and its manifest
+(`raw/_batches/<batch_id>.json`) last: the manifest is the commit. Readers only use files of
+committed batches, and a batch interrupted before its commit is simply redone by the next
+run, overwriting its own files. So a crash at any point leaves nothing half-visible, and
+re-running gives the same lake.
+"""
+
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from assets.parsing import RawBatch, file_batch_id, parse_lines, read_landing_lines
+from pipelines.partitions import FIRST_READING_DAY
+from pipelines.resources import LakeResource, write_parquet_atomic, write_text_atomic
+from quality.accounting import batch_accounting
+from quality.results import check_result
+
+LANDING_PATTERNS = ("*.ndjson", "*.ndjson.gz")
+# A reading more than this after its delivery is implausible; it is kept in the delivery's
+# day partition so that the readings layer can quarantine it with a reason.
+MAX_CLOCK_SKEW_DAYS = 1
+
+
+@dataclass(frozen=True)
+class RawLayout:
+    lake: LakeResource
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.lake.path("raw", "_batches")
+
+    def table_file(self, table: str, batch_id: str) -> Path:
+        return self.lake.path("raw", table, f"{batch_id}.parquet")
+
+    def signals_file(self, day: date, batch_id: str) -> Path:
+        return self.lake.path("raw", "signals", f"day={day.isoformat()}", f"{batch_id}.parquet")
+
+    def quarantine_file(self, batch_id: str) -> Path:
+        return self.lake.path("quarantine", "deliveries", f"{batch_id}.parquet")
+
+    def manifests(self) -> list[dict]:
+        if not self.batches_dir.exists():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.batches_dir.glob("*.json"))]
+
+    def committed_ids(self) -> set[str]:
+        return {m["batch_id"] for m in self.manifests()}
+
+    def committed_files(self, table: str) -> list[Path]:
+        """Files of a per-batch table (deliveries, vehicle_errors, duplicates) that are committed."""
+        ids = self.committed_ids()
+        folder = self.quarantine_file("x").parent if table == "quarantine" else self.lake.path("raw", table)
+        return sorted(p for p in folder.glob("*.parquet") if p.stem in ids)
+
+    def committed_signal_files(self, day: date) -> list[Path]:
+        ids = self.committed_ids()
+        folder = self.signals_file(day, "x").parent
+        return sorted(p for p in folder.glob("*.parquet") if p.stem in ids)
+
+    def signal_days(self) -> list[date]:
+        folder = self.lake.path("raw", "signals")
+        if not folder.exists():
+            return []
+        return sorted(date.fromisoformat(p.name.removeprefix("day=")) for p in folder.glob("day=*"))
+
+
+def landing_files(landing: Path) -> list[Path]:
+    """Landing files in a stable order, so that which copy of a redelivered event counts
+    first does not depend on the file system."""
+    if not landing.exists():
+        return []
+    found = {p for pattern in LANDING_PATTERNS for p in landing.rglob(pattern) if p.is_file()}
+    return sorted(found, key=lambda p: p.relative_to(landing).as_posix())
+
+
+def partition_day(signals: pl.DataFrame) -> pl.Expr:
+    """The day partition a raw signal is stored under: the UTC day of its reading time, or of
+    its delivery when the reading time is unreadable or implausible (it is quarantined there)."""
+    reading_day = pl.col("reading_time").dt.date()
+    delivered_day = pl.col("delivered_at").dt.date()
+    plausible = (
+        pl.col("reading_time").is_not_null()
+        & (reading_day >= FIRST_READING_DAY)
+        & (pl.col("reading_time") <= pl.col("delivered_at") + pl.duration(days=MAX_CLOCK_SKEW_DAYS))
+    )
+    return pl.when(plausible).then(reading_day).otherwise(delivered_day).alias("day")
+
+
+def write_batch(layout: RawLayout, batch: RawBatch, manifest: dict) -> dict:
+    """Write one batch's files, then its manifest (the commit). Returns the manifest."""
+    batch_id = manifest["batch_id"]
+    write_parquet_atomic(batch.deliveries, layout.table_file("deliveries", batch_id))
+    write_parquet_atomic(batch.vehicle_errors, layout.table_file("vehicle_errors", batch_id))
+    write_parquet_atomic(batch.duplicates, layout.table_file("duplicates", batch_id))
+    write_parquet_atomic(batch.quarantine, layout.quarantine_file(batch_id))
+    signals = batch.signals.with_columns(partition_day(batch.signals))
+    days = sorted(signals.get_column("day").unique().to_list())
+    for (day,), part in signals.partition_by("day", as_dict=True, maintain_order=True).items():
+        write_parquet_atomic(part.drop("day"), layout.signals_file(day, batch_id))
+    manifest = {**manifest, **batch.counts, "days": [d.isoformat() for d in days]}
+    write_text_atomic(json.dumps(manifest, indent=1, sort_keys=True), layout.batches_dir / f"{batch_id}.json")
+    return manifest
+
+
+def seen_event_ids(layout: RawLayout) -> pl.Series:
+    files = layout.committed_files("deliveries")
+    if not files:
+        return pl.Series("event_id", [], dtype=pl.String)
+    return pl.scan_parquet(files).select("event_id").collect().get_column("event_id")
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
+    """Ingest every landing file not yet ingested (or changed since). Returns the manifests
+    of the batches this call committed."""
+    layout = RawLayout(lake)
+    known = {(m["source_file"], m["size"], m["mtime_ns"]) for m in layout.manifests()}
+    committed = layout.committed_ids()
+    seen = seen_event_ids(layout)
+    done: list[dict] = []
+    for path in landing_files(lake.landing):
+        relative = path.relative_to(lake.landing).as_posix()
+        stat = path.stat()
+        if (relative, stat.st_size, stat.st_mtime_ns) in known:
+            continue
+        content_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        batch_id = file_batch_id(relative, content_sha)
+        if batch_id in committed:  # same content, only touched
+            continue
+        lines = read_landing_lines(path)
+        batch = parse_lines(
+            lines,
+            source_file=relative,
+            batch_id=batch_id,
+            seen_event_ids=seen,
+            file_landed_on=datetime.fromtimestamp(stat.st_mtime, UTC).date(),
+        )
+        manifest = write_batch(layout, batch, {
+            "batch_id": batch_id, "source_file": relative, "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns, "sha256": content_sha, "landing_lines": lines.height,
+            "latest_delivered_at": _iso(batch.deliveries.get_column("delivered_at").max()),
+        })
+        seen = pl.concat([seen, batch.deliveries.get_column("event_id")])
+        committed.add(batch_id)
+        done.append(manifest)
+        if log:
+            log.info(f"ingested {relative}: {batch.counts}")
+    return done
+
+
+class RawIngestConfig(dg.Config):
+    freshness_hours: float = 48.0  # the newest delivery should be younger than this
+
+
+RAW_CHECKS = [
+    dg.AssetCheckSpec("landed_lines_accounted", asset="raw_deliveries", blocking=True,
+                      description="Every landed line of every batch is stored as a delivery, a duplicate or "
+                                  "a quarantined record, and every signal is stored under its day."),
+    dg.AssetCheckSpec("landing_freshness", asset="raw_deliveries",
+                      description="The newest delivery in the lake is younger than `freshness_hours` (a warning)."),
+]
+
+
+@dg.asset(group_name="lake", check_specs=RAW_CHECKS, pool="lake", kinds={"parquet", "duckdb"})
+def raw_deliveries(context: dg.AssetExecutionContext, config: RawIngestConfig, lake: LakeResource) -> dg.MaterializeResult:
+    """Landing files ingested once each: parsed deliveries, raw signals by reading day,
+    vehicle errors, duplicates, and quarantined lines with their original text."""
+    layout = RawLayout(lake)
+    manifests = ingest_landing(lake, log=context.log)
+    accounting = check_result(lake, "raw_deliveries", "landed_lines_accounted",
+                              {m["batch_id"]: [batch_accounting(layout, m)] for m in manifests})
+
+    all_manifests = layout.manifests()
+    newest = max((m["latest_delivered_at"] for m in all_manifests if m.get("latest_delivered_at")), default=None)
+    age_hours = (datetime.now(UTC) - datetime.fromisoformat(newest)).total_seconds() / 3600 if newest else None
+    fresh = age_hours is not None and age_hours <= config.freshness_hours
+    freshness = check_result(lake, "raw_deliveries", "landing_freshness", {"all": [{
+        "success": fresh, "newest_delivery": newest, "age_hours": age_hours, "limit_hours": config.freshness_hours}]},
+        severity=dg.AssetCheckSeverity.WARN)
+
+    totals = {k: sum(m[k] for m in manifests) for k in ("landing_lines", "parsed", "duplicates", "quarantined", "signals")}
+    days = sorted({d for m in manifests for d in m["days"]})
+    preview = "\n".join(f"| {m['source_file']} | {m['landing_lines']} | {m['parsed']} | {m['duplicates']} | "
+                        f"{m['quarantined']} |" for m in manifests[:10])
+    return dg.MaterializeResult(
+        metadata={
+            "new_files": len(manifests), **{f"new_{k}": v for k, v in totals.items()},
+            "days_touched": dg.MetadataValue.json(days),
+            "preview": dg.MetadataValue.md("| file | lines | parsed | duplicates | quarantined |\n|---|---|---|---|---|\n"
+                                           + preview),
+        },
+        check_results=[accounting, freshness],
+    )

@@ -1,0 +1,79 @@
+"""What Fleetlake knows about Smartcar's v3 signals: which body fields carry the value, which
+canonical metric each becomes, the units each may arrive in, and the physical range of each.
+
+Canonical metrics are SI-metric and say their unit in their name (`odometer_km`,
+`tire_pressure_kpa`). Everything else in the readings layer is driven by these tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Factor that converts a value in the given unit (lower-cased, as it came) to the canonical unit.
+UNIT_FACTORS: dict[str, dict[str, float]] = {
+    "length": {"km": 1.0, "kilometers": 1.0, "kilometres": 1.0, "mi": 1.609344, "miles": 1.609344,
+               "m": 0.001, "meters": 0.001, "metres": 0.001},
+    "percent": {"percent": 1.0, "%": 1.0, "pct": 1.0},
+    "energy": {"kwh": 1.0, "kilowatthours": 1.0, "wh": 0.001, "watthours": 0.001},
+    "power": {"kw": 1.0, "kilowatts": 1.0, "w": 0.001, "watts": 0.001},
+    "voltage": {"v": 1.0, "volts": 1.0},
+    "current": {"a": 1.0, "amps": 1.0, "amperes": 1.0},
+    "pressure": {"kpa": 1.0, "kilopascals": 1.0, "bar": 100.0, "psi": 6.894757293168361},
+}
+
+# Tyre positions by (row, column): row 0 is the front axle, column 0 the left side.
+TIRE_POSITIONS: dict[tuple[int, int], str] = {
+    (0, 0): "front_left", (0, 1): "front_right", (1, 0): "rear_left", (1, 1): "rear_right",
+}
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    code: str
+    shape: str            # "number" | "boolean" | "location" | "tires" | "dtc"
+    metric: str           # canonical metric (for "location": the latitude metric)
+    field: str = "value"  # body field that carries a number/boolean
+    quantity: str | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+SIGNALS: dict[str, SignalSpec] = {
+    s.code: s
+    for s in [
+        SignalSpec("odometer-traveleddistance", "number", "odometer_km", quantity="length", low=0, high=2_000_000),
+        SignalSpec("tractionbattery-stateofcharge", "number", "soc_pct", quantity="percent", low=0, high=100),
+        SignalSpec("tractionbattery-nominalcapacity", "number", "battery_capacity_kwh", field="capacity",
+                   quantity="energy", low=1, high=500),
+        SignalSpec("charge-ischarging", "boolean", "is_charging"),
+        SignalSpec("charge-ischargingcableconnected", "boolean", "is_plugged_in"),
+        SignalSpec("charge-wattage", "number", "charge_power_kw", quantity="power", low=0, high=1_000),
+        SignalSpec("charge-voltage", "number", "charge_voltage_v", quantity="voltage", low=0, high=1_500),
+        SignalSpec("charge-amperage", "number", "charge_current_a", quantity="current", low=0, high=1_000),
+        SignalSpec("charge-energyadded", "number", "energy_added_kwh", quantity="energy", low=0, high=500),
+        SignalSpec("location-preciselocation", "location", "latitude_deg"),
+        SignalSpec("wheel-tires", "tires", "tire_pressure_kpa", quantity="pressure", low=0, high=1_000),
+        SignalSpec("internalcombustionengine-oillife", "number", "oil_life_pct", quantity="percent", low=0, high=100),
+        SignalSpec("internalcombustionengine-fuellevel", "number", "fuel_level_pct", quantity="percent", low=0, high=100),
+        SignalSpec("lowvoltagebattery-stateofcharge", "number", "lv_battery_soc_pct", quantity="percent", low=0, high=100),
+        SignalSpec("diagnostics-dtclist", "dtc", "dtc_count"),
+    ]
+}
+
+# Every metric a reading can carry, with its canonical unit (the GX suite checks against this).
+METRIC_UNITS: dict[str, str] = {
+    "odometer_km": "km", "soc_pct": "percent", "battery_capacity_kwh": "kWh", "is_charging": "boolean",
+    "is_plugged_in": "boolean", "charge_power_kw": "kW", "charge_voltage_v": "V", "charge_current_a": "A",
+    "energy_added_kwh": "kWh", "latitude_deg": "degree", "longitude_deg": "degree", "heading_deg": "degree",
+    "tire_pressure_kpa": "kPa", "oil_life_pct": "percent", "fuel_level_pct": "percent",
+    "lv_battery_soc_pct": "percent", "dtc_count": "count", "dtc_code": "code",
+}
+
+# Physical range of every numeric metric, for the quality suite (normalization quarantines
+# anything outside it, so a failure there means a bug, not bad input).
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **{s.metric: (s.low, s.high) for s in SIGNALS.values() if s.low is not None},
+    "is_charging": (0, 1), "is_plugged_in": (0, 1),
+    "latitude_deg": (-90, 90), "longitude_deg": (-180, 180), "heading_deg": (0, 360),
+    "dtc_count": (0, 1_000),
+}

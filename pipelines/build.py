@@ -1,0 +1,73 @@
+"""A whole build, in-process, as `fleetlake run` does it: ingest, then the readings of every
+day whose raw data changed, then the marts. A failed critical check stops the build where
+it failed, across runs as Dagster's blocking checks do within one."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+
+import dagster as dg
+
+from assets.readings import stale_days
+from pipelines.partitions import reading_days
+from pipelines.resources import LakeResource
+
+# Dagster's run tags for a single run over a range of partitions.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+@dataclass
+class BuildReport:
+    stages: list[str] = field(default_factory=list)
+    days_rebuilt: list[date] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    metadata: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_checks
+
+
+def instance_for_cli() -> dg.DagsterInstance:
+    """The persistent instance when DAGSTER_HOME is set (runs then show in the UI), else an
+    ephemeral one."""
+    return dg.DagsterInstance.get() if os.getenv("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: BuildReport,
+         log_level: str, **kwargs) -> bool:
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, raise_on_error=True,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}, **kwargs)
+    report.stages.append(job)
+    for evaluation in result.get_asset_check_evaluations():
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        if not evaluation.passed:
+            (report.warnings if evaluation.severity == dg.AssetCheckSeverity.WARN else report.failed_checks).append(name)
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        report.metadata[materialization.asset_key.to_user_string()] = {
+            k: v.value for k, v in materialization.metadata.items() if not isinstance(v, dg.MarkdownMetadataValue)}
+    return report.ok
+
+
+def build_everything(defs: dg.Definitions, instance: dg.DagsterInstance | None = None,
+                     log_level: str = "WARNING") -> BuildReport:
+    instance = instance or dg.DagsterInstance.ephemeral()
+    lake: LakeResource = defs.resources["lake"].process_config_and_initialize()
+    report = BuildReport()
+    if not _run(defs, "ingest_job", instance, report, log_level):
+        return report
+    known = set(reading_days.get_partition_keys())
+    days = [d for d in stale_days(lake) if d.isoformat() in known]
+    if days:
+        tags = {RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()}
+        report.days_rebuilt = days
+        if not _run(defs, "readings_job", instance, report, log_level, tags=tags):
+            return report
+    _run(defs, "marts_job", instance, report, log_level)
+    return report

@@ -1,0 +1,94 @@
+"""The `fleetlake` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+
+def _resources(data_dir: str) -> dict:
+    from pipelines.resources import LakeResource, WarehouseResource
+
+    return {"lake": LakeResource(data_dir=data_dir), "warehouse": WarehouseResource(data_dir=data_dir)}
+
+
+def _print_report(report, data_dir: str) -> None:
+    health = report.metadata.get("raw_deliveries", {})
+    print(f"ingest: {health.get('new_files', 0)} new files, {health.get('new_landing_lines', 0)} lines "
+          f"→ {health.get('new_parsed', 0)} parsed, {health.get('new_duplicates', 0)} duplicates, "
+          f"{health.get('new_quarantined', 0)} quarantined")
+    readings = report.metadata.get("readings", {})
+    print(f"readings: {len(report.days_rebuilt)} days rebuilt, {readings.get('dagster/row_count', 0)} readings, "
+          f"{readings.get('signal_errors', 0)} signal errors, {readings.get('signals_quarantined', 0)} signals quarantined")
+    marts = {k: v for k, v in report.metadata.items() if k.startswith("marts/")}
+    for key, meta in sorted(marts.items()):
+        print(f"  {meta.get('table', key)}: {meta.get('dagster/row_count')} rows")
+    for name in report.warnings:
+        print(f"warning: check {name} did not pass")
+    for name in report.failed_checks:
+        print(f"FAILED: critical check {name}; the build stopped here. See {data_dir}/lake/quality/", file=sys.stderr)
+    if report.ok:
+        print(f"warehouse: {Path(data_dir) / 'warehouse.duckdb'} (schema marts)")
+
+
+def cmd_run(args) -> int:
+    from pipelines.build import build_everything, instance_for_cli
+    from pipelines.definitions import build_definitions
+
+    defs = build_definitions(_resources(args.data_dir))
+    report = build_everything(defs, instance_for_cli(), log_level="INFO" if args.verbose else "WARNING")
+    _print_report(report, args.data_dir)
+    return 0 if report.ok else 1
+
+
+def cmd_simulate(args) -> int:
+    from pipelines.simulator import SimulationConfig, simulate_fleet
+
+    config = SimulationConfig(seed=args.seed, vehicles=args.vehicles, days=args.days, start=args.start,
+                              interval_minutes=args.interval)
+    data_dir = Path(args.data_dir)
+    summary = simulate_fleet(config, landing_dir=data_dir / "landing", truth_dir=data_dir / "ground_truth")
+    print(f"simulated {config.vehicles} vehicles × {config.days} days: {summary}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    cmd_simulate(args)
+    return cmd_run(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fleetlake", description="Connected-vehicle fleet analytics pipeline.")
+    top.add_argument("--data-dir", default=os.getenv("FLEETLAKE_DATA_DIR", "data"),
+                     help="root of landing/, lake/ and warehouse.duckdb (default: $FLEETLAKE_DATA_DIR or ./data)")
+    top.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run logs")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="ingest whatever is in landing and build everything")
+    run.set_defaults(func=cmd_run)
+
+    for name, func, text in [
+        ("simulate", cmd_simulate, "write a simulated fleet's deliveries into landing (and its ground truth)"),
+        ("demo", cmd_demo, "simulate a demo fleet into landing, then build everything"),
+    ]:
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--vehicles", type=int, default=50)
+        sub.add_argument("--days", type=int, default=30)
+        sub.add_argument("--interval", type=int, default=15, help="minutes between readings")
+        sub.add_argument("--seed", type=int, default=7)
+        sub.add_argument("--start", type=date.fromisoformat, default=date(2026, 9, 1), help="first day (UTC)")
+        sub.set_defaults(func=func)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    os.environ["FLEETLAKE_DATA_DIR"] = args.data_dir
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The one Definitions object: every asset, check, job, schedule and sensor of Fleetlake."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+import assets.raw
+import assets.readings
+from assets.marts import core, mileage
+from pipelines.jobs import ingest_job, marts_job, readings_job
+from pipelines.resources import LakeResource, WarehouseResource, data_dir_setting
+from pipelines.sensors import landing_sensor, stale_readings_sensor
+
+marts_schedule = dg.ScheduleDefinition(
+    name="hourly_marts", job=marts_job, cron_schedule="30 * * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Rebuild the marts from the lake every hour, after the sensors have ingested new data.")
+
+
+def default_resources() -> dict:
+    data_dir = data_dir_setting()
+    return {"lake": LakeResource(data_dir=data_dir), "warehouse": WarehouseResource(data_dir=data_dir)}
+
+
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    """The Definitions, with the given resources (tests pass ones on a temporary data dir)."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([assets.raw, assets.readings, core, mileage]),
+        jobs=[ingest_job, readings_job, marts_job],
+        schedules=[marts_schedule],
+        sensors=[landing_sensor, stale_readings_sensor],
+        resources=resources or default_resources(),
+        # Polars and DuckDB use every core inside one process; steps run one after another,
+        # which also keeps the DuckDB file to one writer within a run.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,95 @@
+"""Resources for the external systems Fleetlake touches: the lake on disk and the DuckDB warehouse."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+DEFAULT_DATA_DIR = "data"
+
+
+def data_dir_setting() -> str | dg.EnvVar:
+    """`FLEETLAKE_DATA_DIR` as an EnvVar when it is set (the UI then shows where the value
+    comes from), else the documented default `./data`."""
+    return dg.EnvVar("FLEETLAKE_DATA_DIR") if os.getenv("FLEETLAKE_DATA_DIR") else DEFAULT_DATA_DIR
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Everything Fleetlake keeps on disk under one data directory (see DESIGN.md)."""
+
+    data_dir: str = DEFAULT_DATA_DIR
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    def path(self, *parts: str) -> Path:
+        return self.lake.joinpath(*parts)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
+    """Write then rename, so readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    frame.write_parquet(tmp, compression="zstd", statistics=True)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file that holds the marts. DuckDB allows one writer per file, so the mart
+    assets share one concurrency pool (see definitions) and a connection waits briefly for a
+    lock held by a reader (a notebook, the CLI) instead of failing at once."""
+
+    data_dir: str = DEFAULT_DATA_DIR
+    lock_timeout_s: float = 30.0
+
+    @property
+    def path(self) -> Path:
+        return Path(self.data_dir) / "warehouse.duckdb"
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"no warehouse at {self.path}: run `fleetlake run` first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        try:
+            yield con
+        finally:
+            con.close()

@@ -1,0 +1,40 @@
+"""Sensors: new landing files start an ingest; days whose raw data changed get their readings rebuilt."""
+
+
+import hashlib
+
+import dagster as dg
+
+from assets.raw import RawLayout, landing_files
+from assets.readings import stale_days
+from pipelines.jobs import ingest_job, readings_job
+from pipelines.resources import LakeResource
+
+
+@dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    """Request an ingest when landing holds files (or versions of files) not yet ingested."""
+    known = {(m["source_file"], m["size"], m["mtime_ns"]) for m in RawLayout(lake).manifests()}
+    new = []
+    for path in landing_files(lake.landing):
+        stat = path.stat()
+        key = (path.relative_to(lake.landing).as_posix(), stat.st_size, stat.st_mtime_ns)
+        if key not in known:
+            new.append(key)
+    if not new:
+        return dg.SkipReason("no new landing files")
+    digest = hashlib.sha256(repr(sorted(new)).encode()).hexdigest()[:16]
+    return dg.RunRequest(run_key=f"landing-{digest}", tags={"fleetlake/new_files": str(len(new))})
+
+
+@dg.sensor(job=readings_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def stale_readings_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    """Request a readings run for each day whose committed raw signals changed."""
+    raw = RawLayout(lake)
+    requests = []
+    for day in stale_days(lake):
+        sources = ",".join(p.stem for p in raw.committed_signal_files(day))
+        digest = hashlib.sha256(sources.encode()).hexdigest()[:16]
+        requests.append(dg.RunRequest(run_key=f"readings-{day}-{digest}", partition_key=day.isoformat()))
+    return requests or dg.SkipReason("every day's readings are up to date")
+

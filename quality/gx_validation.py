@@ -1,0 +1,73 @@
+"""Great Expectations 1.x, wrapped for Dagster: one ephemeral GX context per process (GX has no
+Dagster integration for 1.x), Polars frames validated through GX's pandas data source, and a
+plain summary of the outcome that checks can report and users can read."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import polars as pl
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import great_expectations as gx  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    condition: str | None
+    success: bool
+    checked: int
+    unexpected: int
+    examples: list
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@cache
+def gx_context():
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def validate(frame: pl.DataFrame, suite: gx.ExpectationSuite) -> list[ExpectationOutcome]:
+    """Validate a frame against a suite; one outcome per expectation, in suite order."""
+    context = gx_context()
+    source_name = "fleetlake_frames"
+    try:
+        source = context.data_sources.get(source_name)
+    except (KeyError, ValueError):
+        source = context.data_sources.add_pandas(source_name)
+    asset_name = f"{suite.name}_frame"
+    try:
+        asset = source.get_asset(asset_name)
+    except LookupError:
+        asset = source.add_dataframe_asset(asset_name)
+    try:
+        definition = asset.get_batch_definition("whole")
+    except (KeyError, ValueError, LookupError):
+        definition = asset.add_batch_definition_whole_dataframe("whole")
+    batch = definition.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+    result = batch.validate(suite, result_format="SUMMARY")
+    outcomes = []
+    for item in result.results:
+        config = item.expectation_config
+        kwargs = config.kwargs
+        examples = item.result.get("partial_unexpected_list") or []
+        outcomes.append(ExpectationOutcome(
+            expectation=config.type,
+            column=kwargs.get("column") or ",".join(kwargs.get("column_list") or []) or None,
+            condition=kwargs.get("row_condition"),
+            success=bool(item.success),
+            checked=int(item.result.get("element_count") or frame.height),
+            unexpected=int(item.result.get("unexpected_count") or 0),
+            examples=[str(x) for x in examples[:5]],
+        ))
+    return outcomes

@@ -1,0 +1,49 @@
+"""Expectation suites as code: what must hold of the readings and the marts."""
+
+from __future__ import annotations
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+
+from assets.normalize import READINGS_SCHEMA
+from assets.signal_catalog import METRIC_RANGES, METRIC_UNITS
+from quality.gx_validation import gx_context
+
+
+def _suite(name: str) -> gx.ExpectationSuite:
+    gx_context()  # GX builds suites against the active context
+    return gx.ExpectationSuite(name=name)
+
+
+def readings_schema_suite() -> gx.ExpectationSuite:
+    """Critical: the columns of the contract, keys present, metrics known, one row per value."""
+    suite = _suite("readings_schema")
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=list(READINGS_SCHEMA) + ["reading_key"], exact_match=True))
+    for column in ("event_id", "vehicle_id", "reading_time", "day", "metric", "signal_index"):
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="metric", value_set=sorted(METRIC_UNITS)))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="time_source", value_set=["oem", "retrieved", "delivered"]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="reading_key"))
+    return suite
+
+
+def readings_ranges_suite() -> gx.ExpectationSuite:
+    """Critical: every value inside its metric's physical range, in SI units."""
+    suite = _suite("readings_ranges")
+    for metric, (low, high) in sorted(METRIC_RANGES.items()):
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+            column="value", min_value=low, max_value=high,
+            row_condition=f'metric=="{metric}"', condition_parser="pandas"))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(
+        column="value", row_condition='metric!="dtc_code"', condition_parser="pandas"))
+    return suite
+
+
+def daily_mileage_suite() -> gx.ExpectationSuite:
+    suite = _suite("daily_mileage")
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "day"]))
+    # No car drives more than 24 h at 125 km/h on average in a day.
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="distance_km", min_value=0, max_value=3_000))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="odometer_start_km", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="readings", min_value=1))
+    return suite
