@@ -1,0 +1,134 @@
+"""Landing files: windows per UTC day, gzip or plain, redeliveries and file-level faults."""
+from __future__ import annotations
+
+import gzip
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+GARBAGE = (
+    "HTTP/1.1 502 Bad Gateway",
+    "<html><body><h1>504 Gateway Time-out</h1></body></html>",
+    "null,null,null",
+    "{{\"eventId\": oops",
+    "event: VEHICLE_STATE data: <binary>",
+    "\ufeff??",
+)
+
+
+def _write_file(path: Path, lines: list, gz: bool, level: int) -> None:
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    if gz:
+        data = gzip.compress(data, compresslevel=level, mtime=0)
+    tmp = path.with_name("." + path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+class LandingWriter:
+    def __init__(self, cfg, landing_dir: Path, t0: float, rng: np.random.Generator, plan, faults: list):
+        self.cfg = cfg
+        self.dir = Path(landing_dir)
+        self.t0 = t0
+        self.rng = rng
+        self.plan = plan
+        self.faults = faults
+        self.pending: dict = {}  # (day, window) -> list of (line, kind, event_id, at, detail)
+        self.seq = 0
+        self.files = 0
+        self.lines = 0
+        self.malformed = 0
+        self.duplicates = 0
+        self.late = 0
+        self.pool = ThreadPoolExecutor(max_workers=max(1, cfg.writer_threads))
+        self.inflight: list[list[Future]] = []
+
+    def redeliver(self, day: int, window: int, line: str, kind: str, event_id: str, at: float,
+                  detail: str, v: int) -> None:
+        self.pending.setdefault((day, window), []).append((line, kind, event_id, at, detail, v))
+
+    def write_day(self, day: int, windows: list) -> None:
+        cfg, rng = self.cfg, self.rng
+        date = datetime.fromtimestamp(self.t0 + day * 86400, tz=timezone.utc).date()
+        hours = 24 // cfg.files_per_day
+        futures = []
+        for w, own in enumerate(windows):
+            incoming = self.pending.pop((day, w), [])
+            n_mal = self.plan.malformed_files.get((day, w), 0) if self.plan.enabled else 0
+            if not own and not incoming and not n_mal:
+                continue
+            name_stem = f"deliveries-{date.isoformat()}T{w * hours:02d}-{self.seq:06d}.ndjson"
+            self.seq += 1
+            gz = rng.random() >= cfg.plain_file_share
+            rel = f"{date.year:04d}/{date.month:02d}/{date.day:02d}/{name_stem}{'.gz' if gz else ''}"
+            lines = list(own)
+            if incoming:
+                pos = np.sort(rng.integers(0, len(lines) + 1, size=len(incoming)))
+                merged = []
+                prev = 0
+                for p, item in zip(pos, incoming):
+                    merged.extend(lines[prev:p])
+                    merged.append(item[0])
+                    prev = p
+                    kind = item[1]
+                    if kind == "LATE":
+                        self.late += 1
+                    else:
+                        self.duplicates += 1
+                    self.faults.append(dict(vehicle_id=None, kind=kind, at=item[3], detail=item[4],
+                                            odometer_before_km=None, odometer_after_km=None,
+                                            event_id=item[2], file=rel, vehicle_index=item[5]))
+                merged.extend(lines[prev:])
+                lines = merged
+            if self.plan.enabled and len(lines) >= 6 and rng.random() < self.plan.out_of_order_rate:
+                k = max(3, int(len(lines) * rng.uniform(0.05, 0.3)))
+                s = int(rng.integers(0, len(lines) - k + 1))
+                block = lines[s:s + k]
+                perm = rng.permutation(k)
+                lines[s:s + k] = [block[i] for i in perm]
+                self.faults.append(dict(vehicle_id=None, kind="OUT_OF_ORDER", at=None,
+                                        detail=f"lines {s + 1}-{s + k} shuffled", odometer_before_km=None,
+                                        odometer_after_km=None, event_id=None, file=rel))
+            mal_rows: list = []
+            for _ in range(n_mal):
+                candidates = [i for i in range(min(len(lines), 400)) if lines[i].startswith('{"eventId":"')]
+                if candidates and rng.random() < 0.65:
+                    src = lines[candidates[int(rng.integers(0, len(candidates)))]]
+                    cut = int(len(src) * rng.uniform(0.3, 0.9))
+                    bad = src[:cut]
+                    eid = src[12:48]
+                    detail = f"truncated JSON ({cut} of {len(src)} chars); the full delivery is also landed"
+                else:
+                    bad = GARBAGE[int(rng.integers(0, len(GARBAGE)))]
+                    eid = None
+                    detail = "garbage text"
+                p = int(rng.integers(0, len(lines) + 1))
+                lines.insert(p, bad)
+                self.malformed += 1
+                for r in mal_rows:
+                    if r["line_number"] >= p + 1:
+                        r["line_number"] += 1
+                mal_rows.append(dict(vehicle_id=None, kind="MALFORMED", at=None, detail=detail,
+                                     odometer_before_km=None, odometer_after_km=None,
+                                     event_id=eid, file=rel, line_number=p + 1))
+            self.faults.extend(mal_rows)
+            self.files += 1
+            self.lines += len(lines)
+            futures.append(self.pool.submit(_write_file, self.dir / rel, lines, gz, cfg.gzip_level))
+        self.inflight.append(futures)
+        # bound memory: at most two days of files in flight
+        while len(self.inflight) > 2:
+            for f in self.inflight.pop(0):
+                f.result()
+
+    def close(self) -> None:
+        for fs in self.inflight:
+            for f in fs:
+                f.result()
+        self.inflight = []
+        self.pool.shutdown(wait=True)
