@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from collections import Counter, defaultdict
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -374,3 +374,36 @@ def test_truth_tables_schema(faulty):
     assert ((tyres["threshold_value"] / tyres["baseline_value"] - 0.75).abs() < 1e-3).all()
     doc = json.loads((truth / "summary.json").read_text())
     assert doc["config"]["seed"] == 7 and doc["counts"]["lines"] == summary.lines
+
+
+def test_default_fleet_covers_every_fault_and_behaviour(tmp_path):
+    cfg = SimulationConfig()
+    assert (cfg.seed, cfg.vehicles, cfg.days, cfg.start, cfg.interval_minutes, cfg.faults) == \
+        (7, 50, 30, date(2026, 9, 1), 15, True)
+    summary = simulate_fleet(cfg, landing_dir=tmp_path / "landing", truth_dir=tmp_path / "truth")
+    truth = tmp_path / "truth"
+    assert all(n > 0 for n in summary.faults.values()), summary.faults
+    assert summary.files == cfg.days * cfg.files_per_day
+    v = pl.read_parquet(truth / "vehicles.parquet")
+    assert Counter(v["powertrain"]) == Counter({"BEV": 25, "PHEV": 10, "ICE": 15})
+    assert v["clean_odometer"].sum() >= 0.8 * len(v)
+    assert 0.05 <= (v["odometer_unit"] == "mi").mean() <= 0.3
+    assert v["reports_energy_added"].any() and not v.filter(pl.col("powertrain") != "ICE")["reports_energy_added"].all()
+    bev = v.filter(pl.col("powertrain") == "BEV")
+    assert ((bev["usable_capacity_kwh"] / bev["nominal_capacity_kwh"]).is_between(0.85, 1.0)).all()
+    assert bev["consumption_kwh_per_km"].is_between(0.14, 0.22).all()
+    s = pl.read_parquet(truth / "charging_sessions.parquet")
+    assert set(s["location_type"]) == {"home", "work", "public"} and s["is_dc_fast"].any()
+    assert (s["charge_started_at"].dt.date() != s["charge_ended_at"].dt.date()).any()  # across midnight
+    assert (s["charge_started_at"] > s["plugged_at"] + timedelta(hours=1)).any()  # scheduled start
+    assert (s["unplugged_at"] > s["charge_ended_at"] + timedelta(hours=1)).any()  # plugged-in idle
+    m = pl.read_parquet(truth / "maintenance.parquet")
+    assert m["is_leaking"].any() and m["is_weak"].any()
+    assert m.filter(pl.col("component") == "engine_oil")["last_reset_at"].is_not_null().any()
+    assert m.filter(pl.col("component").str.starts_with("tire_"))["last_reset_at"].is_not_null().any()
+    d = pl.read_parquet(truth / "dtc.parquet")
+    assert d["cleared_at"].is_not_null().any() and d["cleared_at"].is_null().any()
+    f = pl.read_parquet(truth / "faults.parquet")
+    assert f.filter(pl.col("kind") == "VEHICLE_ERROR")["detail"].str.contains("RESOLVED").any()
+    mal = f.filter(pl.col("kind") == "MALFORMED")["detail"]
+    assert mal.str.starts_with("truncated").any() and (mal == "garbage text").any()

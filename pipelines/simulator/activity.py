@@ -167,12 +167,19 @@ class VehicleSim:
         if self.pt == C.BEV:
             need = km * self.cons / self.usable * 100.0
             low = self.soc - need < 12.0 or (not f.has_home_charger[v] and self.soc < 25.0)
-            if low and t < day_end - 4 * 3600:
+            if low and t < day_end - 2.5 * 3600:
                 st = f.stations[self.metro]
                 dists = [distance_km(self.lat, self.lon, s[0], s[1]) for s in st]
                 k = int(np.argmin(dists))
                 slat, slon, skw = float(st[k, 0]), float(st[k, 1]), float(st[k, 2])
-                t = self._drive(t, slat, slon, max(1.0, dists[k] * 1.3), day_end, r, False)
+                dist = dists[k]
+                if dist > 8.0:
+                    # away from the metro's stations: a highway fast charger on the way, on a
+                    # 0.02 degree grid so that vehicles passing the same place share it
+                    blat, blon = offset(self.lat, self.lon, 3.0, bearing(self.lat, self.lon, la, lo))
+                    slat, slon, skw = round(blat / 0.02) * 0.02, round(blon / 0.02) * 0.02, 150.0
+                    dist = distance_km(self.lat, self.lon, slat, slon)
+                t = self._drive(t, slat, slon, max(1.0, dist * 1.3), day_end, r, False)
                 t = self.charge_dc(t, skw, r) + 60.0
                 km = max(1.0, distance_km(slat, slon, la, lo) * 1.3)
         elif self.fuel < 15.0:

@@ -105,9 +105,9 @@ def plan_faults(cfg, fleet: Fleet, rng: np.random.Generator) -> FaultPlan:
         else:
             raw = '"%d"' % int(rng.integers(200, 260))
         p.bad_values.append([v, when(0.1, 0.9), sig, raw, None, False])
-    for v in rng.choice(n, size=min(n, max(1, round(0.06 * n))), replace=False):
+    for j, v in enumerate(rng.choice(n, size=min(n, max(1, round(0.06 * n))), replace=False)):
         t = when(0.05, 0.9)
-        resolved = float(np.floor(t + rng.uniform(2, 30) * 3600)) if rng.random() < 0.4 else None
+        resolved = float(np.floor(t + rng.uniform(2, 30) * 3600)) if (j == 0 or rng.random() < 0.4) else None
         if resolved is not None and resolved >= fleet.t_end - 60:
             resolved = None
         p.vehicle_errors.append((int(v), t, int(rng.integers(0, len(C.VEHICLE_ERRORS))), resolved))

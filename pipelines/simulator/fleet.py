@@ -97,7 +97,9 @@ def build_fleet(cfg, rng: np.random.Generator) -> Fleet:
     t_end = t0 + cfg.days * DAY
 
     # powertrain mix ~50/20/30, then the model within the powertrain
-    pt = _choice_weighted(rng, C.POWERTRAINS, [0.5, 0.2, 0.3], n)
+    n_bev = int(round(0.5 * n))
+    n_phev = int(round(0.2 * n))
+    pt = rng.permutation(np.array([C.BEV] * n_bev + [C.PHEV] * n_phev + [C.ICE] * (n - n_bev - n_phev)))
     model_idx = np.empty(n, dtype=np.int64)
     for p in (C.BEV, C.PHEV, C.ICE):
         idx = [i for i, m in enumerate(C.MODELS) if m.powertrain == p]

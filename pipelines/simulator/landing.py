@@ -97,7 +97,8 @@ class LandingWriter:
             mal_rows: list = []
             for _ in range(n_mal):
                 candidates = [i for i in range(min(len(lines), 400)) if lines[i].startswith('{"eventId":"')]
-                if candidates and rng.random() < 0.65:
+                self.mal_seq = getattr(self, "mal_seq", 0) + 1
+                if candidates and self.mal_seq % 3 != 0:
                     src = lines[candidates[int(rng.integers(0, len(candidates)))]]
                     cut = int(len(src) * rng.uniform(0.3, 0.9))
                     bad = src[:cut]
@@ -121,8 +122,8 @@ class LandingWriter:
             self.lines += len(lines)
             futures.append(self.pool.submit(_write_file, self.dir / rel, lines, gz, cfg.gzip_level))
         self.inflight.append(futures)
-        # bound memory: at most two days of files in flight
-        while len(self.inflight) > 2:
+        # bound memory: at most one earlier day of files still in flight
+        while len(self.inflight) > 1:
             for f in self.inflight.pop(0):
                 f.result()
 
