@@ -220,7 +220,7 @@ def parse_lines(
         accepted = judged.filter(pl.col("reason").is_null())
         first_in_file = accepted.select(pl.col("event_id").is_first_distinct()).to_series()
         seen_before = (
-            accepted.get_column("event_id").is_in(seen_event_ids)
+            accepted.get_column("event_id").is_in(seen_event_ids.implode())
             if seen_event_ids is not None and len(seen_event_ids)
             else pl.repeat(False, accepted.height, eager=True)
         )

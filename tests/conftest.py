@@ -1,0 +1,56 @@
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the delivery builders in tests/deliveries.py
+
+from pipelines.build import BuildReport, build_everything  # noqa: E402
+from pipelines.definitions import build_definitions  # noqa: E402
+from pipelines.resources import LakeResource, WarehouseResource  # noqa: E402
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    (tmp_path / "landing").mkdir()
+    return tmp_path
+
+
+def definitions_on(data_dir: Path):
+    return build_definitions({"lake": LakeResource(data_dir=str(data_dir)),
+                              "warehouse": WarehouseResource(data_dir=str(data_dir))})
+
+
+def build(data_dir: Path) -> BuildReport:
+    """What `fleetlake run` does, on a temporary data dir."""
+    return build_everything(definitions_on(data_dir))
+
+
+def mart(data_dir: Path, table: str, order: str | None = None) -> pl.DataFrame:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        query = f"SELECT * FROM marts.{table}" + (f" ORDER BY {order}" if order else "")
+        return con.sql(query).pl()
+
+
+def lake_table(data_dir: Path, *parts: str) -> pl.DataFrame:
+    files = sorted((data_dir / "lake").joinpath(*parts).rglob("*.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed") if files else pl.DataFrame()
+
+
+@pytest.fixture(scope="session")
+def default_fleet(tmp_path_factory) -> Path:
+    """The default simulated fleet (SimulationConfig()), landed and built once per test
+    session. Its ground truth is in `<data dir>/ground_truth/`. Tests must not modify it."""
+    from pipelines.simulator import SimulationConfig, simulate_fleet
+
+    root = tmp_path_factory.mktemp("default_fleet")
+    simulate_fleet(SimulationConfig(), landing_dir=root / "landing", truth_dir=root / "ground_truth")
+    report = build(root)
+    assert report.ok, report.failed_checks
+    return root
+
+
+def truth(data_dir: Path, table: str) -> pl.DataFrame:
+    return pl.read_parquet(data_dir / "ground_truth" / f"{table}.parquet")

@@ -1,0 +1,79 @@
+"""Distance from the odometer (assets/marts/odometer.py)."""
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from assets.marts.odometer import assess_odometer, daily_mileage
+
+START = datetime(2026, 9, 1, 6, tzinfo=UTC)
+
+
+def series(values, step_minutes=60, vehicle="v", start=START, times=None):
+    times = times or [start + timedelta(minutes=step_minutes * i) for i in range(len(values))]
+    return pl.DataFrame({"vehicle_id": [vehicle] * len(values), "reading_time": times, "odometer_km": values},
+                        schema={"vehicle_id": pl.String, "reading_time": pl.Datetime("us", "UTC"),
+                                "odometer_km": pl.Float64})
+
+
+def total(values, **kw):
+    return assess_odometer(series(values, **kw)).readings["credited_km"].sum()
+
+
+def kinds(values, **kw):
+    return assess_odometer(series(values, **kw)).anomalies["kind"].to_list()
+
+
+def test_clean_series_counts_every_increase():
+    assert total([100, 110, 130, 130, 175.5]) == pytest.approx(75.5)
+    assert kinds([100, 110, 130, 130, 175.5]) == []
+
+
+def test_a_spike_counts_for_nothing():
+    values = [100, 110, 9_110, 120, 130]
+    assert total(values) == pytest.approx(30)
+    assert kinds(values) == ["SPIKE"]
+    assert assess_odometer(series(values)).readings["status"].to_list()[2] == "spike"
+
+
+def test_a_downward_spike_and_a_spike_in_first_place():
+    assert total([100, 110, 5, 120]) == pytest.approx(20)
+    assert total([50_000, 100, 110, 120]) == pytest.approx(20)
+    assert kinds([50_000, 100, 110, 120]) == ["SPIKE"]
+
+
+def test_rollback_counts_the_increases_on_either_side():
+    values = [10_000, 10_050, 10_100, 5_100, 5_150, 5_200]
+    assert total(values) == pytest.approx(200)
+    assert kinds(values) == ["ROLLBACK"]
+
+
+def test_jitter_is_neither_a_rollback_nor_counted_twice():
+    assert total([100, 110, 109.6, 110, 120]) == pytest.approx(20)
+    assert kinds([100, 110, 109.6, 110, 120]) == []
+
+
+def test_implausible_speed_is_flagged_and_not_counted():
+    values = [100, 110, 3_000, 3_010, 3_020]  # +2,890 km in an hour, and it stays
+    assert kinds(values) == ["IMPLAUSIBLE_SPEED"]
+    assert total(values) == pytest.approx(30)
+
+
+def test_distance_across_a_gap_is_kept():
+    times = [START, START + timedelta(hours=1), START + timedelta(hours=100), START + timedelta(hours=101)]
+    assert total([100, 110, 400, 420], times=times) == pytest.approx(320)
+    assert kinds([100, 110, 400, 420], times=times) == ["GAP"]
+
+
+def test_daily_mileage_credits_each_increase_to_the_day_it_ends():
+    times = [START, START + timedelta(hours=10), START + timedelta(hours=20), START + timedelta(hours=30)]
+    days = daily_mileage(assess_odometer(series([100, 150, 170, 200], times=times)).readings)
+    assert days.select("day", "odometer_start_km", "odometer_end_km", "distance_km", "readings").rows() == [
+        (START.date(), 100, 150, 50, 2), ((START + timedelta(days=1)).date(), 170, 200, 50, 2)]
+
+
+def test_vehicles_are_assessed_independently():
+    both = pl.concat([series([100, 110, 120], vehicle="a"), series([5, 6, 7], vehicle="b")])
+    credited = assess_odometer(both).readings.group_by("vehicle_id").agg(pl.col("credited_km").sum()).sort("vehicle_id")
+    assert credited.rows() == [("a", 20.0), ("b", 2.0)]
