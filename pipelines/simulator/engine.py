@@ -22,6 +22,7 @@ from .landing import LandingWriter
 from .truth import TruthBuilder
 
 BLOCK = 1e8  # time-key offset per vehicle (seconds)
+ENCODE_ROWS = 8192
 # trigger indexes into encode.TRIGGER_CODES
 TG_ODO, TG_CABLE, TG_CHARGING, TG_SOC, TG_LV, TG_FUEL = range(6)
 OIL_DUE_PCT = 15.0
@@ -433,7 +434,9 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
             pl.coalesce(s("ovr_fuel_val"), s("fuel_f").cast(pl.String)).alias("fuel_val"),
             pl.coalesce(s("ovr_lv_val"), s("lv_f").cast(pl.String)).alias("lv_val"),
         )
-        enc = build_state_lines(df)
+        # encode in slices: bounds the memory of Polars' intermediate string columns
+        enc = pl.concat([build_state_lines(df.slice(o, ENCODE_ROWS)) for o in range(0, max(len(df), 1), ENCODE_ROWS)])
+        del df
         prefix = enc["prefix"]
         tail = enc["tail"]
         counts["signals"] += int(enc["signal_count"].sum())
