@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-import assets.raw
-import assets.readings
-from assets.marts import core, mileage
+import assets
 from pipelines.jobs import ingest_job, marts_job, readings_job
 from pipelines.resources import LakeResource, WarehouseResource, data_dir_setting
 from pipelines.sensors import landing_sensor, stale_readings_sensor
@@ -25,7 +23,7 @@ def default_resources() -> dict:
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The Definitions, with the given resources (tests pass ones on a temporary data dir)."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([assets.raw, assets.readings, core, mileage]),
+        assets=dg.load_assets_from_package_module(assets),  # every asset module under assets/
         jobs=[ingest_job, readings_job, marts_job],
         schedules=[marts_schedule],
         sensors=[landing_sensor, stale_readings_sensor],
