@@ -15,6 +15,9 @@ class SimulationConfig:
     start: date = date(2026, 9, 1)
     interval_minutes: int = 15
     faults: bool = True
+    # Reading cadence while the car is asleep (parked or plugged-in idle). None: every 1-2 h
+    # (per vehicle); set it to interval_minutes for a reading every interval all day long.
+    asleep_interval_minutes: int | None = None
     # Files per UTC day (the day is cut into this many equal windows, one file each).
     files_per_day: int = 4
     # Share of landing files written uncompressed (".ndjson"); the rest are ".ndjson.gz".
@@ -31,6 +34,8 @@ class SimulationConfig:
             raise ValueError("days must be >= 1")
         if not 1 <= self.interval_minutes <= 720:
             raise ValueError("interval_minutes must be in 1..720")
+        if self.asleep_interval_minutes is not None and self.asleep_interval_minutes < 1:
+            raise ValueError("asleep_interval_minutes must be >= 1")
         if self.files_per_day not in (1, 2, 3, 4, 6, 8, 12, 24):
             raise ValueError("files_per_day must divide 24")
         if not 0.0 <= self.plain_file_share <= 1.0:

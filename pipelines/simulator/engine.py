@@ -485,6 +485,8 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
                 writer.redeliver(tgt, tw, lines[i], "LATE", str(eid[i]), float(rt[i]),
                                  f"delivered {tgt - d} day(s) late", int(rv[i]))
 
+        del prefix, tail, enc, lines_s
+
         # vehicle errors and verify events of the day
         extra = []  # (deliv_ms, line)
         for (v, te, ei, resolved) in plan.vehicle_errors:
@@ -530,7 +532,9 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
         windows = [[] for _ in range(fpd)]
         for i in o:
             windows[all_win[i]].append(all_lines[i])
+        del lines, all_lines
         writer.write_day(d, windows)
+        del windows
 
         # truth of the day
         truth.add_day(d, d0, odo_d0, odo_d1)

@@ -224,7 +224,10 @@ def build_fleet(cfg, rng: np.random.Generator) -> Fleet:
 
     interval = cfg.interval_minutes * 60.0
     grid_offset = rng.uniform(0, interval, n)
-    asleep_every = np.maximum(1, np.round(rng.uniform(3600, 7200, n) / interval)).astype(np.int64)
+    asleep_s = rng.uniform(3600, 7200, n)
+    if cfg.asleep_interval_minutes is not None:
+        asleep_s = np.full(n, cfg.asleep_interval_minutes * 60.0)
+    asleep_every = np.maximum(1, np.round(asleep_s / interval)).astype(np.int64)
     asleep_phase = rng.integers(0, 1 << 30, n) % asleep_every
     slow_period = rng.choice([3.0, 4.0, 6.0], size=n) * 3600.0
     slow_phase = rng.uniform(0, 1, n) * slow_period

@@ -1,8 +1,8 @@
 """Landing files: windows per UTC day, gzip or plain, redeliveries and file-level faults."""
 from __future__ import annotations
 
-import gzip
 import os
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,14 +19,20 @@ GARBAGE = (
 )
 
 
+WRITE_CHUNK_LINES = 4096
+
+
 def _write_file(path: Path, lines: list, gz: bool, level: int) -> None:
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    if gz:
-        data = gzip.compress(data, compresslevel=level, mtime=0)
+    """Write ``lines`` (newline-terminated) atomically; gzip members have mtime 0 and no name."""
     tmp = path.with_name("." + path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
+    comp = zlib.compressobj(level, zlib.DEFLATED, 31) if gz else None  # wbits 31: gzip container
     with open(tmp, "wb") as fh:
-        fh.write(data)
+        for i in range(0, len(lines), WRITE_CHUNK_LINES):
+            data = ("\n".join(lines[i:i + WRITE_CHUNK_LINES]) + "\n").encode("utf-8")
+            fh.write(comp.compress(data) if comp else data)
+        if comp:
+            fh.write(comp.flush())
     os.replace(tmp, path)
 
 
