@@ -186,8 +186,10 @@ def build_fleet(cfg, rng: np.random.Generator) -> Fleet:
     # oil (ICE, PHEV)
     has_oil = pt != C.BEV
     oil_life_km = np.where(has_oil, rng.uniform(8000, 15000, n), np.nan)
-    oil0 = np.where(has_oil, rng.uniform(4.0, 100.0, n), np.nan)
-    oil_change_below = np.where(has_oil & (rng.random(n) < 0.5), rng.uniform(8.0, 22.0, n), np.nan)
+    # a quarter of the engines are near or past due at the start, so that some get an oil change
+    oil0 = np.where(rng.random(n) < 0.25, rng.uniform(3.0, 25.0, n), rng.uniform(25.0, 100.0, n))
+    oil0 = np.where(has_oil, oil0, np.nan)
+    oil_change_below = np.where(has_oil & (rng.random(n) < 0.6), rng.uniform(8.0, 22.0, n), np.nan)
 
     # tyres
     placard = rng.choice([220.0, 230.0, 240.0, 250.0, 260.0], size=n)
