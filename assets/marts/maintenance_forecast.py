@@ -1,0 +1,445 @@
+"""Maintenance forecasts: when each vehicle's engine oil, tyres, 12 V battery and trouble
+codes need attention, from the readings alone.
+
+Every component follows the same shape: take the component's readings (one per reading
+time), keep the segment since the last reset (an oil change or a re-inflation shows as a
+jump back up), fit a robust trend (Theil–Sen: the median of the pairwise slopes, which
+sensor noise and a stray reading cannot move) over the recent part of that segment, and
+extrapolate it to the component's due value. Urgency comes from the days between the
+vehicle's latest reading (its "as of" time, never the wall clock) and the due time, raised
+by faults the trend itself reveals (a leaking tyre, a falling 12 V battery) and by active
+trouble codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+ENGINE_OIL = "engine_oil"
+LOW_VOLTAGE_BATTERY = "low_voltage_battery"
+DIAGNOSTICS = "diagnostics"
+TIRE_COMPONENTS = {  # readings' tyre component → the mart's component
+    "front_left": "tire_front_left", "front_right": "tire_front_right",
+    "rear_left": "tire_rear_left", "rear_right": "tire_rear_right",
+}
+COMPONENTS = [ENGINE_OIL, *TIRE_COMPONENTS.values(), LOW_VOLTAGE_BATTERY, DIAGNOSTICS]
+URGENCIES = ["PAST_DUE", "URGENT", "SOON", "OK", "UNKNOWN"]  # most pressing first
+
+# A trouble code's first letter names the vehicle system; its severity follows from what a
+# fault there can do: powertrain and chassis (engine, brakes, steering) faults can damage the
+# car or make it unsafe, network faults cut modules off, body faults are mostly comfort.
+DTC_SYSTEMS = {"P": ("powertrain", "HIGH"), "C": ("chassis", "HIGH"), "U": ("network", "MEDIUM"),
+               "B": ("body", "LOW")}
+SEVERITY_URGENCY = {"HIGH": "URGENT", "MEDIUM": "SOON", "LOW": "SOON"}
+
+MICROS_PER_DAY = 86_400e6
+MAX_FIT_POINTS = 400  # Theil–Sen is quadratic in the points: longer series are thinned evenly
+
+FORECAST_SCHEMA = {
+    "vehicle_id": pl.String, "component": pl.String, "as_of": pl.Datetime("us", "UTC"),
+    "current_value": pl.Float64, "unit": pl.String, "baseline_value": pl.Float64,
+    "threshold_value": pl.Float64, "trend_per_day": pl.Float64, "trend_since": pl.Datetime("us", "UTC"),
+    "predicted_due_at": pl.Datetime("us", "UTC"), "predicted_due_date": pl.Date,
+    "predicted_due_odometer_km": pl.Float64, "days_until_due": pl.Float64, "urgency": pl.String,
+    "finding": pl.String, "detail": pl.String, "evidence_readings": pl.Int64,
+}
+TROUBLE_CODE_SCHEMA = {
+    "vehicle_id": pl.String, "code": pl.String, "system": pl.String, "severity": pl.String,
+    "first_seen_at": pl.Datetime("us", "UTC"), "last_reported_at": pl.Datetime("us", "UTC"),
+    "reports": pl.Int64,
+}
+MAINTENANCE_METRICS = ["oil_life_pct", "tire_pressure_kpa", "lv_battery_soc_pct", "dtc_count", "dtc_code"]
+
+
+class MaintenanceConfig(dg.Config):
+    """Thresholds of the maintenance forecast. The defaults are what `fleetlake run` uses."""
+
+    urgent_within_days: float = 7.0   # due within this many days: URGENT
+    soon_within_days: float = 30.0    # due within this many days: SOON (beyond: OK)
+    oil_due_pct: float = 15.0         # engine oil is due at this oil life
+    oil_change_jump_pct: float = 10.0  # oil life rising this much is an oil change: a new trend
+    tire_due_share: float = 0.75      # a tyre is due below this share of its baseline pressure
+    tire_baseline_days: float = 7.0   # baseline: median of the tyre's first days of readings
+    # Placard (recommended cold) pressure in kPa by vehicle id or by model name; it replaces
+    # the measured baseline. The vehicle id wins over the model.
+    tire_placard_kpa: dict[str, float] = {}
+    tire_leak_kpa_per_day: float = 0.7  # losing faster (~3 psi a month) is a leak, not permeation
+    tire_reinflation_jump_kpa: float = 10.0  # pressure rising this much is a re-inflation
+    tire_trend_days: float = 7.0      # tyre trends use the last days of the segment (a leak starts suddenly)
+    lv_due_pct: float = 50.0          # a 12 V battery at half charge may no longer start the car
+    lv_falling_pct_per_day: float = 0.2  # a 12 V charge trend below minus this is a failing battery
+    trend_days: float = 14.0          # oil, 12 V and distance per day use the last days
+    min_trend_readings: int = 6       # fewer readings than this in the window: no trend
+
+
+# ---------------------------------------------------------------------------------------
+# Trend fitting on one series
+
+@dataclass(frozen=True)
+class Trend:
+    slope: float       # per unit of x
+    level: float       # fitted value at x_end
+    readings: int      # points the fit rests on
+
+
+def theil_sen(x: np.ndarray, y: np.ndarray, x_end: float) -> Trend | None:
+    """Theil–Sen line through (x, y): slope the median of the pairwise slopes, level at
+    `x_end` the median of the points moved along that slope to `x_end`. None when x does
+    not vary."""
+    n = len(x)
+    if n > MAX_FIT_POINTS:
+        keep = np.linspace(0, n - 1, MAX_FIT_POINTS).round().astype(int)
+        x, y = x[keep], y[keep]
+    i, j = np.triu_indices(len(x), k=1)
+    dx = x[j] - x[i]
+    usable = dx > 0
+    if not usable.any():
+        return None
+    slope = float(np.median((y[j] - y[i])[usable] / dx[usable]))
+    level = float(np.median(y + slope * (x_end - x)))
+    return Trend(slope=slope, level=level, readings=n)
+
+
+def segment_starts(values: np.ndarray, jump: float, lookback: int = 3) -> list[int]:
+    """Indices where a new segment starts: 0, and every reading that rises more than `jump`
+    above the median of the few readings before it (an oil change, a re-inflation). The
+    median keeps one noisy low reading from looking like the floor a jump starts from."""
+    starts = [0]
+    for k in range(1, len(values)):
+        before = values[max(starts[-1], k - lookback):k]
+        if len(before) and values[k] - float(np.median(before)) > jump:
+            starts.append(k)
+    return starts
+
+
+def recent_trend(days: np.ndarray, values: np.ndarray, window_days: float, min_readings: int) -> Trend | None:
+    """Theil–Sen trend (per day) of the last `window_days` of a segment, with its level at
+    the segment's last reading; None with fewer than `min_readings` readings or less than a
+    day between the first and the last."""
+    if len(days) == 0:
+        return None
+    recent = days >= days[-1] - window_days
+    x, y = days[recent], values[recent]
+    if len(x) < min_readings or x[-1] - x[0] < 1.0:
+        return None
+    return theil_sen(x, y, float(x[-1]))
+
+
+# ---------------------------------------------------------------------------------------
+# Urgency
+
+def urgency(days_until_due: float | None, config: MaintenanceConfig) -> str:
+    """From the days until due: PAST_DUE at or before 0, URGENT within `urgent_within_days`,
+    SOON within `soon_within_days`, OK otherwise (also when nothing moves towards due)."""
+    if days_until_due is None:
+        return "OK"
+    if days_until_due <= 0:
+        return "PAST_DUE"
+    if days_until_due <= config.urgent_within_days:
+        return "URGENT"
+    if days_until_due <= config.soon_within_days:
+        return "SOON"
+    return "OK"
+
+
+def at_least(level: str, floor: str) -> str:
+    """The more pressing of two urgencies."""
+    return min(level, floor, key=URGENCIES.index)
+
+
+# ---------------------------------------------------------------------------------------
+# Components
+
+def _to_datetime(day: float) -> datetime:
+    return datetime(1970, 1, 1) + timedelta(microseconds=round(day * MICROS_PER_DAY))
+
+
+def _row(vehicle_id: str, component: str, as_of_day: float, config: MaintenanceConfig, *, unit: str,
+         current: float | None = None, baseline: float | None = None, threshold: float | None = None,
+         trend: float | None = None, since: float | None = None, due_day: float | None = None,
+         due_odometer: float | None = None, evidence: int = 0, finding: str | None = None,
+         detail: str | None = None, level: str | None = None, floor: str | None = None) -> dict:
+    """One forecast row; urgency from the days until due unless `level` is given, raised to
+    at least `floor`."""
+    days_until = None if due_day is None else due_day - as_of_day
+    if level is None:
+        level = urgency(days_until, config)
+        if current is not None and threshold is not None and current <= threshold:
+            level = "PAST_DUE"
+    if floor is not None:
+        level = at_least(level, floor)
+    due_at = None if due_day is None else _to_datetime(due_day)
+    return {
+        "vehicle_id": vehicle_id, "component": component, "as_of": _to_datetime(as_of_day),
+        "current_value": current, "unit": unit, "baseline_value": baseline, "threshold_value": threshold,
+        "trend_per_day": trend, "trend_since": None if since is None else _to_datetime(since),
+        "predicted_due_at": due_at, "predicted_due_date": None if due_at is None else due_at.date(),
+        "predicted_due_odometer_km": due_odometer, "days_until_due": days_until, "urgency": level,
+        "finding": finding, "detail": detail, "evidence_readings": evidence,
+    }
+
+
+def _unknown(vehicle_id: str, component: str, as_of_day: float, config: MaintenanceConfig, unit: str,
+             detail: str) -> dict:
+    return _row(vehicle_id, component, as_of_day, config, unit=unit, detail=detail, level="UNKNOWN")
+
+
+def _crossing_day(days: np.ndarray, values: np.ndarray, threshold: float) -> float | None:
+    """When a falling series first reached `threshold`, interpolated between the last
+    reading above it and the first at or below it; None if it started at or below it."""
+    below = np.nonzero(values <= threshold)[0]
+    if len(below) == 0 or below[0] == 0:
+        return None
+    k = int(below[0])
+    d0, d1, v0, v1 = days[k - 1], days[k], values[k - 1], values[k]
+    return float(d0 + (v0 - threshold) / (v0 - v1) * (d1 - d0))
+
+
+def forecast_oil(vehicle_id: str, oil: pl.DataFrame, km_per_day: float | None, as_of_day: float,
+                 config: MaintenanceConfig) -> dict:
+    """Engine oil, from oil-life readings with the odometer of the same delivery.
+
+    Oil life falls with distance, so the trend is fitted against the odometer (per km) on
+    the segment since the last oil change, and turned into a trend per day with the
+    vehicle's recent distance per day; without enough distance in the segment, the trend is
+    fitted against time. Readings at 0 % are left out of the fit (the gauge stops there)."""
+    due = config.oil_due_pct
+    if oil.is_empty():
+        return _unknown(vehicle_id, ENGINE_OIL, as_of_day, config, "percent", "no oil-life readings")
+    days, values = oil["day"].to_numpy(), oil["value"].to_numpy()
+    odometer = oil["odometer_km"].to_numpy().astype(float)
+    start = segment_starts(values, config.oil_change_jump_pct)[-1]
+    days, values, odometer = days[start:], values[start:], odometer[start:]
+    current, last_day = float(values[-1]), float(days[-1])
+    detail = "since an oil change" if start > 0 else None
+    base = dict(unit="percent", current=current, baseline=100.0, threshold=due, since=float(days[0]))
+
+    positive = values > 0
+    last_positive_day = float(days[positive][-1]) if positive.any() else last_day
+    fit = positive & (days >= last_positive_day - config.trend_days) & np.isfinite(odometer)
+    per_km = None
+    if fit.sum() >= config.min_trend_readings and np.ptp(odometer[fit]) >= 10.0:
+        per_km = theil_sen(odometer[fit], values[fit], float(odometer[fit][-1]))
+    if per_km is not None and per_km.slope < 0 and km_per_day is not None:
+        per_day = per_km.slope * km_per_day
+        # The odometer at which the fitted line reaches the due value.
+        due_odometer = float(odometer[fit][-1] + (due - per_km.level) / per_km.slope)
+        evidence = per_km.readings
+    else:
+        by_time = recent_trend(days[positive], values[positive], config.trend_days, config.min_trend_readings)
+        if by_time is None:
+            return _row(vehicle_id, ENGINE_OIL, as_of_day, config, **base, evidence=len(values),
+                        detail="too few readings for a trend", level="PAST_DUE" if current <= due else "UNKNOWN")
+        per_day, due_odometer, evidence = by_time.slope, None, by_time.readings
+
+    due_day = _crossing_day(days, values, due)  # observed in the data: a fact, not a forecast
+    if due_day is None and per_day < 0:
+        # Extrapolate from the last reading above 0 %: a gauge stuck at 0 says nothing of when.
+        if positive.any():
+            k = int(np.nonzero(positive)[0][-1])
+            due_day = float(days[k]) + (float(values[k]) - due) / -per_day
+    return _row(vehicle_id, ENGINE_OIL, as_of_day, config, **base, trend=per_day, due_day=due_day,
+                due_odometer=due_odometer if per_day < 0 else None, evidence=evidence, detail=detail)
+
+
+def tire_baseline(days: np.ndarray, values: np.ndarray, baseline_days: float) -> float:
+    """The median of the tyre's readings in its first `baseline_days` days."""
+    return float(np.median(values[days <= days[0] + baseline_days]))
+
+
+def forecast_tire(vehicle_id: str, component: str, tire: pl.DataFrame, placard_kpa: float | None,
+                  as_of_day: float, config: MaintenanceConfig) -> dict:
+    """One tyre, from its pressure readings: baseline (placard if configured, else the
+    median of its first days), the segment since the last re-inflation, and the loss rate
+    over its last `tire_trend_days`. A re-inflation does not mend a leak: right after one,
+    when the new segment is still too short for a trend, the loss rate before it stands."""
+    if tire.is_empty():
+        return _unknown(vehicle_id, component, as_of_day, config, "kPa", "no pressure readings")
+    days, values = tire["day"].to_numpy(), tire["value"].to_numpy()
+    baseline = placard_kpa if placard_kpa is not None else tire_baseline(days, values, config.tire_baseline_days)
+    threshold = config.tire_due_share * baseline
+    starts = segment_starts(values, config.tire_reinflation_jump_kpa)
+    seg_days, seg_values = days[starts[-1]:], values[starts[-1]:]
+    base = dict(unit="kPa", baseline=round(baseline, 2), threshold=round(threshold, 2))
+    detail = "since a re-inflation" if len(starts) > 1 else None
+    if placard_kpa is not None:
+        detail = "; ".join(filter(None, ["baseline from the placard", detail]))
+
+    trend = recent_trend(seg_days, seg_values, config.tire_trend_days, config.min_trend_readings)
+    since = float(seg_days[0])
+    level = trend.level if trend is not None else float(np.median(seg_values[-3:]))
+    if trend is None and len(starts) > 1:
+        before = slice(starts[-2], starts[-1])
+        trend = recent_trend(days[before], values[before], config.tire_trend_days, config.min_trend_readings)
+        since = float(days[starts[-2]])
+        detail = "loss rate from before the latest re-inflation"
+    if trend is None:
+        return _row(vehicle_id, component, as_of_day, config, **base, current=round(level, 2),
+                    evidence=len(seg_values), detail="too few readings for a trend",
+                    level="PAST_DUE" if level <= threshold else "UNKNOWN")
+    last_day = float(seg_days[-1])
+    due_day = last_day + (level - threshold) / -trend.slope if trend.slope < 0 else None
+    leaking = trend.slope <= -config.tire_leak_kpa_per_day
+    return _row(vehicle_id, component, as_of_day, config, **base, current=round(level, 2), trend=trend.slope,
+                since=since, due_day=due_day, evidence=trend.readings, detail=detail,
+                finding="LEAKING" if leaking else None, floor="SOON" if leaking else None)
+
+
+def forecast_low_voltage(vehicle_id: str, lv: pl.DataFrame, as_of_day: float, config: MaintenanceConfig) -> dict:
+    """The 12 V battery, from its state of charge: the trend over the last `trend_days`.
+    A healthy battery holds its charge (a daily cycle and sensor noise around a level), so
+    only a trend below -`lv_falling_pct_per_day` counts as moving towards due; it is a
+    FALLING finding, at least SOON. Below `lv_due_pct` the battery is due."""
+    due = config.lv_due_pct
+    if lv.is_empty():
+        return _unknown(vehicle_id, LOW_VOLTAGE_BATTERY, as_of_day, config, "percent", "no 12 V readings")
+    days, values = lv["day"].to_numpy(), lv["value"].to_numpy()
+    trend = recent_trend(days, values, config.trend_days, config.min_trend_readings)
+    if trend is None:
+        current = float(np.median(values[-3:]))
+        return _row(vehicle_id, LOW_VOLTAGE_BATTERY, as_of_day, config, unit="percent", current=round(current, 2),
+                    threshold=due, evidence=len(values), detail="too few readings for a trend",
+                    level="PAST_DUE" if current <= due else "UNKNOWN")
+    falling = trend.slope <= -config.lv_falling_pct_per_day
+    last_day = float(days[-1])
+    due_day = last_day + (trend.level - due) / -trend.slope if falling else None
+    return _row(vehicle_id, LOW_VOLTAGE_BATTERY, as_of_day, config, unit="percent", current=round(trend.level, 2),
+                threshold=due, trend=trend.slope, since=float(days[days >= last_day - config.trend_days][0]),
+                due_day=due_day, evidence=trend.readings, finding="FALLING" if falling else None,
+                floor="SOON" if falling else None)
+
+
+def dtc_system(code: str) -> tuple[str, str]:
+    """(system, severity) of a trouble code, from its first letter."""
+    return DTC_SYSTEMS.get(code[:1].upper(), ("unknown", "MEDIUM"))
+
+
+def active_trouble_codes(lists: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
+    """The codes in each vehicle's latest trouble-code list, with their system, severity,
+    first-seen time (the code's own timestamp where the car sent one, else its first report)
+    and how many lists reported them.
+
+    `lists`: vehicle_id, reading_time of every trouble-code list (dtc_count readings);
+    `codes`: vehicle_id, reading_time, code, noted_at of every code in them."""
+    latest = pl.concat([lists.select("vehicle_id", "reading_time"), codes.select("vehicle_id", "reading_time")]) \
+        .group_by("vehicle_id").agg(pl.col("reading_time").max().alias("latest_list"))
+    history = codes.group_by("vehicle_id", "code").agg(
+        pl.coalesce(pl.col("noted_at").min(), pl.col("reading_time").min()).alias("first_seen_at"),
+        pl.col("reading_time").max().alias("last_reported_at"),
+        pl.col("reading_time").n_unique().cast(pl.Int64).alias("reports"),
+    )
+    active = history.join(latest, on="vehicle_id").filter(pl.col("last_reported_at") == pl.col("latest_list"))
+    return active.with_columns(
+        pl.col("code").map_elements(lambda c: dtc_system(c)[0], return_dtype=pl.String).alias("system"),
+        pl.col("code").map_elements(lambda c: dtc_system(c)[1], return_dtype=pl.String).alias("severity"),
+    ).select(list(TROUBLE_CODE_SCHEMA)).sort("vehicle_id", "first_seen_at", "code")
+
+
+def forecast_diagnostics(vehicle_id: str, lists: int, active: pl.DataFrame, as_of_day: float,
+                         config: MaintenanceConfig) -> dict:
+    """Diagnostics: the active codes of the latest list. Urgency from the most severe code
+    (HIGH: URGENT; MEDIUM, LOW: SOON), OK with none; due since the oldest code appeared."""
+    if lists == 0:
+        return _unknown(vehicle_id, DIAGNOSTICS, as_of_day, config, "codes", "no trouble-code lists")
+    if active.is_empty():
+        return _row(vehicle_id, DIAGNOSTICS, as_of_day, config, unit="codes", current=0.0, evidence=1, level="OK")
+    severities = active["severity"].to_list()
+    worst = min(severities, key=["HIGH", "MEDIUM", "LOW"].index)
+    first = active["first_seen_at"].min()
+    first_day = first.timestamp() * 1e6 / MICROS_PER_DAY
+    detail = ", ".join(f"{r['code']} ({r['system']}, {r['severity']}, since {r['first_seen_at']:%Y-%m-%d %H:%M})"
+                       for r in active.sort("first_seen_at").iter_rows(named=True))
+    return _row(vehicle_id, DIAGNOSTICS, as_of_day, config, unit="codes", current=float(active.height),
+                since=first_day, due_day=first_day, evidence=int(active["reports"].max()),
+                finding="ACTIVE_CODES", detail=detail, level=SEVERITY_URGENCY[worst])
+
+
+# ---------------------------------------------------------------------------------------
+# The fleet
+
+def distinct_readings(readings: pl.DataFrame) -> pl.DataFrame:
+    """One reading per vehicle, metric, component and reading time (a value re-sent in a
+    later delivery is the same reading; the first delivered wins), in time order, with the
+    time as fractional days since the epoch for fitting."""
+    return (
+        readings.sort("vehicle_id", "metric", "component", "reading_time", "delivered_at", nulls_last=True)
+        .unique(["vehicle_id", "metric", "component", "reading_time"], keep="first", maintain_order=True)
+        .with_columns(day=pl.col("reading_time").dt.epoch("us").cast(pl.Float64) / MICROS_PER_DAY)
+    )
+
+
+def km_per_day(daily_distance: pl.DataFrame, as_of: pl.DataFrame, window_days: float) -> pl.DataFrame:
+    """Each vehicle's distance per day over the `window_days` UTC days up to its as-of time
+    (the as-of day counted up to the as-of time). `daily_distance`: vehicle_id, day,
+    distance_km (marts.daily_mileage); `as_of`: vehicle_id, as_of."""
+    days = int(window_days)
+    joined = as_of.join(daily_distance, on="vehicle_id", how="left").with_columns(
+        first_day=pl.col("as_of").dt.date() - pl.duration(days=days - 1))
+    return joined.group_by("vehicle_id").agg(
+        (pl.col("distance_km").filter(pl.col("day").is_between(pl.col("first_day"), pl.col("as_of").dt.date())).sum()
+         / ((pl.col("as_of").first() - pl.col("first_day").first().cast(pl.Datetime("us", "UTC")))
+            .dt.total_microseconds() / MICROS_PER_DAY)).alias("km_per_day"))
+
+
+def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_distance: pl.DataFrame,
+                         vehicles: pl.DataFrame, config: MaintenanceConfig) -> pl.DataFrame:
+    """The maintenance forecast: one row per vehicle and component.
+
+    `readings`: readings-layer rows (vehicle_id, reading_time, metric, component, value,
+    noted_at, event_id, delivered_at) of the maintenance metrics, and of the odometer in
+    the deliveries that carried oil life; `as_of`: vehicle_id, as_of (the vehicle's latest
+    reading of any metric); `daily_distance`: vehicle_id, day, distance_km
+    (marts.daily_mileage); `vehicles`: vehicle_id, model (for placard pressures by model),
+    powertrain (a car with an engine gets an oil row even when it sent no oil life)."""
+    if as_of.is_empty():
+        return pl.DataFrame(schema=FORECAST_SCHEMA)
+    distance = km_per_day(daily_distance, as_of, config.trend_days)
+    readings = distinct_readings(readings)
+    # Oil life with the odometer the same delivery carried.
+    odometer = readings.filter(pl.col("metric") == "odometer_km").select(
+        "event_id", pl.col("value").alias("odometer_km")).unique("event_id")
+    oil = readings.filter(pl.col("metric") == "oil_life_pct").join(odometer, on="event_id", how="left")
+    trouble = active_trouble_codes(
+        readings.filter(pl.col("metric") == "dtc_count"),
+        readings.filter(pl.col("metric") == "dtc_code").rename({"component": "code"}))
+    by_series = readings.partition_by("vehicle_id", "metric", "component", as_dict=True)
+    oil_by_vehicle = oil.partition_by("vehicle_id", as_dict=True)
+    model_of = dict(vehicles.select("vehicle_id", "model").iter_rows())
+    has_engine = set(vehicles.filter(pl.col("powertrain").is_in(["ICE", "PHEV"]))["vehicle_id"])
+    empty = readings.clear()
+
+    rows = []
+    for vehicle_id, as_of_time, km in as_of.join(distance, on="vehicle_id").sort("vehicle_id") \
+            .select("vehicle_id", "as_of", "km_per_day").iter_rows():
+        as_of_day = as_of_time.timestamp() * 1e6 / MICROS_PER_DAY
+        oil_rows = oil_by_vehicle.get((vehicle_id,), oil.clear())
+        if not oil_rows.is_empty() or vehicle_id in has_engine:  # battery-electric cars have no engine oil
+            rows.append(forecast_oil(vehicle_id, oil_rows, km, as_of_day, config))
+        placard = config.tire_placard_kpa.get(vehicle_id, config.tire_placard_kpa.get(model_of.get(vehicle_id)))
+        for position, component in TIRE_COMPONENTS.items():
+            tire = by_series.get((vehicle_id, "tire_pressure_kpa", position), empty)
+            rows.append(forecast_tire(vehicle_id, component, tire, placard, as_of_day, config))
+        lv = by_series.get((vehicle_id, "lv_battery_soc_pct", None), empty)
+        rows.append(forecast_low_voltage(vehicle_id, lv, as_of_day, config))
+        lists = by_series.get((vehicle_id, "dtc_count", None), empty).height
+        rows.append(forecast_diagnostics(vehicle_id, lists, trouble.filter(pl.col("vehicle_id") == vehicle_id),
+                                         as_of_day, config))
+    return pl.DataFrame(rows, schema=FORECAST_SCHEMA)
+
+
+def needing_attention(forecast: pl.DataFrame, within_days: float) -> pl.DataFrame:
+    """What needs attention within `within_days` of each vehicle's as-of time: due by then
+    (or past due), or a finding (leak, falling 12 V battery, active codes) whatever its due
+    date; soonest first."""
+    return (
+        forecast.filter((pl.col("days_until_due") <= within_days) | pl.col("finding").is_not_null()
+                        | (pl.col("urgency") == "PAST_DUE"))
+        .with_columns(rank=pl.col("urgency").replace_strict(URGENCIES, list(range(len(URGENCIES)))))
+        .sort("predicted_due_at", "rank", "vehicle_id", "component", nulls_last=True)
+        .drop("rank")
+    )
