@@ -1,0 +1,167 @@
+"""Charging marts for energy teams: sessions, the fleet's load profile, daily energy and
+battery health, built together from the readings (one pass, one configuration)."""
+
+import uuid
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from assets.marts.charging_places import location_types, session_places
+from assets.marts.charging_sessions import (CHARGING_METRICS, battery_health, distinct_readings, find_sessions,
+                                            measure_sessions, nominal_capacity, plug_timeline,
+                                            session_capacity_estimates, session_readings, vehicle_capacity)
+from assets.marts.charging_time import daily_energy, load_profile, parse_windows, session_costs, time_of_use
+from assets.marts.core import MART_POOL
+from assets.marts.warehouse_io import lake_files, mart_result, replace_table
+from assets.readings import readings
+from pipelines.resources import LakeResource, WarehouseResource
+from quality.gx_validation import validate
+from quality.results import check_result
+from quality.suites import battery_health_suite, charging_sessions_suite
+
+SESSION_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4c0e-9a8b-3d2f1e0c9b7a")
+
+
+class Tariff(dg.Config):
+    """Prices at one location type, in the configured currency."""
+
+    peak_per_kwh: float
+    off_peak_per_kwh: float
+    session_fee: float = 0.0
+
+
+class ChargingConfig(dg.Config):
+    """How charging is costed and put into local time. The defaults are what `fleetlake run`
+    and `fleetlake demo` use."""
+
+    timezone: str = "UTC"  # IANA name of the fleet's local time (time of use, overnight, load profile)
+    peak_windows: list[str] = ["16:00-21:00"]  # local 'HH:MM-HH:MM', quarter hours; may wrap midnight
+    peak_on_weekends: bool = False  # weekends are all off-peak unless this is set
+    currency: str = "EUR"
+    home: Tariff = Tariff(peak_per_kwh=0.40, off_peak_per_kwh=0.25)
+    work: Tariff = Tariff(peak_per_kwh=0.30, off_peak_per_kwh=0.30)
+    public: Tariff = Tariff(peak_per_kwh=0.59, off_peak_per_kwh=0.59, session_fee=0.50)
+    unknown: Tariff = Tariff(peak_per_kwh=0.59, off_peak_per_kwh=0.59, session_fee=0.50)
+    # Share of the energy from the wall that reaches the battery (charger and battery losses);
+    # the grid energy, costs and load profile divide the energy added by it.
+    ac_efficiency: float = 0.90
+    dc_efficiency: float = 0.94
+
+    def tariffs(self) -> pl.DataFrame:
+        rows = [{"location_type": name, **getattr(self, name).model_dump()}
+                for name in ("home", "work", "public", "unknown")]
+        return pl.DataFrame(rows, schema={"location_type": pl.String, "peak_per_kwh": pl.Float64,
+                                          "off_peak_per_kwh": pl.Float64, "session_fee": pl.Float64})
+
+
+SESSION_COLUMNS = (
+    "session_id", "vehicle_id", "started_at", "ended_at", "duration_min", "plugged_in_at", "unplugged_at",
+    "plugged_in_min", "idle_min", "charge_start_estimated_at", "charge_end_estimated_at", "charging_readings",
+    "soc_start_pct", "soc_end_pct", "energy_added_kwh", "energy_source", "grid_energy_kwh", "avg_power_kw",
+    "max_power_kw", "power_source", "is_dc_fast", "location_type", "area", "peak_energy_kwh",
+    "off_peak_energy_kwh", "cost", "currency",
+)
+
+
+def _minutes(later: str, earlier: str) -> pl.Expr:
+    return (pl.col(later) - pl.col(earlier)).dt.total_seconds() / 60.0
+
+
+def session_ids(frame: pl.DataFrame) -> pl.Series:
+    """A stable id per session: the same vehicle and first charging reading give the same id."""
+    return pl.Series("session_id", [
+        str(uuid.uuid5(SESSION_ID_NAMESPACE, f"{v}|{t.isoformat()}"))
+        for v, t in frame.select("vehicle_id", "started_at").iter_rows()], dtype=pl.String)
+
+
+def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig) -> dict[str, pl.DataFrame]:
+    """The charging marts from readings (long format: vehicle_id, reading_time, metric,
+    component, value)."""
+    parse_windows(config.peak_windows)  # a bad window fails before any work
+    distinct = distinct_readings(readings_frame)
+    timeline = plug_timeline(distinct)
+    found = find_sessions(timeline)
+    measured = session_capacity_estimates(session_readings(distinct, found))
+    nominal = nominal_capacity(distinct)
+    sessions = measure_sessions(found, measured, vehicle_capacity(measured, nominal))
+    sessions = sessions.join(session_places(distinct, found), on=["vehicle_id", "plug_id"], how="left")
+    sessions = sessions.join(location_types(sessions, config.timezone), on=["vehicle_id", "plug_id"], how="left")
+    sessions = sessions.with_columns(
+        session_ids(sessions),
+        (pl.col("energy_added_kwh") / pl.when(pl.col("is_dc_fast")).then(config.dc_efficiency)
+         .otherwise(config.ac_efficiency)).alias("grid_energy_kwh"),
+        _minutes("ended_at", "started_at").alias("duration_min"),
+        _minutes("unplugged_at", "plugged_in_at").alias("plugged_in_min"),
+    ).with_columns((pl.col("plugged_in_min") - pl.col("duration_min")).alias("idle_min"))
+    sessions = sessions.join(time_of_use(sessions, config.timezone, config.peak_windows, config.peak_on_weekends),
+                             on="session_id", how="left")
+    sessions = session_costs(sessions, config.tariffs()).with_columns(pl.lit(config.currency).alias("currency"))
+    sessions = sessions.select(SESSION_COLUMNS).sort("vehicle_id", "started_at")
+
+    flagged = timeline.filter(pl.col("charging").is_not_null())["reading_time"]
+    first_day, last_day = (None, None) if flagged.is_empty() else (
+        _local_day(flagged.min(), config.timezone), _local_day(flagged.max(), config.timezone))
+    health = battery_health(measured.join(found.select("vehicle_id", "plug_id", "started_at"),
+                                          on=["vehicle_id", "plug_id"]), nominal)
+    return {
+        "charging_sessions": sessions,
+        "charging_load_profile": load_profile(sessions, config.timezone, first_day, last_day),
+        "charging_daily_energy": daily_energy(sessions, config.timezone, config.peak_windows,
+                                              config.peak_on_weekends),
+        "battery_health": health,
+    }
+
+
+def _local_day(moment, timezone: str) -> date:
+    return pl.Series([moment]).dt.convert_time_zone(timezone).dt.date()[0]
+
+
+def load_charging_readings(lake: LakeResource) -> pl.DataFrame:
+    files = lake_files(lake)["readings"]
+    if not files:
+        return pl.DataFrame(schema={"vehicle_id": pl.String, "reading_time": pl.Datetime("us", "UTC"),
+                                    "metric": pl.String, "component": pl.String, "value": pl.Float64})
+    return (pl.scan_parquet(files).filter(pl.col("metric").is_in(CHARGING_METRICS))
+            .select("vehicle_id", "reading_time", "metric", "component", "value").collect())
+
+
+MARTS = {
+    "charging_sessions": "One row per charging session: plugged-in and charging times, idle time, SoC, energy "
+                         "into the battery and from the grid, power, DC fast, location type, coarse area, "
+                         "peak/off-peak energy and cost.",
+    "charging_load_profile": "Day type × local hour × location type: the fleet's average grid power, the energy "
+                             "drawn and the sessions charging.",
+    "charging_daily_energy": "Local day × location type: grid energy drawn (peak / off-peak), sessions and "
+                             "vehicles charging.",
+    "battery_health": "Vehicle × month: usable capacity estimated from sessions that added enough energy, and "
+                      "state of health against the nominal capacity.",
+}
+
+
+@dg.multi_asset(
+    name="charging",
+    specs=[dg.AssetSpec(["marts", name], group_name="marts", deps=[readings], kinds={"polars", "duckdb"},
+                        description=description) for name, description in MARTS.items()],
+    check_specs=[
+        dg.AssetCheckSpec("charging_sessions_suite", asset=dg.AssetKey(["marts", "charging_sessions"]),
+                          description="GX suite `charging_sessions`: unique ids, ordered times, SoC within "
+                                      "0-100, energy and power non-negative, known location types."),
+        dg.AssetCheckSpec("battery_health_suite", asset=dg.AssetKey(["marts", "battery_health"]),
+                          description="GX suite `battery_health`: one row per vehicle and month, capacity "
+                                      "positive, state of health plausible."),
+    ],
+    pool=MART_POOL,
+)
+def charging(config: ChargingConfig, lake: LakeResource, warehouse: WarehouseResource):
+    """Sessions from the readings, then everything energy teams derive from them."""
+    marts = charging_marts(load_charging_readings(lake), config)
+    with warehouse.connect() as con:
+        for name, frame in marts.items():
+            con.register(f"{name}_frame", frame)
+            rows = replace_table(con, name, f"SELECT * FROM {name}_frame")
+            result = mart_result(con, name, rows)
+            yield dg.MaterializeResult(asset_key=dg.AssetKey(["marts", name]), metadata=result.metadata)
+    for name, suite in (("charging_sessions", charging_sessions_suite), ("battery_health", battery_health_suite)):
+        outcomes = [o.as_dict() for o in validate(marts[name], suite())]
+        yield check_result(lake, name, f"{name}_suite", {"all": outcomes})

@@ -1,0 +1,331 @@
+"""Charging sessions found in periodic readings, and what each one added to the battery.
+
+Readings arrive as they really do: every 5 to 60 minutes, some missing, every hour or two
+while the car sleeps, and not at the moments that matter (plug-in, charge start, charge
+stop, unplug). So a session is built from what the readings show:
+
+- A **plug-in** is a stretch of readings that show the cable connected (or the car
+  charging), ended by a reading that shows it unplugged or by the odometer moving (a car
+  that drove was unplugged, even if no reading caught it). Vehicles that never report the
+  cable fall back to the charging flag alone.
+- A **session** is a plug-in with at least one reading that shows the car charging. It
+  runs from the first reading that shows it charging (`started_at`) to the last one
+  (`ended_at`), as DESIGN.md defines; the plug-in's first and last readings
+  (`plugged_in_at`, `unplugged_at`) bound it, and the difference is idle time (waiting
+  for a scheduled start, or sitting full at the charge limit).
+- **Energy added** is energy into the battery: the car's energy-added counter (cumulative
+  within a session) where it reports one, else the rise in state of charge times the
+  battery's usable capacity (estimated from the car's own sessions where possible, else
+  its nominal capacity).
+- **Power** comes from the car's power signal where present (time-weighted mean and
+  maximum over the charging readings), else from energy over time.
+
+Everything here is a plain function of Polars frames; `assets/marts/charging.py` wires them
+into Dagster.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+CHARGING_METRICS = ("is_charging", "is_plugged_in", "soc_pct", "energy_added_kwh", "charge_power_kw",
+                    "odometer_km", "latitude_deg", "longitude_deg", "battery_capacity_kwh")
+
+# The odometer moved (the car drove, so it was unplugged) when it rose by more than this
+# between two readings and the next reading confirms the rise (a lone spike does not).
+MOVED_KM = 0.5
+# Sessions whose state of charge rose by at least this many points between their first
+# and last charging readings estimate the usable capacity: with SoC reported to 0.1 point,
+# 20 points keep the rounding error under 1 %.
+CAPACITY_MIN_SOC_GAIN_PCT = 20.0
+# A rate of charge (kW) from energy over time needs readings at least this far apart.
+MIN_RATE_SPAN_MIN = 10.0
+# Without a rate of charge, the charge is taken to have started (stopped) halfway between
+# the first (last) charging reading and its neighbour, but no more than this many hours away.
+MAX_MIDPOINT_H = 1.0
+# Above this average power a session is DC fast charging (DESIGN.md).
+DC_FAST_KW = 22.0
+
+_TIME = pl.Datetime("us", "UTC")
+
+
+def distinct_readings(readings: pl.DataFrame) -> pl.DataFrame:
+    """The charging-related readings, one value per vehicle, metric, component and reading
+    time: a value re-sent in a later delivery counts once."""
+    return (
+        readings.filter(pl.col("metric").is_in(CHARGING_METRICS) & pl.col("value").is_not_null())
+        .group_by("vehicle_id", "metric", "component", "reading_time")
+        .agg(pl.col("value").max())
+        .sort("vehicle_id", "metric", "component", "reading_time")
+    )
+
+
+def _series(distinct: pl.DataFrame, metric: str, name: str) -> pl.DataFrame:
+    return (distinct.filter(pl.col("metric") == metric)
+            .select("vehicle_id", "reading_time", pl.col("value").alias(name))
+            .sort("vehicle_id", "reading_time"))
+
+
+def odometer_moves(distinct: pl.DataFrame) -> pl.DataFrame:
+    """Reading times at which the odometer shows the car drove since its previous reading."""
+    odo = _series(distinct, "odometer_km", "odometer_km")
+    prev = pl.col("odometer_km").shift(1).over("vehicle_id")
+    nxt = pl.col("odometer_km").shift(-1).over("vehicle_id")
+    rose = (pl.col("odometer_km") - prev > MOVED_KM) & (nxt.is_null() | (nxt - prev > MOVED_KM))
+    return odo.filter(rose.fill_null(False)).select("vehicle_id", "reading_time", pl.lit(True).alias("moved"))
+
+
+def plug_timeline(distinct: pl.DataFrame) -> pl.DataFrame:
+    """One row per vehicle and reading time that says something about the plug: `charging`,
+    `plugged` (null when that reading did not report it), `moved`, whether the car counts as
+    `connected` there (null: the reading does not say), and `plug_id`, which numbers the
+    stretches between readings that show it unplugged or moved."""
+    charging = _series(distinct, "is_charging", "charging").with_columns(pl.col("charging") > 0.5)
+    plugged = _series(distinct, "is_plugged_in", "plugged").with_columns(pl.col("plugged") > 0.5)
+    moves = odometer_moves(distinct)
+    keys = pl.concat([f.select("vehicle_id", "reading_time") for f in (charging, plugged, moves)]).unique()
+    timeline = (keys.join(charging, on=["vehicle_id", "reading_time"], how="left")
+                .join(plugged, on=["vehicle_id", "reading_time"], how="left")
+                .join(moves, on=["vehicle_id", "reading_time"], how="left")
+                .with_columns(pl.col("moved").fill_null(False))
+                .sort("vehicle_id", "reading_time"))
+    reports_plug = pl.col("plugged").is_not_null().any().over("vehicle_id")
+    connected = (pl.when(pl.col("plugged").is_not_null()).then(pl.col("plugged") | pl.col("charging").fill_null(False))
+                 .when(pl.col("charging")).then(True)
+                 # without a cable signal, "not charging" is the only sign of an unplug
+                 .when(pl.col("charging").is_not_null() & ~reports_plug).then(False)
+                 .otherwise(None))
+    timeline = timeline.with_columns(connected.alias("connected"))
+    boundary = (pl.col("connected").not_().fill_null(False) | pl.col("moved")).cast(pl.Int32)
+    return timeline.with_columns(boundary.cum_sum().over("vehicle_id").alias("plug_id"))
+
+
+def find_sessions(timeline: pl.DataFrame) -> pl.DataFrame:
+    """Sessions: the plug-ins with at least one charging reading. Times are those of the
+    readings; `prev_reading_at` / `next_reading_at` are the vehicle's charging-flag readings
+    just before the first and after the last charging reading (the charge started and
+    stopped somewhere in between)."""
+    flagged = (timeline.filter(pl.col("charging").is_not_null())
+               .with_columns(pl.col("reading_time").shift(1).over("vehicle_id").alias("prev_reading_at"),
+                             pl.col("reading_time").shift(-1).over("vehicle_id").alias("next_reading_at"))
+               .filter(pl.col("charging")))
+    charging = flagged.group_by("vehicle_id", "plug_id").agg(
+        pl.col("reading_time").min().alias("started_at"),
+        pl.col("reading_time").max().alias("ended_at"),
+        pl.len().cast(pl.Int64).alias("charging_readings"),
+        pl.col("prev_reading_at").sort_by("reading_time").first(),
+        pl.col("next_reading_at").sort_by("reading_time").last(),
+    )
+    plug = (timeline.filter(pl.col("connected").fill_null(False))
+            .group_by("vehicle_id", "plug_id")
+            .agg(pl.col("reading_time").min().alias("plugged_in_at"),
+                 pl.col("reading_time").max().alias("unplugged_at")))
+    return charging.join(plug, on=["vehicle_id", "plug_id"], how="left").with_columns(
+        pl.min_horizontal("plugged_in_at", "started_at").alias("plugged_in_at"),
+        pl.max_horizontal("unplugged_at", "ended_at").alias("unplugged_at"),
+    ).sort("vehicle_id", "started_at")
+
+
+def readings_in_sessions(series: pl.DataFrame, sessions: pl.DataFrame, start: str, end: str,
+                         after: str = "0m") -> pl.DataFrame:
+    """The readings of `series` that fall within [start, end + after] of a session of the same
+    vehicle (a vehicle's sessions do not overlap), tagged with the session's key."""
+    windows = sessions.select("vehicle_id", "plug_id", pl.col(start).alias("_from"), pl.col(end).alias("_to"))
+    return (series.sort("reading_time")
+            .join_asof(windows.sort("_from"), left_on="reading_time", right_on="_from", by="vehicle_id",
+                       strategy="backward")
+            .filter(pl.col("plug_id").is_not_null()
+                    & (pl.col("reading_time") <= pl.col("_to").dt.offset_by(after)))
+            .drop("_from", "_to"))
+
+
+def _trapezoid_kwh(t: pl.Expr, p: pl.Expr) -> pl.Expr:
+    """Energy (kWh) under a power curve (kW) sampled at times t, by the trapezoid rule."""
+    hours = t.diff().dt.total_seconds() / 3600.0
+    return (hours * (p + p.shift(1)) / 2.0).sum()
+
+
+def session_readings(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Per session, what the readings say about its energy and power (before any capacity
+    is applied): SoC before, at the first and last charging reading, and after; the
+    energy-added counter; and the power signal."""
+    key = ["vehicle_id", "plug_id"]
+    bounds = sessions.select(*key, "plugged_in_at", "started_at", "ended_at", "unplugged_at")
+    soc = readings_in_sessions(_series(distinct, "soc_pct", "soc"), sessions, "plugged_in_at", "unplugged_at")
+    soc = soc.join(bounds, on=key).sort(*key, "reading_time")
+    t = pl.col("reading_time")
+    during = (t >= pl.col("started_at")) & (t <= pl.col("ended_at"))
+    soc_stats = soc.group_by(key).agg(
+        # the SoC holds while the car waits plugged in, so the last reading before the first
+        # charging one is where the charge began; likewise the first one after, where it ended
+        pl.col("soc").filter(t < pl.col("started_at")).last().alias("soc_before"),
+        pl.col("soc").filter(t > pl.col("ended_at")).first().alias("soc_after"),
+        pl.col("soc").filter(during).first().alias("soc_first"),
+        pl.col("soc").filter(during).last().alias("soc_last"),
+        pl.col("reading_time").filter(during).first().alias("soc_first_at"),
+        pl.col("reading_time").filter(during).last().alias("soc_last_at"),
+    )
+    # The counter restarts at each charge start; readings before this session's first
+    # charging reading still show the previous session's total.
+    energy = readings_in_sessions(_series(distinct, "energy_added_kwh", "energy"), sessions, "started_at",
+                                  "unplugged_at").join(bounds, on=key).sort(*key, "reading_time")
+    energy_stats = energy.group_by(key).agg(
+        pl.col("energy").max().alias("counter_kwh"),
+        pl.col("energy").filter(during).first().alias("counter_first_kwh"),
+        pl.col("energy").filter(during).last().alias("counter_last_kwh"),
+        pl.col("reading_time").filter(during).first().alias("counter_first_at"),
+        pl.col("reading_time").filter(during).last().alias("counter_last_at"),
+    )
+    power = readings_in_sessions(_series(distinct, "charge_power_kw", "power"), sessions, "started_at",
+                                 "ended_at").filter(pl.col("power") > 0).sort(*key, "reading_time")
+    power_stats = power.group_by(key).agg(
+        pl.col("power").max().alias("power_max_kw"),
+        pl.when(pl.len() > 1)
+        .then(_trapezoid_kwh(t, pl.col("power"))
+              / ((t.max() - t.min()).dt.total_seconds() / 3600.0))
+        .otherwise(pl.col("power").mean()).alias("power_mean_kw"),
+    )
+    # energy by the power signal between the SoC's first and last charging readings, for
+    # capacity estimates of cars that report power but no energy counter
+    power_window = (power.join(soc_stats.select(*key, "soc_first_at", "soc_last_at"), on=key)
+                    .filter((t >= pl.col("soc_first_at")) & (t <= pl.col("soc_last_at")))
+                    .group_by(key).agg(
+                        pl.when((t.min() == pl.col("soc_first_at").first()) & (t.max() == pl.col("soc_last_at").first())
+                                & (pl.len() > 1))
+                        .then(_trapezoid_kwh(t, pl.col("power"))).otherwise(None).alias("power_window_kwh")))
+    return (sessions.select(key)
+            .join(soc_stats, on=key, how="left")
+            .join(energy_stats, on=key, how="left")
+            .join(power_stats, on=key, how="left")
+            .join(power_window, on=key, how="left"))
+
+
+def session_capacity_estimates(measured: pl.DataFrame) -> pl.DataFrame:
+    """Usable capacity (kWh) from each session whose SoC rose enough between its first and
+    last charging readings: the energy into the battery over that stretch (energy counter,
+    else the power signal integrated) divided by the SoC gain."""
+    soc_gain = pl.col("soc_last") - pl.col("soc_first")
+    counter_aligned = ((pl.col("counter_first_at") == pl.col("soc_first_at"))
+                       & (pl.col("counter_last_at") == pl.col("soc_last_at")))
+    energy = (pl.when(counter_aligned).then(pl.col("counter_last_kwh") - pl.col("counter_first_kwh"))
+              .otherwise(pl.col("power_window_kwh")))
+    enough = (soc_gain >= CAPACITY_MIN_SOC_GAIN_PCT) & energy.is_not_null()
+    return measured.with_columns(
+        pl.when(enough).then(energy / soc_gain * 100.0).otherwise(None).alias("capacity_estimate_kwh"),
+        pl.when(enough).then(pl.when(counter_aligned).then(pl.lit("energy_added")).otherwise(pl.lit("power_signal")))
+        .otherwise(None).alias("capacity_basis"))
+
+
+def battery_health(sessions: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFrame:
+    """Vehicle × UTC month of the sessions' start: the usable capacity estimated from the
+    month's sessions (median of their estimates; null when none qualified) and the state
+    of health against the nominal capacity the vehicle reports."""
+    month = pl.col("started_at").dt.truncate("1mo").dt.date().alias("month")
+    return (sessions.group_by("vehicle_id", month)
+            .agg(pl.col("capacity_estimate_kwh").median().alias("estimated_capacity_kwh"),
+                 pl.col("capacity_estimate_kwh").count().cast(pl.Int64).alias("sessions_used"),
+                 pl.len().cast(pl.Int64).alias("sessions"),
+                 pl.col("capacity_basis").drop_nulls().mode().sort().first().alias("capacity_basis"))
+            .join(nominal, on="vehicle_id", how="left")
+            .with_columns((pl.col("estimated_capacity_kwh") / pl.col("nominal_capacity_kwh") * 100.0)
+                          .alias("state_of_health_pct"))
+            .select("vehicle_id", "month", "estimated_capacity_kwh", "state_of_health_pct", "nominal_capacity_kwh",
+                    "sessions_used", "sessions", "capacity_basis")
+            .sort("vehicle_id", "month"))
+
+
+def nominal_capacity(distinct: pl.DataFrame) -> pl.DataFrame:
+    """The nominal capacity each vehicle reports (its latest value)."""
+    return (_series(distinct, "battery_capacity_kwh", "nominal_capacity_kwh")
+            .group_by("vehicle_id").agg(pl.col("nominal_capacity_kwh").sort_by("reading_time").last()))
+
+
+def _midpoint_h(gap_h: pl.Expr) -> pl.Expr:
+    return (gap_h / 2.0).clip(upper_bound=MAX_MIDPOINT_H)
+
+
+def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: pl.DataFrame) -> pl.DataFrame:
+    """Energy, SoC, power and the estimated charging interval of each session.
+
+    `capacity` has `vehicle_id, capacity_kwh, capacity_source` (the usable capacity to turn
+    SoC points into energy, and where it came from).
+
+    The charge began between the reading before the first charging one and that reading,
+    and stopped between the last charging reading and the one after. Where a rate of
+    charge is known (power signal, else energy over the charging readings), the estimated
+    interval extends the observed one by the energy added outside it at that rate; else it
+    extends to the midpoints. Time of use and the load profile spread energy over it.
+    """
+    key = ["vehicle_id", "plug_id"]
+    frame = (sessions.join(measured, on=key, how="left")
+             .join(capacity, on="vehicle_id", how="left"))
+    c = pl.col
+    soc_start = pl.coalesce(c("soc_before"), c("soc_first"))
+    soc_end = pl.coalesce(c("soc_after"), c("soc_last"))
+    soc_energy = ((soc_end - soc_start).clip(lower_bound=0.0) / 100.0 * c("capacity_kwh"))
+    frame = frame.with_columns(
+        soc_start.alias("soc_start_pct"), soc_end.alias("soc_end_pct"),
+        pl.coalesce(c("counter_kwh"), soc_energy).alias("energy_added_kwh"),
+        pl.when(c("counter_kwh").is_not_null()).then(pl.lit("energy_added"))
+        .when(soc_energy.is_not_null()).then(pl.lit("soc_x_") + c("capacity_source"))
+        .otherwise(None).alias("energy_source"),
+    )
+    # cumulative energy at the first and last charging readings
+    at_first = pl.coalesce(
+        pl.when(c("counter_first_at") == c("started_at")).then(c("counter_first_kwh")),
+        pl.when(c("soc_first_at") == c("started_at"))
+        .then((c("soc_first") - c("soc_start_pct")).clip(lower_bound=0.0) / 100.0 * c("capacity_kwh")))
+    at_last = pl.coalesce(
+        pl.when(c("counter_last_at") == c("ended_at")).then(c("counter_last_kwh")),
+        pl.when(c("soc_last_at") == c("ended_at"))
+        .then((c("soc_last") - c("soc_start_pct")).clip(lower_bound=0.0) / 100.0 * c("capacity_kwh")))
+    observed_h = (c("ended_at") - c("started_at")).dt.total_seconds() / 3600.0
+    slope = pl.when(observed_h * 60.0 >= MIN_RATE_SPAN_MIN).then((at_last - at_first) / observed_h)
+    frame = frame.with_columns(
+        at_first.alias("_at_first"), at_last.alias("_at_last"),
+        pl.coalesce(c("power_mean_kw"), pl.when(slope > 0).then(slope)).alias("_rate"))
+    before_h = (c("started_at") - c("prev_reading_at")).dt.total_seconds() / 3600.0
+    after_h = (c("next_reading_at") - c("ended_at")).dt.total_seconds() / 3600.0
+    lead_h = pl.coalesce(c("_at_first") / c("_rate"), _midpoint_h(before_h)).clip(0.0, before_h).fill_null(0.0)
+    tail_h = pl.coalesce((c("energy_added_kwh") - c("_at_last")) / c("_rate"), _midpoint_h(after_h)) \
+        .clip(0.0, after_h).fill_null(0.0)
+    frame = frame.with_columns(
+        (c("started_at") - pl.duration(microseconds=(lead_h * 3.6e9).round().cast(pl.Int64)))
+        .alias("charge_start_estimated_at"),
+        (c("ended_at") + pl.duration(microseconds=(tail_h * 3.6e9).round().cast(pl.Int64)))
+        .alias("charge_end_estimated_at"),
+    )
+    estimated_h = (c("charge_end_estimated_at") - c("charge_start_estimated_at")).dt.total_seconds() / 3600.0
+    energy_rate = pl.when(estimated_h > 0).then(c("energy_added_kwh") / estimated_h)
+    frame = frame.with_columns(
+        pl.coalesce(c("power_mean_kw"), energy_rate).alias("avg_power_kw"),
+        pl.when(c("power_mean_kw").is_not_null()).then(pl.lit("power_signal"))
+        .when(energy_rate.is_not_null()).then(pl.lit("energy_over_time")).otherwise(None).alias("power_source"),
+    )
+    return frame.with_columns(
+        pl.coalesce(c("power_max_kw"), pl.max_horizontal(c("avg_power_kw"), c("_rate"))).alias("max_power_kw"),
+        (c("avg_power_kw") > DC_FAST_KW).fill_null(False).alias("is_dc_fast"),
+    ).drop("_at_first", "_at_last", "_rate")
+
+
+def vehicle_capacity(estimates: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFrame:
+    """The usable capacity that turns a vehicle's SoC points into energy: the median of its
+    sessions' estimates where it has any, else its nominal capacity."""
+    estimated = (estimates.filter(pl.col("capacity_estimate_kwh").is_not_null())
+                 .group_by("vehicle_id").agg(pl.col("capacity_estimate_kwh").median().alias("estimated_kwh")))
+    vehicles = pl.concat([estimated.select("vehicle_id"), nominal.select("vehicle_id")]).unique()
+    return (vehicles.join(estimated, on="vehicle_id", how="left").join(nominal, on="vehicle_id", how="left")
+            .select("vehicle_id",
+                    pl.coalesce("estimated_kwh", "nominal_capacity_kwh").alias("capacity_kwh"),
+                    pl.when(pl.col("estimated_kwh").is_not_null()).then(pl.lit("estimated_capacity"))
+                    .otherwise(pl.lit("nominal_capacity")).alias("capacity_source")))
+
+
+def charging_sessions(readings: pl.DataFrame) -> pl.DataFrame:
+    """All sessions with their times, SoC, energy and power, from readings (long format:
+    vehicle_id, reading_time, metric, component, value)."""
+    distinct = distinct_readings(readings)
+    sessions = find_sessions(plug_timeline(distinct))
+    measured = session_capacity_estimates(session_readings(distinct, sessions))
+    capacity = vehicle_capacity(measured, nominal_capacity(distinct))
+    return measure_sessions(sessions, measured, capacity)
