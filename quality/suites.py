@@ -47,3 +47,29 @@ def daily_mileage_suite() -> gx.ExpectationSuite:
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="odometer_start_km", min_value=0))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="readings", min_value=1))
     return suite
+
+
+def charging_sessions_suite() -> gx.ExpectationSuite:
+    suite = _suite("charging_sessions")
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="session_id"))
+    for column in ("session_id", "vehicle_id", "started_at", "ended_at", "energy_added_kwh", "location_type"):
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="ended_at", column_B="started_at", or_equal=True))
+    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="started_at", column_B="plugged_in_at", or_equal=True))
+    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="unplugged_at", column_B="ended_at", or_equal=True))
+    for column in ("soc_start_pct", "soc_end_pct"):
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=100))
+    # the largest packs on the road hold about 200 kWh; the fastest chargers deliver 350 kW
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="energy_added_kwh", min_value=0, max_value=250))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="avg_power_kw", min_value=0, max_value=400))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="location_type", value_set=["home", "work", "public", "unknown"]))
+    return suite
+
+
+def battery_health_suite() -> gx.ExpectationSuite:
+    suite = _suite("battery_health")
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "month"]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="estimated_capacity_kwh", min_value=1, max_value=250))
+    # a pack below 50 % of its nominal capacity is scrap; above 110 % the estimate is wrong
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="state_of_health_pct", min_value=50, max_value=110))
+    return suite
