@@ -60,6 +60,20 @@ def cmd_demo(args) -> int:
     return cmd_run(args)
 
 
+def cmd_maintenance(args) -> int:
+    from assets.marts.maintenance_forecast import attention_table, needing_attention, read_forecast
+    from pipelines.resources import WarehouseResource
+
+    try:
+        forecast = read_forecast(WarehouseResource(data_dir=args.data_dir))
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    due = needing_attention(forecast, args.due_within)
+    print(attention_table(due) if due.height else f"nothing needs attention within {args.due_within:g} days")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fleetlake", description="Connected-vehicle fleet analytics pipeline.")
     top.add_argument("--data-dir", default=os.getenv("FLEETLAKE_DATA_DIR", "data"),
@@ -69,6 +83,13 @@ def parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="ingest whatever is in landing and build everything")
     run.set_defaults(func=cmd_run)
+
+    maintenance = commands.add_parser("maintenance", help="list what needs maintenance, soonest first "
+                                      "(reads the warehouse, read-only)")
+    maintenance.add_argument("--due-within", type=float, default=30.0, metavar="DAYS",
+                             help="due within this many days of each vehicle's latest reading, or a "
+                                  "fault found (default 30)")
+    maintenance.set_defaults(func=cmd_maintenance)
 
     for name, func, text in [
         ("simulate", cmd_simulate, "write a simulated fleet's deliveries into landing (and its ground truth)"),

@@ -109,11 +109,16 @@ def segment_starts(values: np.ndarray, jump: float, lookback: int = 3) -> list[i
     """Indices where a new segment starts: 0, and every reading that rises more than `jump`
     above the median of the few readings before it (an oil change, a re-inflation). The
     median keeps one noisy low reading from looking like the floor a jump starts from."""
+    # Only a reading that rises more than `jump` above one of the few before it can start a
+    # segment (the median is above the minimum): check those alone.
+    candidates = np.zeros(len(values), dtype=bool)
+    for lag in range(1, lookback + 1):
+        candidates[lag:] |= values[lag:] - values[:-lag] > jump
     starts = [0]
-    for k in range(1, len(values)):
+    for k in np.nonzero(candidates)[0]:
         before = values[max(starts[-1], k - lookback):k]
         if len(before) and values[k] - float(np.median(before)) > jump:
-            starts.append(k)
+            starts.append(int(k))
     return starts
 
 
@@ -443,3 +448,32 @@ def needing_attention(forecast: pl.DataFrame, within_days: float) -> pl.DataFram
         .sort("predicted_due_at", "rank", "vehicle_id", "component", nulls_last=True)
         .drop("rank")
     )
+
+
+def read_forecast(warehouse) -> pl.DataFrame:
+    """`marts.maintenance_forecast` from the warehouse (a WarehouseResource), read-only.
+    Raises FileNotFoundError with what to do when there is no warehouse or no forecast yet."""
+    import duckdb
+
+    with warehouse.connect(read_only=True) as con:
+        try:
+            return con.sql("SELECT * FROM marts.maintenance_forecast").pl()
+        except duckdb.CatalogException:
+            raise FileNotFoundError(f"no marts.maintenance_forecast in {warehouse.path}: "
+                                    "run `fleetlake run` first") from None
+
+
+def attention_table(rows: pl.DataFrame) -> str:
+    """Rows of the forecast as an aligned text table for the terminal."""
+    def fmt(value, pattern="{}"):
+        return "" if value is None else pattern.format(value)
+
+    header = ["due", "urgency", "vehicle", "component", "now", "per day", "due km", "finding / detail"]
+    lines = [[fmt(r["predicted_due_date"]), r["urgency"], r["vehicle_id"], r["component"],
+              f"{fmt(r['current_value'], '{:.1f}')} {r['unit']}".strip(), fmt(r["trend_per_day"], "{:+.2f}"),
+              fmt(r["predicted_due_odometer_km"], "{:.0f}"),
+              " ".join(filter(None, [r["finding"], r["detail"]]))]
+             for r in rows.iter_rows(named=True)]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
+    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
+                     for line in [header, *lines])
