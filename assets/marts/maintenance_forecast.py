@@ -14,7 +14,7 @@ trouble codes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import numpy as np
@@ -161,7 +161,7 @@ def at_least(level: str, floor: str) -> str:
 # Components
 
 def _to_datetime(day: float) -> datetime:
-    return datetime(1970, 1, 1) + timedelta(microseconds=round(day * MICROS_PER_DAY))
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(day * MICROS_PER_DAY))
 
 
 def _row(vehicle_id: str, component: str, as_of_day: float, config: MaintenanceConfig, *, unit: str,

@@ -1,0 +1,385 @@
+"""Maintenance forecast: each rule on hand-made series, then the default fleet against the
+simulator's ground truth."""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import mart, truth
+
+from assets.marts.maintenance import load_maintenance_readings
+from assets.marts.maintenance_forecast import (
+    MICROS_PER_DAY, TIRE_COMPONENTS, MaintenanceConfig, active_trouble_codes, distinct_readings,
+    forecast_diagnostics, forecast_low_voltage, forecast_maintenance, forecast_oil, forecast_tire,
+    needing_attention, segment_starts, theil_sen, urgency,
+)
+from pipelines import cli
+from pipelines.resources import LakeResource
+
+T0 = datetime(2026, 9, 1, tzinfo=UTC)
+CONFIG = MaintenanceConfig()
+READING_SCHEMA = {"event_id": pl.String, "vehicle_id": pl.String, "reading_time": pl.Datetime("us", "UTC"),
+                  "metric": pl.String, "component": pl.String, "value": pl.Float64,
+                  "noted_at": pl.Datetime("us", "UTC"), "delivered_at": pl.Datetime("us", "UTC")}
+
+
+def readings(values, metric, component=None, every_hours=4.0, start=T0, vehicle="v1", noted_at=None) -> pl.DataFrame:
+    times = [start + timedelta(hours=every_hours * k) for k in range(len(values))]
+    return pl.DataFrame(
+        [{"event_id": f"{vehicle}-{metric}-{component}-{k}", "vehicle_id": vehicle, "reading_time": t,
+          "metric": metric, "component": component, "value": v, "noted_at": noted_at,
+          "delivered_at": t + timedelta(seconds=30)} for k, (t, v) in enumerate(zip(times, values))],
+        schema=READING_SCHEMA)
+
+
+def series(values, metric="tire_pressure_kpa", component="front_left", **kwargs) -> pl.DataFrame:
+    return distinct_readings(readings(values, metric, component, **kwargs))
+
+
+def day_of(moment: datetime) -> float:
+    return moment.timestamp() * 1e6 / MICROS_PER_DAY
+
+
+def last_day(frame: pl.DataFrame) -> float:
+    return float(frame["day"][-1])
+
+
+def noise(n: int, seed: int = 1, width: float = 1.5) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-width, width, n)
+
+
+# --- trend fitting -------------------------------------------------------------------------
+
+def test_theil_sen_is_not_moved_by_a_few_wild_readings():
+    x = np.arange(30, dtype=float)
+    y = 2.0 * x + 1.0
+    y[[3, 17, 25]] = [500.0, -400.0, 900.0]
+    fit = theil_sen(x, y, 29.0)
+    assert fit.slope == pytest.approx(2.0)
+    assert fit.level == pytest.approx(59.0)
+    assert fit.readings == 30
+
+
+def test_a_new_segment_starts_at_a_jump_back_up_and_not_at_noise():
+    falling = 240.0 - 0.5 * np.arange(40) + noise(40)
+    assert segment_starts(falling, jump=10.0) == [0]
+    refilled = np.concatenate([falling, 240.0 + noise(10, seed=2)])
+    assert segment_starts(refilled, jump=10.0) == [0, 40]
+
+
+# --- engine oil ----------------------------------------------------------------------------
+
+def oil_frame(oil: np.ndarray, odometer: np.ndarray, every_hours: float = 4.0) -> pl.DataFrame:
+    return series(list(oil), metric="oil_life_pct", component=None, every_hours=every_hours) \
+        .with_columns(odometer_km=pl.Series(odometer.astype(float)))
+
+
+def test_oil_due_date_and_odometer_follow_the_trend_against_distance():
+    # 0.01 % per km; 50 km a day, read every 4 hours for 14 days.
+    n = 14 * 6
+    odometer = 20_000.0 + np.arange(n) * 50.0 / 6
+    oil = np.round(60.0 - (odometer - 20_000.0) * 0.01, 1)
+    frame = oil_frame(oil, odometer)
+    row = forecast_oil("v1", frame, km_per_day=50.0, as_of_day=last_day(frame), config=CONFIG)
+    assert row["trend_per_day"] == pytest.approx(-0.5, rel=0.01)
+    remaining = oil[-1] - 15.0
+    assert row["days_until_due"] == pytest.approx(remaining / 0.5, abs=0.3)
+    assert row["predicted_due_odometer_km"] == pytest.approx(odometer[-1] + remaining / 0.01, abs=10)
+    assert row["urgency"] == "OK" and row["current_value"] == oil[-1]
+    assert row["evidence_readings"] == n
+
+
+def test_an_oil_change_starts_a_new_trend():
+    odometer = 10_000.0 + np.arange(90) * 10.0
+    before = 40.0 - (odometer[:60] - odometer[0]) * 0.02
+    after = 100.0 - (odometer[60:] - odometer[60]) * 0.005  # the new oil lasts longer
+    frame = oil_frame(np.round(np.concatenate([before, after]), 2), odometer)
+    row = forecast_oil("v1", frame, km_per_day=60.0, as_of_day=last_day(frame), config=CONFIG)
+    assert row["detail"] == "since an oil change"
+    assert row["trend_since"] == T0 + timedelta(hours=4 * 60)
+    assert row["trend_per_day"] == pytest.approx(-0.005 * 60.0, rel=0.02)
+    assert row["evidence_readings"] == 30
+
+
+def test_past_due_oil_is_dated_when_it_crossed_the_due_value():
+    odometer = 5_000.0 + np.arange(30) * 20.0
+    oil = 20.0 - np.arange(30) * 0.4  # 15.2 at reading 12, 14.8 at reading 13
+    frame = oil_frame(oil, odometer)
+    row = forecast_oil("v1", frame, km_per_day=120.0, as_of_day=last_day(frame), config=CONFIG)
+    assert row["urgency"] == "PAST_DUE"
+    assert row["predicted_due_at"] == T0 + timedelta(hours=4 * 12.5)
+
+
+def test_oil_that_does_not_fall_has_no_due_date():
+    frame = oil_frame(np.full(30, 70.0), np.full(30, 1_000.0))
+    row = forecast_oil("v1", frame, km_per_day=0.0, as_of_day=last_day(frame), config=CONFIG)
+    assert row["predicted_due_date"] is None and row["urgency"] == "OK"
+    assert row["trend_per_day"] == 0.0
+
+
+# --- tyres ---------------------------------------------------------------------------------
+
+def test_a_healthy_noisy_tyre_is_not_flagged():
+    days = np.arange(30 * 6) / 6
+    frame = series(list(240.0 - 0.1 * days + noise(len(days))))
+    row = forecast_tire("v1", "tire_front_left", frame, None, last_day(frame), CONFIG)
+    assert row["baseline_value"] == pytest.approx(239.65, abs=1.0)  # median of the first 7 days
+    assert row["threshold_value"] == pytest.approx(0.75 * row["baseline_value"], abs=0.01)
+    assert -0.3 < row["trend_per_day"] < 0.0
+    assert row["urgency"] == "OK" and row["finding"] is None
+    assert row["days_until_due"] > 200
+
+
+def test_a_leaking_tyre_is_found_and_dated():
+    days = np.arange(16 * 6) / 6
+    pressure = 240.0 - 3.0 * np.clip(days - 10.0, 0, None)  # leaks 3 kPa a day from day 10
+    frame = series(list(pressure + noise(len(days))))
+    row = forecast_tire("v1", "tire_front_left", frame, None, last_day(frame), CONFIG)
+    assert row["finding"] == "LEAKING"
+    assert row["trend_per_day"] == pytest.approx(-3.0, abs=0.5)
+    expected_days = (pressure[-1] - 180.0) / 3.0
+    assert row["days_until_due"] == pytest.approx(expected_days, abs=3)
+    assert row["urgency"] in ("URGENT", "SOON")
+
+
+def test_a_re_inflated_tyre_keeps_its_leak_rate_until_the_new_segment_shows_its_own():
+    days = np.arange(20 * 6) / 6
+    leaking = 240.0 - 3.0 * np.clip(days - 10.0, 0, None)
+    refilled = np.concatenate([leaking, [240.0, 239.6]])
+    frame = series(list(refilled + noise(len(refilled))))
+    row = forecast_tire("v1", "tire_front_left", frame, None, last_day(frame), CONFIG)
+    assert row["current_value"] == pytest.approx(240.0, abs=2.0)
+    assert row["finding"] == "LEAKING" and row["detail"] == "loss rate from before the latest re-inflation"
+    # A week later the new segment stands on its own: held air, no leak.
+    held = np.concatenate([leaking, 240.0 + noise(7 * 6, seed=3)])
+    frame = series(list(held))
+    row = forecast_tire("v1", "tire_front_left", frame, None, last_day(frame), CONFIG)
+    assert row["finding"] is None and row["urgency"] == "OK" and row["detail"] == "since a re-inflation"
+    assert row["trend_since"] == T0 + timedelta(hours=4 * len(leaking))
+
+
+def test_a_placard_pressure_replaces_the_measured_baseline():
+    frame = series(list(240.0 + noise(60)))
+    row = forecast_tire("v1", "tire_front_left", frame, 330.0, last_day(frame), CONFIG)
+    assert row["baseline_value"] == 330.0 and row["threshold_value"] == 247.5
+    assert row["urgency"] == "PAST_DUE" and row["detail"] == "baseline from the placard"
+
+
+# --- 12 V battery --------------------------------------------------------------------------
+
+def test_a_healthy_12v_battery_holds_and_has_no_due_date():
+    days = np.arange(20 * 6) / 6
+    frame = series(list(85.0 + 1.5 * np.sin(2 * np.pi * days) + noise(len(days))),
+                   metric="lv_battery_soc_pct", component=None)
+    row = forecast_low_voltage("v1", frame, last_day(frame), CONFIG)
+    assert row["urgency"] == "OK" and row["finding"] is None and row["predicted_due_date"] is None
+    assert row["current_value"] == pytest.approx(85.0, abs=1.5)
+
+
+def test_a_falling_12v_battery_is_flagged_and_dated():
+    days = np.arange(20 * 6) / 6
+    frame = series(list(80.0 - 1.0 * days + noise(len(days))), metric="lv_battery_soc_pct", component=None)
+    row = forecast_low_voltage("v1", frame, last_day(frame), CONFIG)
+    assert row["finding"] == "FALLING" and row["trend_per_day"] == pytest.approx(-1.0, abs=0.1)
+    assert row["days_until_due"] == pytest.approx((80.0 - 1.0 * days[-1] - 50.0) / 1.0, abs=1.5)
+    assert row["urgency"] == "SOON"
+    weak = series(list(45.0 + noise(60)), metric="lv_battery_soc_pct", component=None)
+    assert forecast_low_voltage("v1", weak, last_day(weak), CONFIG)["urgency"] == "PAST_DUE"
+
+
+# --- diagnostics ---------------------------------------------------------------------------
+
+def trouble_lists(lists: list[list[str]], first_seen: dict[str, datetime]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    counts = series([float(len(c)) for c in lists], metric="dtc_count", component=None)
+    codes = pl.concat([readings([None], "dtc_code", code, start=T0 + timedelta(hours=4 * k), noted_at=first_seen[code])
+                       for k, listed in enumerate(lists) for code in listed] or [readings([], "dtc_code")])
+    return counts, codes.rename({"component": "code"})
+
+
+def test_active_codes_are_those_of_the_latest_list_with_their_own_first_seen_time():
+    seen = {"P0420": T0 - timedelta(days=3), "B1000": T0}
+    counts, codes = trouble_lists([["P0420", "B1000"], ["P0420", "B1000"], ["P0420"]], seen)
+    active = active_trouble_codes(counts, codes)
+    assert active.select("code", "system", "severity", "first_seen_at", "reports").rows() == \
+        [("P0420", "powertrain", "HIGH", seen["P0420"], 3)]
+    row = forecast_diagnostics("v1", counts.height, active, last_day(counts), CONFIG)
+    assert row["urgency"] == "URGENT" and row["finding"] == "ACTIVE_CODES" and row["current_value"] == 1
+    assert row["predicted_due_at"] == seen["P0420"]
+    assert "P0420 (powertrain, HIGH" in row["detail"]
+
+
+def test_diagnostics_urgency_follows_the_code_system():
+    for code, expected in [("C0035", "URGENT"), ("U0100", "SOON"), ("B1000", "SOON")]:
+        counts, codes = trouble_lists([[code]], {code: T0})
+        row = forecast_diagnostics("v1", 1, active_trouble_codes(counts, codes), last_day(counts), CONFIG)
+        assert row["urgency"] == expected, code
+    counts, codes = trouble_lists([["U0100"], []], {"U0100": T0})
+    cleared = forecast_diagnostics("v1", 2, active_trouble_codes(counts, codes), last_day(counts), CONFIG)
+    assert cleared["urgency"] == "OK" and cleared["current_value"] == 0
+    assert forecast_diagnostics("v1", 0, active_trouble_codes(counts, codes).clear(), 0.0, CONFIG)["urgency"] == "UNKNOWN"
+
+
+# --- urgency, as-of, the fleet -------------------------------------------------------------
+
+def test_urgency_thresholds_are_configurable():
+    assert [urgency(d, CONFIG) for d in (-1, 0, 5, 20, 60, None)] == \
+        ["PAST_DUE", "PAST_DUE", "URGENT", "SOON", "OK", "OK"]
+    strict = MaintenanceConfig(urgent_within_days=3, soon_within_days=90)
+    assert [urgency(d, strict) for d in (5, 60)] == ["SOON", "SOON"]
+
+
+def fleet_readings() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Two vehicles: v1 with a leaking tyre, v2 healthy and with its latest reading later."""
+    days = np.arange(14 * 6) / 6
+    frames = []
+    for vehicle, leak in [("v1", 3.0), ("v2", 0.0)]:
+        for position in TIRE_COMPONENTS:
+            loss = leak * np.clip(days - 8.0, 0, None) if position == "rear_left" else 0.1 * days
+            frames.append(readings(list(235.0 - loss + noise(len(days))), "tire_pressure_kpa", position, vehicle=vehicle))
+        frames.append(readings(list(88.0 + noise(len(days))), "lv_battery_soc_pct", vehicle=vehicle))
+        frames.append(readings([0.0] * len(days), "dtc_count", vehicle=vehicle))
+    latest = {"v1": T0 + timedelta(hours=4 * (len(days) - 1)), "v2": T0 + timedelta(days=20)}
+    as_of = pl.DataFrame({"vehicle_id": list(latest), "as_of": list(latest.values())},
+                         schema={"vehicle_id": pl.String, "as_of": pl.Datetime("us", "UTC")})
+    return pl.concat(frames), as_of
+
+
+NO_DISTANCE = pl.DataFrame(schema={"vehicle_id": pl.String, "day": pl.Date, "distance_km": pl.Float64})
+VEHICLES = pl.DataFrame({"vehicle_id": ["v1", "v2"], "model": ["Golf", "Model 3"], "powertrain": ["ICE", "BEV"]})
+
+
+def test_the_fleet_forecast_is_as_of_each_vehicles_latest_reading_and_repeatable():
+    fleet, as_of = fleet_readings()
+    forecast = forecast_maintenance(fleet, as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    assert forecast.group_by("vehicle_id").len().sort("vehicle_id").rows() == [("v1", 7), ("v2", 6)]
+    # v1 is an ICE car that sent no oil life: its oil is UNKNOWN, not silently absent.
+    assert forecast.filter(component="engine_oil").select("vehicle_id", "urgency").rows() == [("v1", "UNKNOWN")]
+    assert dict(forecast.select("vehicle_id", "as_of").unique().iter_rows()) == dict(as_of.iter_rows())
+    leak = forecast.filter(vehicle_id="v1", component="tire_rear_left").row(0, named=True)
+    assert leak["finding"] == "LEAKING"
+    assert leak["days_until_due"] == pytest.approx(
+        (leak["predicted_due_at"] - leak["as_of"]).total_seconds() / 86400, abs=1e-6)
+    assert forecast.filter(pl.col("vehicle_id") == "v2", pl.col("finding").is_null()).height == 6
+    # Re-sent readings (same reading time, later delivery) count once; the result is the same.
+    resent = fleet.with_columns(pl.col("delivered_at") + timedelta(days=2))
+    again = forecast_maintenance(pl.concat([fleet, resent]), as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    assert again.equals(forecast)
+
+
+def test_placard_pressures_are_looked_up_by_vehicle_then_by_model():
+    fleet, as_of = fleet_readings()
+    config = MaintenanceConfig(tire_placard_kpa={"Model 3": 290.0, "v1": 240.0})
+    forecast = forecast_maintenance(fleet, as_of, NO_DISTANCE, VEHICLES, config).filter(
+        pl.col("component").str.starts_with("tire"))
+    assert dict(forecast.group_by("vehicle_id").agg(pl.col("baseline_value").unique().first()).iter_rows()) == \
+        {"v1": 240.0, "v2": 290.0}
+
+
+def test_what_needs_attention_is_listed_soonest_first():
+    fleet, as_of = fleet_readings()
+    forecast = forecast_maintenance(fleet, as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    listed = needing_attention(forecast, 30)
+    assert listed.select("vehicle_id", "component").rows() == [("v1", "tire_rear_left")]
+    everything = needing_attention(forecast, 10_000)
+    due = everything["predicted_due_at"].drop_nulls()
+    assert due.is_sorted() and everything.height > listed.height
+
+
+def test_the_maintenance_command_needs_a_warehouse(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FLEETLAKE_DATA_DIR", str(tmp_path))  # the command sets it; restored afterwards
+    assert cli.main(["--data-dir", str(tmp_path), "maintenance"]) == 2
+    assert "run `fleetlake run` first" in capsys.readouterr().err
+    assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+# --- the default fleet against the ground truth --------------------------------------------
+
+def test_oil_due_dates_match_the_truth(default_fleet):
+    forecast = mart(default_fleet, "maintenance_forecast").filter(component="engine_oil")
+    oil = truth(default_fleet, "maintenance").filter(component="engine_oil").join(
+        forecast, on=["vehicle_id", "component"], how="left", suffix="_mart")
+    assert oil.height >= 15 and oil["urgency"].is_in(["PAST_DUE", "URGENT", "SOON", "OK"]).all()
+    error_days = ((oil["predicted_due_at"] - oil["due_at"]).dt.total_seconds() / 86400).abs()
+    assert error_days.median() <= 3.0
+    error_km = (oil["predicted_due_odometer_km"] - oil["due_odometer_km"]).abs()
+    assert error_km.median() <= 100.0
+    assert (oil["current_value"] - oil["value_at_end"]).abs().max() <= 1.0
+
+
+def tire_truth(default_fleet) -> pl.DataFrame:
+    return truth(default_fleet, "maintenance").filter(pl.col("component").str.starts_with("tire"))
+
+
+def test_every_leaking_tyre_is_flagged_and_no_healthy_one(default_fleet):
+    tires = tire_truth(default_fleet).join(mart(default_fleet, "maintenance_forecast"),
+                                           on=["vehicle_id", "component"], how="left", suffix="_mart")
+    leaking, healthy = tires.filter("is_leaking"), tires.filter(~pl.col("is_leaking"))
+    assert leaking.height >= 5 and healthy.height >= 150
+    found = leaking.filter((pl.col("finding") == "LEAKING") & pl.col("predicted_due_date").is_not_null())
+    assert found.height >= 0.9 * leaking.height
+    assert healthy.filter((pl.col("urgency") != "OK") | pl.col("finding").is_not_null()).is_empty()
+
+
+def test_leaking_tyres_are_found_before_they_fall_below_the_threshold(default_fleet):
+    """Replay the tyre forecast every 6 hours from the end of the baseline week to the end
+    of the data, as the pipeline would have run it then (only the readings up to that time,
+    as of that time). A tyre is flagged when its forecast is not OK or finds a leak.
+
+    Every truly leaking tyre must be flagged before it falls below its threshold (the truth's
+    due time) and by the end of the data, at least 90 % of them; no healthy tyre may be
+    flagged at any time."""
+    window_end = datetime.fromisoformat(
+        json.loads((default_fleet / "ground_truth" / "summary.json").read_text())["window"]["end"])
+    lake_readings, _ = load_maintenance_readings(LakeResource(data_dir=str(default_fleet)))
+    tires = distinct_readings(lake_readings.filter(metric="tire_pressure_kpa")).with_columns(
+        pl.col("component").replace_strict(TIRE_COMPONENTS))
+    by_tire = tires.partition_by("vehicle_id", "component", as_dict=True)
+    first_flags = []
+    for tire in tire_truth(default_fleet).iter_rows(named=True):
+        readings_of = by_tire[(tire["vehicle_id"], tire["component"])]
+        start = float(readings_of["day"][0]) + CONFIG.tire_baseline_days + 1
+        first_flag = None
+        for cut in np.arange(start, float(readings_of["day"][-1]) + 0.25, 0.25):
+            row = forecast_tire(tire["vehicle_id"], tire["component"], readings_of.filter(pl.col("day") <= cut),
+                                None, cut, CONFIG)
+            if row["urgency"] != "OK" or row["finding"] is not None:
+                first_flag = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=cut)
+                break
+        first_flags.append({**tire, "first_flag": first_flag})
+    replay = pl.DataFrame(first_flags)
+    leaking, healthy = replay.filter("is_leaking"), replay.filter(~pl.col("is_leaking"))
+    in_time = leaking.filter(pl.col("first_flag") < pl.min_horizontal("due_at", pl.lit(window_end)))
+    assert in_time.height >= 0.9 * leaking.height, leaking.select("vehicle_id", "component", "due_at", "first_flag")
+    assert healthy["first_flag"].null_count() == healthy.height
+
+
+def test_falling_12v_batteries_are_flagged_and_healthy_ones_are_not(default_fleet):
+    lv = truth(default_fleet, "maintenance").filter(component="low_voltage_battery").join(
+        mart(default_fleet, "maintenance_forecast"), on=["vehicle_id", "component"], suffix="_mart")
+    assert lv.filter("is_weak").height >= 1
+    assert (lv.filter("is_weak")["finding"] == "FALLING").all()
+    assert lv.filter(~pl.col("is_weak"))["finding"].null_count() == lv.filter(~pl.col("is_weak")).height
+
+
+def test_active_trouble_codes_match_the_truth(default_fleet):
+    window_end = datetime.fromisoformat(
+        json.loads((default_fleet / "ground_truth" / "summary.json").read_text())["window"]["end"])
+    expected = truth(default_fleet, "dtc").filter(pl.col("cleared_at").is_null() | (pl.col("cleared_at") >= window_end))
+    active = mart(default_fleet, "active_trouble_codes")
+    assert sorted(active.select("vehicle_id", "code", "first_seen_at").rows()) == \
+        sorted(expected.select("vehicle_id", "code", "first_seen_at").rows())
+    diagnostics = mart(default_fleet, "maintenance_forecast").filter(component="diagnostics")
+    flagged = set(diagnostics.filter(finding="ACTIVE_CODES")["vehicle_id"])
+    assert flagged == set(expected["vehicle_id"])
+    assert diagnostics.filter(~pl.col("vehicle_id").is_in(list(flagged)))["urgency"].unique().to_list() == ["OK"]
+
+
+def test_the_maintenance_command_lists_what_is_due(default_fleet, capsys, monkeypatch):
+    monkeypatch.setenv("FLEETLAKE_DATA_DIR", str(default_fleet))  # the command sets it; restored afterwards
+    assert cli.main(["--data-dir", str(default_fleet), "maintenance", "--due-within", "7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["due", "urgency", "vehicle", "component"]
+    dates = [date.fromisoformat(line.split()[0]) for line in lines[1:] if line[:4].isdigit()]
+    assert len(dates) >= 3 and dates == sorted(dates)
