@@ -54,12 +54,13 @@ def session_places(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFra
 
 
 def location_types(sessions: pl.DataFrame, timezone: str) -> pl.DataFrame:
-    """`sessions` has vehicle_id, plug_id, place, plugged_in_at, unplugged_at, is_dc_fast;
-    returns vehicle_id, plug_id, location_type."""
+    """`sessions` has vehicle_id, plug_id, place, plugged_in_at, unplugged_by, is_dc_fast;
+    returns vehicle_id, plug_id, location_type. A plug-in counts until the reading that no
+    longer shows it (`unplugged_by`): a car plugged in overnight may sleep without a word."""
     key = ["vehicle_id", "plug_id"]
     located = sessions.filter(pl.col("place").is_not_null())
-    hours = with_local_time(spread(located.select(*key, "place", "is_dc_fast", "plugged_in_at", "unplugged_at"),
-                                   "plugged_in_at", "unplugged_at", every="1h"), "bucket", timezone)
+    hours = with_local_time(spread(located.select(*key, "place", "is_dc_fast", "plugged_in_at", "unplugged_by"),
+                                   "plugged_in_at", "unplugged_by", every="1h"), "bucket", timezone)
     night = hours.filter(pl.col("local_hour").is_in(NIGHT_HOURS)).group_by("vehicle_id", "place").agg(
         pl.col("overlap_h").sum().alias("night_h"))
     home = (night.filter(pl.col("night_h") >= HOME_MIN_NIGHT_H)

@@ -116,13 +116,19 @@ def find_sessions(timeline: pl.DataFrame) -> pl.DataFrame:
         pl.col("prev_reading_at").sort_by("reading_time").first(),
         pl.col("next_reading_at").sort_by("reading_time").last(),
     )
-    plug = (timeline.filter(pl.col("connected").fill_null(False))
+    plug = (timeline.with_columns(pl.col("reading_time").shift(-1).over("vehicle_id").alias("next_at"))
+            .filter(pl.col("connected").fill_null(False))
             .group_by("vehicle_id", "plug_id")
             .agg(pl.col("reading_time").min().alias("plugged_in_at"),
-                 pl.col("reading_time").max().alias("unplugged_at")))
+                 pl.col("reading_time").max().alias("unplugged_at"),
+                 pl.col("next_at").sort_by("reading_time").last().alias("unplugged_by")))
     return charging.join(plug, on=["vehicle_id", "plug_id"], how="left").with_columns(
         pl.min_horizontal("plugged_in_at", "started_at").alias("plugged_in_at"),
         pl.max_horizontal("unplugged_at", "ended_at").alias("unplugged_at"),
+    ).with_columns(
+        # the cable came out after the last reading that shows it in, and before the next
+        # reading: a car asleep overnight may send none in between
+        pl.coalesce("unplugged_by", "unplugged_at").alias("unplugged_by"),
     ).sort("vehicle_id", "started_at")
 
 
