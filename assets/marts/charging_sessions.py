@@ -138,8 +138,10 @@ def readings_in_sessions(series: pl.DataFrame, sessions: pl.DataFrame, start: st
     vehicle (a vehicle's sessions do not overlap), tagged with the session's key."""
     windows = sessions.select("vehicle_id", "plug_id", pl.col(start).alias("_from"), pl.col(end).alias("_to"))
     return (series.sort("reading_time")
+            # both sides are sorted by time, as an as-of join by vehicle needs (Polars
+            # cannot verify sortedness within groups, so it is not asked to)
             .join_asof(windows.sort("_from"), left_on="reading_time", right_on="_from", by="vehicle_id",
-                       strategy="backward")
+                       strategy="backward", check_sortedness=False)
             .filter(pl.col("plug_id").is_not_null()
                     & (pl.col("reading_time") <= pl.col("_to").dt.offset_by(after)))
             .drop("_from", "_to"))
