@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -20,9 +20,11 @@ import polars as pl
 EVENT_TYPES = ("VEHICLE_STATE", "VEHICLE_ERROR", "VERIFY")
 
 
-def read_landing_lines(path: Path) -> pl.DataFrame:
-    """The lines of one landing file, as received: `line_no` (1-based), `text`, and whether
-    the line was not valid UTF-8 (its text then carries replacement characters)."""
+def read_landing_lines(path: Path, *, source_file: str = "", batch_id: str = "",
+                       landed_on: date | None = None) -> pl.DataFrame:
+    """The lines of one landing file, as received: `line_no` (1-based), `text`, whether the
+    line was not valid UTF-8 (its text then carries replacement characters), and the batch
+    they belong to (`landed_on`: the day the file landed, for lines without a delivery time)."""
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         data = gzip.decompress(data)
@@ -39,10 +41,15 @@ def read_landing_lines(path: Path) -> pl.DataFrame:
         except UnicodeDecodeError:
             texts.append(raw.decode("utf-8", errors="replace"))
             bad.append(True)
-    return pl.DataFrame({"line_no": range(1, len(texts) + 1), "text": texts, "bad_utf8": bad}, schema=LINES_SCHEMA)
+    return pl.DataFrame(
+        {"batch_id": batch_id, "source_file": source_file, "file_landed_on": landed_on or date.today(),
+         "line_no": range(1, len(texts) + 1), "text": texts, "bad_utf8": bad},
+        schema=LINES_SCHEMA,
+    )
 
 
-LINES_SCHEMA = {"line_no": pl.Int64, "text": pl.String, "bad_utf8": pl.Boolean}
+LINES_SCHEMA = {"batch_id": pl.String, "source_file": pl.String, "file_landed_on": pl.Date,
+                "line_no": pl.Int64, "text": pl.String, "bad_utf8": pl.Boolean}
 
 
 def file_batch_id(relative_path: str, content_sha256: str) -> str:
@@ -57,6 +64,10 @@ class RawBatch:
     vehicle_errors: pl.DataFrame  # one row per error of VEHICLE_ERROR deliveries
     duplicates: pl.DataFrame      # one row per line whose eventId was already seen
     quarantine: pl.DataFrame      # one row per line that could not be parsed
+
+    def of_batch(self, batch_id: str) -> RawBatch:
+        """The part of a multi-file parse that belongs to one batch."""
+        return RawBatch(**{name: frame.filter(pl.col("batch_id") == batch_id) for name, frame in self.__dict__.items()})
 
     @property
     def counts(self) -> dict[str, int]:
@@ -74,167 +85,165 @@ class RawBatch:
 _TIME_MACRO = """
 CREATE OR REPLACE TEMP MACRO json_time(j) AS CASE
     WHEN json_type(j) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN
-        to_timestamp(CAST(j AS DOUBLE) / CASE WHEN abs(CAST(j AS DOUBLE)) >= 1e11 THEN 1000 ELSE 1 END)
+        to_timestamp(TRY_CAST(j AS DOUBLE) / CASE WHEN abs(TRY_CAST(j AS DOUBLE)) >= 1e11 THEN 1000 ELSE 1 END)
     WHEN json_type(j) = 'VARCHAR' THEN TRY_CAST(j ->> '$' AS TIMESTAMPTZ)
 END
 """
 
-_ENVELOPE_SQL = """
+# Each line is parsed once, into this structure (fields of another JSON type become null);
+# signal and error lists stay JSON and are parsed once more, only for the deliveries kept.
+_DELIVERY_STRUCTURE = """{
+    "eventId": "VARCHAR", "eventType": "VARCHAR",
+    "data": {"vehicle": {"id": "VARCHAR", "make": "VARCHAR", "model": "VARCHAR", "year": "VARCHAR", "vin": "VARCHAR"},
+             "user": {"id": "VARCHAR"}, "signals": "JSON", "errors": "JSON"},
+    "meta": {"deliveryId": "VARCHAR", "deliveredAt": "JSON", "webhookId": "VARCHAR", "mode": "VARCHAR",
+             "version": "VARCHAR"}
+}"""
+_SIGNALS_STRUCTURE = """[{"code": "VARCHAR", "name": "VARCHAR", "group": "VARCHAR", "body": "JSON", "status": "JSON",
+                         "meta": {"oemUpdatedAt": "JSON", "retrievedAt": "JSON"}}]"""
+_ERRORS_STRUCTURE = """[{"type": "VARCHAR", "code": "VARCHAR", "state": "VARCHAR", "description": "VARCHAR",
+                        "resolution": "JSON"}]"""
+
+_ENVELOPE_SQL = f"""
 WITH checked AS (
-    SELECT line_no, text,
+    SELECT seq, line_no, text,
         CASE WHEN bad_utf8 THEN 'invalid_utf8'
              WHEN trim(text) = '' THEN 'empty_line'
-             WHEN NOT json_valid(text) THEN 'invalid_json' END AS syntax_error
+             WHEN NOT json_valid(text) THEN 'invalid_json'
+             WHEN json_type(text) <> 'OBJECT' THEN 'not_an_object' END AS syntax_error
     FROM lines
-), objects AS (
-    SELECT line_no, text, syntax_error,
-        CASE WHEN syntax_error IS NULL AND json_type(text) <> 'OBJECT' THEN 'not_an_object' END AS shape_error
+), parsed AS (
+    SELECT seq, line_no, text, syntax_error,
+        CASE WHEN syntax_error IS NULL THEN from_json(text, '{_DELIVERY_STRUCTURE}') END AS d
     FROM checked
 ), envelope AS (
-    SELECT line_no, text,
-        text ->> '$.eventId' AS event_id,
-        text ->> '$.eventType' AS event_type,
-        text ->> '$.data.vehicle.id' AS vehicle_id,
-        text ->> '$.data.vehicle.make' AS make,
-        text ->> '$.data.vehicle.model' AS model,
-        TRY_CAST(text ->> '$.data.vehicle.year' AS INTEGER) AS year,
-        text ->> '$.data.vehicle.vin' AS vin,
-        text ->> '$.data.user.id' AS user_id,
-        json_time(json_extract(text, '$.meta.deliveredAt')) AS delivered_at,
-        text ->> '$.meta.deliveryId' AS delivery_id,
-        text ->> '$.meta.webhookId' AS webhook_id,
-        text ->> '$.meta.mode' AS mode,
-        text ->> '$.meta.version' AS payload_version,
-        json_type(text, '$.data.signals') AS signals_type,
-        json_type(text, '$.data.errors') AS errors_type
-    FROM objects WHERE syntax_error IS NULL AND shape_error IS NULL
+    SELECT seq, line_no, text, syntax_error,
+        d.eventId AS event_id,
+        d.eventType AS event_type,
+        d.data.vehicle.id AS vehicle_id,
+        d.data.vehicle.make AS make,
+        d.data.vehicle.model AS model,
+        TRY_CAST(d.data.vehicle.year AS INTEGER) AS year,
+        d.data.vehicle.vin AS vin,
+        d.data.user.id AS user_id,
+        json_time(d.meta.deliveredAt) AS delivered_at,
+        d.meta.deliveryId AS delivery_id,
+        d.meta.webhookId AS webhook_id,
+        d.meta.mode AS mode,
+        d.meta.version AS payload_version,
+        d.data.signals AS signals,
+        d.data.errors AS errors
+    FROM parsed
 )
-SELECT o.line_no, o.text, e.* EXCLUDE (line_no, text),
-    coalesce(o.syntax_error, o.shape_error,
-        CASE WHEN e.event_id IS NULL OR trim(e.event_id) = '' THEN 'missing_event_id'
-             WHEN e.event_type IS NULL OR e.event_type NOT IN ('VEHICLE_STATE', 'VEHICLE_ERROR', 'VERIFY')
+SELECT * EXCLUDE (syntax_error, seq),
+    coalesce(syntax_error,
+        CASE WHEN event_id IS NULL OR trim(event_id) = '' THEN 'missing_event_id'
+             WHEN event_type IS NULL OR event_type NOT IN ('VEHICLE_STATE', 'VEHICLE_ERROR', 'VERIFY')
                  THEN 'unknown_event_type'
-             WHEN e.delivered_at IS NULL THEN 'invalid_delivered_at'
-             WHEN e.event_type <> 'VERIFY' AND (e.vehicle_id IS NULL OR trim(e.vehicle_id) = '')
+             WHEN delivered_at IS NULL THEN 'invalid_delivered_at'
+             WHEN event_type <> 'VERIFY' AND (vehicle_id IS NULL OR trim(vehicle_id) = '')
                  THEN 'missing_vehicle_id'
-             WHEN e.event_type = 'VEHICLE_STATE' AND e.signals_type IS DISTINCT FROM 'ARRAY'
+             WHEN event_type = 'VEHICLE_STATE' AND json_type(signals) IS DISTINCT FROM 'ARRAY'
                  THEN 'missing_signals'
-             WHEN e.event_type = 'VEHICLE_ERROR' AND e.errors_type IS DISTINCT FROM 'ARRAY'
+             WHEN event_type = 'VEHICLE_ERROR' AND json_type(errors) IS DISTINCT FROM 'ARRAY'
                  THEN 'missing_errors' END) AS reason
-FROM objects o LEFT JOIN envelope e USING (line_no)
-ORDER BY o.line_no
+FROM envelope
+ORDER BY seq
 """
 
-_SIGNALS_SQL = """
-WITH items AS (
-    SELECT event_id, vehicle_id, delivered_at,
-        unnest(json_extract(text, '$.data.signals[*]')) AS sig,
-        generate_subscripts(json_extract(text, '$.data.signals[*]'), 1) - 1 AS signal_index
+_SIGNALS_SQL = f"""
+WITH lists AS (
+    SELECT event_id, vehicle_id, delivered_at, from_json(signals, '{_SIGNALS_STRUCTURE}') AS sigs
     FROM accepted WHERE event_type = 'VEHICLE_STATE'
-), fields AS (
-    SELECT event_id, vehicle_id, signal_index, delivered_at,
-        sig ->> '$.code' AS code,
-        sig ->> '$.name' AS name,
-        sig ->> '$.group' AS "group",
-        CAST(json_extract(sig, '$.body') AS VARCHAR) AS body,
-        CASE WHEN json_type(sig, '$.status') = 'VARCHAR' THEN sig ->> '$.status'
-             ELSE sig ->> '$.status.value' END AS status,
-        sig ->> '$.status.error.type' AS error_type,
-        sig ->> '$.status.error.code' AS error_code,
-        sig ->> '$.status.error.description' AS error_description,
-        json_extract(sig, '$.meta.oemUpdatedAt') AS oem_raw,
-        json_extract(sig, '$.meta.retrievedAt') AS retrieved_raw
-    FROM items
+), items AS (
+    SELECT event_id, vehicle_id, delivered_at, unnest(sigs) AS sig, generate_subscripts(sigs, 1) - 1 AS signal_index
+    FROM lists
 )
-SELECT event_id, vehicle_id, signal_index, code, name, "group", body, status,
-    error_type, error_code, error_description,
-    json_time(oem_raw) AS oem_updated_at,
-    json_time(retrieved_raw) AS retrieved_at,
+SELECT event_id, vehicle_id, signal_index,
+    sig.code AS code, sig.name AS name, sig."group" AS "group",
+    CASE WHEN json_type(sig.body) <> 'NULL' THEN CAST(sig.body AS VARCHAR) END AS body,
+    CASE WHEN json_type(sig.status) = 'VARCHAR' THEN sig.status ->> '$' ELSE sig.status ->> '$.value' END AS status,
+    sig.status ->> '$.error.type' AS error_type,
+    sig.status ->> '$.error.code' AS error_code,
+    sig.status ->> '$.error.description' AS error_description,
+    json_time(sig.meta.oemUpdatedAt) AS oem_updated_at,
+    json_time(sig.meta.retrievedAt) AS retrieved_at,
     delivered_at,
     -- The contract's time: when the car recorded it, else when it was read, else delivery.
     -- A time that is present but unreadable stays null here and is quarantined downstream.
-    CASE WHEN oem_raw IS NOT NULL AND json_type(oem_raw) <> 'NULL' THEN json_time(oem_raw)
-         WHEN retrieved_raw IS NOT NULL AND json_type(retrieved_raw) <> 'NULL' THEN json_time(retrieved_raw)
+    CASE WHEN coalesce(json_type(sig.meta.oemUpdatedAt), 'NULL') <> 'NULL' THEN json_time(sig.meta.oemUpdatedAt)
+         WHEN coalesce(json_type(sig.meta.retrievedAt), 'NULL') <> 'NULL' THEN json_time(sig.meta.retrievedAt)
          ELSE delivered_at END AS reading_time,
-    CASE WHEN oem_raw IS NOT NULL AND json_type(oem_raw) <> 'NULL' THEN 'oem'
-         WHEN retrieved_raw IS NOT NULL AND json_type(retrieved_raw) <> 'NULL' THEN 'retrieved'
+    CASE WHEN coalesce(json_type(sig.meta.oemUpdatedAt), 'NULL') <> 'NULL' THEN 'oem'
+         WHEN coalesce(json_type(sig.meta.retrievedAt), 'NULL') <> 'NULL' THEN 'retrieved'
          ELSE 'delivered' END AS time_source
-FROM fields
+FROM items
 ORDER BY event_id, signal_index
 """
 
-_ERRORS_SQL = """
-WITH items AS (
-    SELECT event_id, vehicle_id, delivered_at,
-        unnest(json_extract(text, '$.data.errors[*]')) AS err,
-        generate_subscripts(json_extract(text, '$.data.errors[*]'), 1) - 1 AS error_index
+_ERRORS_SQL = f"""
+WITH lists AS (
+    SELECT event_id, vehicle_id, delivered_at, from_json(errors, '{_ERRORS_STRUCTURE}') AS errs
     FROM accepted WHERE event_type = 'VEHICLE_ERROR'
+), items AS (
+    SELECT event_id, vehicle_id, delivered_at, unnest(errs) AS err, generate_subscripts(errs, 1) - 1 AS error_index
+    FROM lists
 )
 SELECT event_id, vehicle_id, error_index, delivered_at AS occurred_at,
-    err ->> '$.type' AS type, err ->> '$.code' AS code, err ->> '$.state' AS state,
-    CASE WHEN json_type(err, '$.resolution') = 'OBJECT' THEN err ->> '$.resolution.type'
-         ELSE err ->> '$.resolution' END AS resolution,
-    err ->> '$.description' AS description
+    err.type AS type, err.code AS code, err.state AS state,
+    CASE WHEN json_type(err.resolution) = 'OBJECT' THEN err.resolution ->> '$.type'
+         ELSE err.resolution ->> '$' END AS resolution,
+    err.description AS description
 FROM items
 ORDER BY event_id, error_index
 """
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection set up for parsing (UTC, the time macro); reuse it
+    across calls, setting one up costs more than parsing a small file."""
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(_TIME_MACRO)
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    con.execute(_TIME_MACRO).fetchall()
     return con
 
 
-def parse_lines(
-    lines: pl.DataFrame,
-    *,
-    source_file: str,
-    batch_id: str,
-    seen_event_ids: pl.Series | None = None,
-    file_landed_on: date | None = None,
-) -> RawBatch:
-    """Judge every line of one landing file. `seen_event_ids` are the eventIds of deliveries
-    already in the lake: a line that repeats one (or an earlier line of this file) is a
-    duplicate. `file_landed_on` is the day the file landed, used for lines that carry no
-    delivery time of their own."""
-    con = _connect()
+def parse_lines(lines: pl.DataFrame, seen_event_ids: pl.Series | None = None,
+                con: duckdb.DuckDBPyConnection | None = None) -> RawBatch:
+    """Judge every line of one or more landing files (`read_landing_lines`, concatenated in
+    the order the files are ingested). `seen_event_ids` are the eventIds of deliveries
+    already in the lake: a line that repeats one, or an earlier line, is a duplicate."""
+    own = con is None
+    con = con or connect()
     try:
-        con.register("lines", lines)
-        judged = con.sql(_ENVELOPE_SQL).pl()
-        # The day a line landed: its delivery time, else the file's latest delivery, else the file's own.
-        latest = judged.get_column("delivered_at").max()
-        fallback = latest.date() if isinstance(latest, datetime) else (file_landed_on or datetime.now(UTC).date())
-        judged = judged.with_columns(
-            landed_on=pl.col("delivered_at").dt.date().fill_null(fallback),
-            source_file=pl.lit(source_file),
-            batch_id=pl.lit(batch_id),
-        )
-
-        quarantine = (
-            judged.filter(pl.col("reason").is_not_null())
-            .select("batch_id", "source_file", "line_no", "landed_on", "event_id", "vehicle_id",
-                    pl.col("text").alias("raw_text"), "reason")
-        )
+        con.register("lines", lines.select("line_no", "text", "bad_utf8").with_row_index("seq"))
+        judged = pl.concat([lines.select("batch_id", "source_file", "file_landed_on"),
+                            con.sql(_ENVELOPE_SQL).pl()], how="horizontal")
+        # The day a line landed: its delivery time, else its file's latest delivery, else the file's own.
+        judged = judged.with_columns(landed_on=pl.coalesce(
+            pl.col("delivered_at").dt.date(),
+            pl.col("delivered_at").max().over("batch_id").dt.date(),
+            pl.col("file_landed_on"),
+        ))
+        quarantine = judged.filter(pl.col("reason").is_not_null()).select(
+            "batch_id", "source_file", "line_no", "landed_on", "event_id", "vehicle_id",
+            pl.col("text").alias("raw_text"), "reason")
         accepted = judged.filter(pl.col("reason").is_null())
-        first_in_file = accepted.select(pl.col("event_id").is_first_distinct()).to_series()
-        seen_before = (
-            accepted.get_column("event_id").is_in(seen_event_ids.implode())
-            if seen_event_ids is not None and len(seen_event_ids)
-            else pl.repeat(False, accepted.height, eager=True)
-        )
-        is_duplicate = ~first_in_file | seen_before
-        duplicates = accepted.filter(is_duplicate).select(
-            "batch_id", "source_file", "line_no", "landed_on", "event_id", "vehicle_id", "delivered_at"
-        )
-        accepted = accepted.filter(~is_duplicate)
+        seen_before = (pl.col("event_id").is_in(seen_event_ids.implode())
+                       if seen_event_ids is not None and len(seen_event_ids) else pl.lit(False))
+        accepted = accepted.with_columns(duplicate=~pl.col("event_id").is_first_distinct() | seen_before)
+        duplicates = accepted.filter("duplicate").select(
+            "batch_id", "source_file", "line_no", "landed_on", "event_id", "vehicle_id", "delivered_at")
+        accepted = accepted.filter(~pl.col("duplicate"))
 
-        con.register("accepted", accepted.select("event_id", "event_type", "vehicle_id", "delivered_at", "text"))
+        con.register("accepted", accepted.select("event_id", "event_type", "vehicle_id", "delivered_at", "signals", "errors"))
         signals = con.sql(_SIGNALS_SQL).pl()
         errors = con.sql(_ERRORS_SQL).pl()
     finally:
-        con.close()
+        con.unregister("lines")
+        con.unregister("accepted")
+        if own:
+            con.close()
 
     landed = accepted.select("event_id", "landed_on", "batch_id")
     signals = signals.join(landed, on="event_id", how="left")
@@ -253,4 +262,4 @@ def parse_lines(
 
 def empty_batch() -> RawBatch:
     """A batch of no lines: the schemas of every raw table."""
-    return parse_lines(pl.DataFrame(schema=LINES_SCHEMA), source_file="", batch_id="", file_landed_on=date(2020, 1, 1))
+    return parse_lines(pl.DataFrame(schema=LINES_SCHEMA))

@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.parsing import RawBatch, file_batch_id, parse_lines, read_landing_lines
+from assets.parsing import RawBatch, connect, file_batch_id, parse_lines, read_landing_lines
 from pipelines.partitions import FIRST_READING_DAY
 from pipelines.resources import LakeResource, write_parquet_atomic, write_text_atomic
 from quality.accounting import batch_accounting
@@ -123,42 +123,56 @@ def _iso(moment) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+# New files are parsed in groups of about this many lines: one DuckDB pass per group keeps
+# many small files cheap, and the group size bounds memory.
+GROUP_LINES = 200_000
+
+
 def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
-    """Ingest every landing file not yet ingested (or changed since). Returns the manifests
-    of the batches this call committed."""
+    """Ingest every landing file not yet ingested (or changed since), in path order. Each
+    file is committed on its own. Returns the manifests this call committed."""
     layout = RawLayout(lake)
     known = {(m["source_file"], m["size"], m["mtime_ns"]) for m in layout.manifests()}
     committed = layout.committed_ids()
     seen = seen_event_ids(layout)
     done: list[dict] = []
-    for path in landing_files(lake.landing):
-        relative = path.relative_to(lake.landing).as_posix()
-        stat = path.stat()
-        if (relative, stat.st_size, stat.st_mtime_ns) in known:
-            continue
-        content_sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        batch_id = file_batch_id(relative, content_sha)
-        if batch_id in committed:  # same content, only touched
-            continue
-        lines = read_landing_lines(path)
-        batch = parse_lines(
-            lines,
-            source_file=relative,
-            batch_id=batch_id,
-            seen_event_ids=seen,
-            file_landed_on=datetime.fromtimestamp(stat.st_mtime, UTC).date(),
-        )
-        manifest = write_batch(layout, batch, {
-            "batch_id": batch_id, "source_file": relative, "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns, "sha256": content_sha, "landing_lines": lines.height,
-            "latest_delivered_at": _iso(batch.deliveries.get_column("delivered_at").max()),
-        })
-        seen = pl.concat([seen, batch.deliveries.get_column("event_id")])
-        committed.add(batch_id)
-        done.append(manifest)
-        if log:
-            log.info(f"ingested {relative}: {batch.counts}")
+    group: list[tuple[pl.DataFrame, dict]] = []
+    con = connect()
+    try:
+        for path in landing_files(lake.landing):
+            relative = path.relative_to(lake.landing).as_posix()
+            stat = path.stat()
+            if (relative, stat.st_size, stat.st_mtime_ns) in known:
+                continue
+            content_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            batch_id = file_batch_id(relative, content_sha)
+            if batch_id in committed:  # same content, only touched
+                continue
+            lines = read_landing_lines(path, source_file=relative, batch_id=batch_id,
+                                       landed_on=datetime.fromtimestamp(stat.st_mtime, UTC).date())
+            group.append((lines, {"batch_id": batch_id, "source_file": relative, "size": stat.st_size,
+                                  "mtime_ns": stat.st_mtime_ns, "sha256": content_sha,
+                                  "landing_lines": lines.height}))
+            if sum(lines.height for lines, _ in group) >= GROUP_LINES:
+                seen = _ingest_group(layout, group, seen, con, done, log)
+                group = []
+        if group:
+            _ingest_group(layout, group, seen, con, done, log)
+    finally:
+        con.close()
     return done
+
+
+def _ingest_group(layout: RawLayout, group: list[tuple[pl.DataFrame, dict]], seen: pl.Series,
+                  con, done: list[dict], log) -> pl.Series:
+    parsed = parse_lines(pl.concat([lines for lines, _ in group]), seen_event_ids=seen, con=con)
+    for _, manifest in group:
+        batch = parsed.of_batch(manifest["batch_id"])
+        latest = batch.deliveries.get_column("delivered_at").max()
+        done.append(write_batch(layout, batch, {**manifest, "latest_delivered_at": _iso(latest)}))
+        if log:
+            log.info(f"ingested {manifest['source_file']}: {batch.counts}")
+    return pl.concat([seen, parsed.deliveries.get_column("event_id")])
 
 
 class RawIngestConfig(dg.Config):

@@ -15,7 +15,7 @@ DELIVERED = 1788249900000  # 2026-09-01T08:05:00Z
 
 def normalize(tmp_path, signals):
     path = write_landing(tmp_path / "a.ndjson", [delivery("e", signals=signals, delivered_at=DELIVERED)])
-    raw = parse_lines(read_landing_lines(path), source_file="a", batch_id="b").signals
+    raw = parse_lines(read_landing_lines(path, source_file="a", batch_id="b")).signals
     result = normalize_signals(raw)
     # Nothing is lost: each signal is a reading, an error or quarantined, exactly once.
     read = result.readings.select("signal_index").unique().height

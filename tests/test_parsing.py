@@ -11,7 +11,7 @@ AT = "2026-09-01T08:00:00.000Z"
 
 def parse(tmp_path, lines, seen=None, name="a.ndjson"):
     path = write_landing(tmp_path / name, lines)
-    return parse_lines(read_landing_lines(path), source_file=name, batch_id="b", seen_event_ids=seen)
+    return parse_lines(read_landing_lines(path, source_file=name, batch_id="b"), seen_event_ids=seen)
 
 
 def test_every_line_has_exactly_one_outcome(tmp_path):
@@ -35,7 +35,7 @@ def test_every_line_has_exactly_one_outcome(tmp_path):
 def test_invalid_utf8_is_quarantined_with_its_text(tmp_path):
     path = tmp_path / "bad.ndjson"
     path.write_bytes(b'{"eventId": "caf\xe9"}\n')
-    batch = parse_lines(read_landing_lines(path), source_file="bad.ndjson", batch_id="b")
+    batch = parse_lines(read_landing_lines(path, source_file="bad.ndjson", batch_id="b"))
     assert batch.quarantine["reason"].to_list() == ["invalid_utf8"]
     assert batch.quarantine["raw_text"].item().startswith('{"eventId": "caf')
 
@@ -98,3 +98,16 @@ def test_gzip_and_crlf_lines(tmp_path):
 
 def test_batch_id_changes_with_content_and_path():
     assert file_batch_id("a", "x") != file_batch_id("a", "y") != file_batch_id("b", "x")
+
+
+def test_files_parsed_together_keep_their_own_batches_and_duplicates(tmp_path):
+    first = write_landing(tmp_path / "1.ndjson", [delivery("a"), delivery("b")])
+    second = write_landing(tmp_path / "2.ndjson", [delivery("b"), "{oops", delivery("c")])
+    lines = pl.concat([read_landing_lines(first, source_file="1", batch_id="one"),
+                       read_landing_lines(second, source_file="2", batch_id="two")])
+    parsed = parse_lines(lines)
+    one, two = parsed.of_batch("one"), parsed.of_batch("two")
+    assert one.counts == {"lines": 2, "parsed": 2, "duplicates": 0, "quarantined": 0, "signals": 0, "vehicle_errors": 0}
+    assert two.deliveries["event_id"].to_list() == ["c"]
+    assert two.duplicates.select("event_id", "line_no").rows() == [("b", 1)]
+    assert two.quarantine.select("line_no", "reason").rows() == [(2, "invalid_json")]
