@@ -74,6 +74,35 @@ def cmd_maintenance(args) -> int:
     return 0
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def cmd_mileage(args) -> int:
+    from pipelines.resources import WarehouseResource
+    from pipelines.statements import StatementError, known_vehicles, mileage_statement, write_statement
+
+    try:
+        with WarehouseResource(data_dir=args.data_dir).connect(read_only=True) as con:
+            vehicles = sorted(known_vehicles(con)) if args.all else args.vehicle_ids
+            statement = mileage_statement(con, vehicles, args.start, args.end)
+    except (StatementError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    label = "all" if args.all else vehicles[0] if len(vehicles) == 1 else f"{len(vehicles)}-vehicles"
+    stem = args.output or Path(args.data_dir) / "statements" / f"mileage-{args.start}-{args.end}-{label}"
+    for path in write_statement(statement, Path(stem)):
+        print(f"wrote {path}")
+    for v in statement.vehicles:
+        anomalies = ",".join(v["anomalies"]) or "-"
+        print(f"{v['vehicle_id']}: {v['distance_km']} km, {v['status']} (anomalies {anomalies}, "
+              f"coverage {v['coverage_pct']} %), evidence sha256 {v['evidence_sha256']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fleetlake", description="Connected-vehicle fleet analytics pipeline.")
     top.add_argument("--data-dir", default=os.getenv("FLEETLAKE_DATA_DIR", "data"),
@@ -90,6 +119,18 @@ def parser() -> argparse.ArgumentParser:
                              help="due within this many days of each vehicle's latest reading, or a "
                                   "fault found (default 30)")
     maintenance.set_defaults(func=cmd_maintenance)
+
+    mileage = commands.add_parser("mileage", help="a mileage statement for a policy period: verified distance, "
+                                  "anomalies, coverage and the odometer readings behind it, as JSON and CSV")
+    mileage.add_argument("vehicle_ids", nargs="*", metavar="VEHICLE_ID", help="one or more vehicles")
+    mileage.add_argument("--all", action="store_true", help="every vehicle in the warehouse")
+    mileage.add_argument("--from", dest="start", type=_day, required=True, metavar="DATE",
+                         help="first day of the period (UTC, inclusive)")
+    mileage.add_argument("--to", dest="end", type=_day, required=True, metavar="DATE",
+                         help="last day of the period (UTC, inclusive)")
+    mileage.add_argument("--output", metavar="PATH", help="write PATH.json, PATH.csv and PATH.evidence.csv "
+                         "(default: <data dir>/statements/mileage-FROM-TO-<vehicle, N-vehicles or all>)")
+    mileage.set_defaults(func=cmd_mileage)
 
     for name, func, text in [
         ("simulate", cmd_simulate, "write a simulated fleet's deliveries into landing (and its ground truth)"),

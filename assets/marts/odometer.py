@@ -1,19 +1,25 @@
 """Distance from the odometer alone, robust to what real odometers report.
 
-Per vehicle, in reading-time order:
+Each vehicle's whole series is assessed at once, in reading-time order (periods are cut
+afterwards, so a verdict never depends on where a period starts or ends):
 
-- a SPIKE is a lone reading that the readings around it contradict (the step to it is
-  implausible, the step past it is plausible): it counts for nothing;
+- a SPIKE is a lone reading that the readings around it contradict: the step from the last
+  valid reading to the next one is plausible, but the step to it or the step past it is
+  not. It counts for nothing;
 - a ROLLBACK is a sustained decrease (more than `ROLLBACK_KM`): nothing is credited for it
   and counting resumes from the lower value, so distance is the sum of the increases on
   either side;
-- IMPLAUSIBLE_SPEED is an increase faster than a car can drive between two readings: it is
-  not credited (the period needs review), and counting resumes from the new value;
-- a GAP is more than 72 hours without a reading: flagged, and the distance driven across it
-  still counts when the increase is plausible.
+- IMPLAUSIBLE_SPEED is an increase faster than a car can drive between two readings
+  (`MAX_SPEED_KMH`): it is not credited, and counting resumes from the new value;
+- a GAP is more than `GAP_HOURS` without a valid reading: flagged on the reading that ends
+  it, and the distance driven across it still counts when the increase is plausible.
 
 Small decreases (rounding, unit conversion) are not rollbacks: credit is the rise of the
 high-water mark, so jitter is never counted twice.
+
+Every reading keeps the step that led to it (`previous_reading_time`,
+`previous_odometer_km`: the last valid reading before it), so periods, anomalies and
+evidence can be cut from the assessed series without assessing again.
 """
 
 from __future__ import annotations
@@ -28,14 +34,25 @@ TOLERANCE_KM = 1.0      # odometer resolution and conversion rounding
 ROLLBACK_KM = 1.0       # a decrease beyond the tolerance is a rollback
 GAP_HOURS = 72.0
 
+# Reading statuses: "valid" and the first reading after a rollback or an implausible jump
+# are valid odometer readings (counting goes on from them); a spike is not.
+VALID, SPIKE, ROLLBACK, IMPLAUSIBLE_SPEED = "valid", "spike", "rollback", "implausible_speed"
+
+TIME = pl.Datetime("us", "UTC")
+ODOMETER_SCHEMA = {"vehicle_id": pl.String, "reading_time": TIME, "odometer_km": pl.Float64}
+# Where a reading came from, carried through the assessment when present.
+SOURCE_SCHEMA = {"event_id": pl.String, "source_unit": pl.String, "delivered_at": TIME,
+                 "source_file": pl.String, "line_no": pl.Int64}
 ASSESSED_SCHEMA = {
-    "vehicle_id": pl.String, "reading_time": pl.Datetime("us", "UTC"), "odometer_km": pl.Float64,
-    "status": pl.String, "credited_km": pl.Float64, "gap_before": pl.Boolean,
+    **ODOMETER_SCHEMA, "day": pl.Date, "status": pl.String, "credited_km": pl.Float64,
+    "previous_reading_time": TIME, "previous_odometer_km": pl.Float64, "gap_before": pl.Boolean,
 }
 ANOMALY_SCHEMA = {
-    "vehicle_id": pl.String, "detected_at": pl.Datetime("us", "UTC"), "kind": pl.String,
+    "vehicle_id": pl.String, "detected_at": TIME, "kind": pl.String,
     "odometer_before_km": pl.Float64, "odometer_after_km": pl.Float64, "detail": pl.String,
+    "event_id": pl.String,
 }
+ANOMALY_KINDS = ("ROLLBACK", "SPIKE", "IMPLAUSIBLE_SPEED", "GAP")  # DESIGN.md's words, in its order
 
 
 @dataclass(frozen=True)
@@ -46,12 +63,14 @@ class OdometerAssessment:
 
 def distinct_odometer_readings(readings: pl.DataFrame) -> pl.DataFrame:
     """Odometer readings, one per vehicle and reading time (a value re-sent in a later
-    delivery with the same time is the same reading; the first delivered wins)."""
+    delivery with the same time is the same reading; the first delivered wins). Source
+    columns (`SOURCE_SCHEMA`) present in `readings` are kept."""
+    sources = [c for c in SOURCE_SCHEMA if c in readings.columns]
     return (
         readings.filter(pl.col("metric") == "odometer_km")
-        .sort("vehicle_id", "reading_time", "delivered_at")
+        .sort("vehicle_id", "reading_time", "delivered_at", *(["event_id"] if "event_id" in sources else []))
         .unique(["vehicle_id", "reading_time"], keep="first", maintain_order=True)
-        .select("vehicle_id", "reading_time", pl.col("value").alias("odometer_km"))
+        .select("vehicle_id", "reading_time", pl.col("value").alias("odometer_km"), *sources)
     )
 
 
@@ -59,97 +78,117 @@ def _plausible(before: float, after: float, hours: float) -> bool:
     return -TOLERANCE_KM <= after - before <= MAX_SPEED_KMH * hours + TOLERANCE_KM
 
 
-def _assess_vehicle(times: np.ndarray, values: np.ndarray) -> tuple[list[str], list[float], list[bool], list[tuple]]:
+def _spikes(times: np.ndarray, values: np.ndarray) -> list[bool]:
+    """Lone readings that the readings around them contradict."""
     n = len(values)
     hours = lambda i, j: (times[j] - times[i]) / 3.6e9  # microseconds → hours  # noqa: E731
-    status = ["valid"] * n
-    # Spikes: a lone reading its neighbours contradict.
-    previous = None
-    for i in range(n):
-        nxt = i + 1 if i + 1 < n else None
+    ok = lambda i, j: _plausible(values[i], values[j], hours(i, j))  # noqa: E731
+    spike = [False] * n
+    previous = None  # the last reading that is not a spike
+    for i in range(n - 1):
+        nxt = i + 1
         if previous is None:
             # The first reading: a spike if the next two agree with each other but not with it.
-            if i + 2 < n and not _plausible(values[i], values[i + 1], hours(i, i + 1)) \
-                    and _plausible(values[i + 1], values[i + 2], hours(i + 1, i + 2)) \
-                    and not _plausible(values[i], values[i + 2], hours(i, i + 2)):
-                status[i] = "spike"
-                continue
-        elif nxt is not None and not _plausible(values[previous], values[i], hours(previous, i)) \
-                and _plausible(values[previous], values[nxt], hours(previous, nxt)):
-            status[i] = "spike"
-            continue
-        previous = i
+            spike[i] = i + 2 < n and not ok(i, nxt) and ok(nxt, i + 2) and not ok(i, i + 2)
+        else:
+            spike[i] = ok(previous, nxt) and not (ok(previous, i) and ok(i, nxt))
+        if not spike[i]:
+            previous = i
+    return spike
 
-    credited = [0.0] * n
-    gap_before = [False] * n
-    anomalies: list[tuple] = []
-    for i in range(n):
-        if status[i] == "spike":
-            anomalies.append((i, "SPIKE", _last_valid(status, values, i), values[i],
-                              "a lone reading the readings around it contradict; it counts for nothing"))
-    last = None
+
+def _assess_vehicle(times: np.ndarray, values: np.ndarray) -> dict[str, list]:
+    n = len(values)
+    spike = _spikes(times, values)
+    out: dict[str, list] = {"status": [SPIKE if s else VALID for s in spike], "credited_km": [0.0] * n,
+                            "previous": [None] * n, "gap_before": [False] * n}
+    last = None  # index of the last valid reading
     high_water = None
     for i in range(n):
-        if status[i] == "spike":
+        out["previous"][i] = last
+        if spike[i]:
             continue
         if last is None:
             last, high_water = i, values[i]
             continue
-        dt = hours(last, i)
+        hours = (times[i] - times[last]) / 3.6e9
         step = values[i] - values[last]
-        if dt > GAP_HOURS:
-            gap_before[i] = True
-            anomalies.append((i, "GAP", values[last], values[i], f"no odometer reading for {dt:.0f} h"))
+        out["gap_before"][i] = hours > GAP_HOURS
         if step < -ROLLBACK_KM:
-            status[i] = "rollback"
-            anomalies.append((i, "ROLLBACK", values[last], values[i], f"odometer fell by {-step:.1f} km"))
+            out["status"][i] = ROLLBACK
             high_water = values[i]
-        elif step > MAX_SPEED_KMH * dt + TOLERANCE_KM:
-            status[i] = "implausible_speed"
-            speed = step / dt if dt > 0 else float("inf")
-            anomalies.append((i, "IMPLAUSIBLE_SPEED", values[last], values[i],
-                              f"{step:.1f} km in {dt * 60:.0f} min ({speed:.0f} km/h)"))
+        elif step > MAX_SPEED_KMH * hours + TOLERANCE_KM:
+            out["status"][i] = IMPLAUSIBLE_SPEED
             high_water = values[i]
         else:
-            credited[i] = max(0.0, values[i] - high_water)
+            out["credited_km"][i] = max(0.0, values[i] - high_water)
             high_water = max(high_water, values[i])
         last = i
-    return status, credited, gap_before, anomalies
-
-
-def _last_valid(status: list[str], values: np.ndarray, i: int) -> float | None:
-    for j in range(i - 1, -1, -1):
-        if status[j] != "spike":
-            return float(values[j])
-    return None
+    return out
 
 
 def assess_odometer(odometer: pl.DataFrame) -> OdometerAssessment:
-    """Assess distinct odometer readings (`vehicle_id, reading_time, odometer_km`)."""
+    """Assess distinct odometer readings (`vehicle_id, reading_time, odometer_km`, and any
+    source columns, which are kept): every reading's status, the distance credited to it,
+    and the valid reading before it."""
     odometer = odometer.sort("vehicle_id", "reading_time")
-    assessed, anomalies = [], []
-    for (vehicle_id,), part in odometer.partition_by("vehicle_id", as_dict=True, maintain_order=True).items():
-        times = part.get_column("reading_time").dt.epoch("us").to_numpy()
-        values = part.get_column("odometer_km").to_numpy()
-        status, credited, gaps, found = _assess_vehicle(times, values)
-        assessed.append(part.with_columns(
-            status=pl.Series(status, dtype=pl.String), credited_km=pl.Series(credited, dtype=pl.Float64),
-            gap_before=pl.Series(gaps, dtype=pl.Boolean)))
-        stamps = part.get_column("reading_time")
-        anomalies.extend({"vehicle_id": vehicle_id, "detected_at": stamps[i], "kind": kind,
-                          "odometer_before_km": before, "odometer_after_km": after, "detail": detail}
-                         for i, kind, before, after, detail in found)
-    return OdometerAssessment(
-        readings=pl.concat(assessed).select(list(ASSESSED_SCHEMA)) if assessed else pl.DataFrame(schema=ASSESSED_SCHEMA),
-        anomalies=pl.DataFrame(anomalies, schema=ANOMALY_SCHEMA).sort("vehicle_id", "detected_at", "kind"),
+    times = odometer.get_column("reading_time").dt.epoch("us").to_numpy()
+    values = odometer.get_column("odometer_km").to_numpy()
+    columns: dict[str, list] = {"status": [], "credited_km": [], "previous": [], "gap_before": []}
+    start = 0
+    for length in odometer.get_column("vehicle_id").rle().struct.field("len").to_list():
+        found = _assess_vehicle(times[start:start + length], values[start:start + length])
+        columns["previous"].extend(None if p is None else start + p for p in found.pop("previous"))
+        for name, values_ in found.items():
+            columns[name].extend(values_)
+        start += length
+    previous = pl.Series(columns.pop("previous"), dtype=pl.Int64)
+    assessed = odometer.with_columns(
+        day=pl.col("reading_time").dt.date(),
+        status=pl.Series(columns["status"], dtype=pl.String),
+        credited_km=pl.Series(columns["credited_km"], dtype=pl.Float64),
+        previous_reading_time=odometer.get_column("reading_time").gather(previous),
+        previous_odometer_km=odometer.get_column("odometer_km").gather(previous),
+        gap_before=pl.Series(columns["gap_before"], dtype=pl.Boolean),
     )
+    extra = [c for c in SOURCE_SCHEMA if c in assessed.columns]
+    assessed = assessed.select(*ASSESSED_SCHEMA, *extra).cast(ASSESSED_SCHEMA)  # type: ignore[arg-type]
+    return OdometerAssessment(readings=assessed, anomalies=odometer_anomalies(assessed))
+
+
+def odometer_anomalies(assessed: pl.DataFrame) -> pl.DataFrame:
+    """One row per anomaly of assessed readings, at the reading that shows it: a spike at
+    the spike, a rollback or an implausible jump at the first reading after it, a gap at
+    the reading that ends it."""
+    status, before, after = pl.col("status"), pl.col("previous_odometer_km"), pl.col("odometer_km")
+    hours = (pl.col("reading_time") - pl.col("previous_reading_time")).dt.total_microseconds() / 3.6e9
+    step = after - before
+    kinds = [
+        ("SPIKE", status == SPIKE,
+         pl.lit("a lone reading the readings around it contradict; it counts for nothing")),
+        ("ROLLBACK", status == ROLLBACK, pl.format("odometer fell by {} km", step.abs().round(1))),
+        ("IMPLAUSIBLE_SPEED", status == IMPLAUSIBLE_SPEED,
+         pl.format("{} km in {} min ({} km/h)", step.round(1), (hours * 60).round(0).cast(pl.Int64),
+                   pl.when(hours > 0).then((step / hours).round(0).cast(pl.Int64).cast(pl.String))
+                   .otherwise(pl.lit("inf")))),
+        ("GAP", pl.col("gap_before"), pl.format("no odometer reading for {} h", hours.round(0).cast(pl.Int64))),
+    ]
+    event_id = pl.col("event_id") if "event_id" in assessed.columns else pl.lit(None, pl.String)
+    found = [
+        assessed.filter(condition).select(
+            "vehicle_id", detected_at=pl.col("reading_time"), kind=pl.lit(kind),
+            odometer_before_km=before, odometer_after_km=after, detail=detail, event_id=event_id)
+        for kind, condition, detail in kinds
+    ]
+    return (pl.concat(found).cast(ANOMALY_SCHEMA)  # type: ignore[arg-type]
+            .sort("vehicle_id", "detected_at", "kind"))
 
 
 def daily_mileage(assessed: pl.DataFrame) -> pl.DataFrame:
     """Vehicle × UTC day: first and last odometer of the day, distance credited to the day
     (each increase counts on the day of the reading that ends it), and the readings behind it.
     Spikes are left out of all but `spike_readings`."""
-    counted = pl.col("status") != "spike"
+    counted = pl.col("status") != SPIKE
     by_time = pl.col("odometer_km").filter(counted).sort_by(pl.col("reading_time").filter(counted))
     return (
         assessed.group_by("vehicle_id", day=pl.col("reading_time").dt.date())
