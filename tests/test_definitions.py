@@ -64,3 +64,12 @@ def test_fleetlake_demo_then_run_from_the_command_line(tmp_path):
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "0 new files" in again.stdout
+
+
+def test_dagster_dev_finds_the_definitions_through_pyproject():
+    import importlib
+    import tomllib
+
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]
+    module = importlib.import_module(settings["module_name"])
+    assert isinstance(module.defs, dg.Definitions)
