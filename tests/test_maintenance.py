@@ -167,6 +167,16 @@ def test_a_placard_pressure_replaces_the_measured_baseline():
     assert row["urgency"] == "PAST_DUE" and row["detail"] == "baseline from the placard"
 
 
+def test_a_tyre_that_stopped_reporting_is_unknown_unless_its_leak_was_seen():
+    days = np.arange(20 * 6) / 6
+    healthy = series(list(240.0 + noise(len(days))))
+    row = forecast_tire("v1", "tire_front_left", healthy, None, last_day(healthy) + 10, CONFIG)
+    assert row["urgency"] == "UNKNOWN" and row["detail"] == "no reading since 2026-09-20"
+    leaking = series(list(240.0 - 2.0 * np.clip(days - 14.0, 0, None) + noise(len(days))))
+    row = forecast_tire("v1", "tire_front_left", leaking, None, last_day(leaking) + 10, CONFIG)
+    assert row["finding"] == "LEAKING" and row["urgency"] == "SOON"
+
+
 # --- 12 V battery --------------------------------------------------------------------------
 
 def test_a_healthy_12v_battery_holds_and_has_no_due_date():
@@ -204,7 +214,7 @@ def test_active_codes_are_those_of_the_latest_list_with_their_own_first_seen_tim
     active = active_trouble_codes(counts, codes)
     assert active.select("code", "system", "severity", "first_seen_at", "reports").rows() == \
         [("P0420", "powertrain", "HIGH", seen["P0420"], 3)]
-    row = forecast_diagnostics("v1", counts.height, active, last_day(counts), CONFIG)
+    row = forecast_diagnostics("v1", counts["day"].to_numpy(), active, last_day(counts), CONFIG)
     assert row["urgency"] == "URGENT" and row["finding"] == "ACTIVE_CODES" and row["current_value"] == 1
     assert row["predicted_due_at"] == seen["P0420"]
     assert "P0420 (powertrain, HIGH" in row["detail"]
@@ -213,12 +223,13 @@ def test_active_codes_are_those_of_the_latest_list_with_their_own_first_seen_tim
 def test_diagnostics_urgency_follows_the_code_system():
     for code, expected in [("C0035", "URGENT"), ("U0100", "SOON"), ("B1000", "SOON")]:
         counts, codes = trouble_lists([[code]], {code: T0})
-        row = forecast_diagnostics("v1", 1, active_trouble_codes(counts, codes), last_day(counts), CONFIG)
+        row = forecast_diagnostics("v1", counts["day"].to_numpy(), active_trouble_codes(counts, codes), last_day(counts), CONFIG)
         assert row["urgency"] == expected, code
     counts, codes = trouble_lists([["U0100"], []], {"U0100": T0})
-    cleared = forecast_diagnostics("v1", 2, active_trouble_codes(counts, codes), last_day(counts), CONFIG)
+    cleared = forecast_diagnostics("v1", counts["day"].to_numpy(), active_trouble_codes(counts, codes), last_day(counts), CONFIG)
     assert cleared["urgency"] == "OK" and cleared["current_value"] == 0
-    assert forecast_diagnostics("v1", 0, active_trouble_codes(counts, codes).clear(), 0.0, CONFIG)["urgency"] == "UNKNOWN"
+    none = forecast_diagnostics("v1", np.array([]), active_trouble_codes(counts, codes).clear(), 0.0, CONFIG)
+    assert none["urgency"] == "UNKNOWN"
 
 
 # --- urgency, as-of, the fleet -------------------------------------------------------------
@@ -296,8 +307,14 @@ def test_the_maintenance_command_needs_a_warehouse(tmp_path, capsys, monkeypatch
 
 # --- the default fleet against the ground truth --------------------------------------------
 
+def forecast_mart(data_dir) -> pl.DataFrame:
+    # DuckDB hands timestamps back as Etc/UTC; the truth is in UTC.
+    return mart(data_dir, "maintenance_forecast").with_columns(
+        pl.col(pl.Datetime("us", "Etc/UTC")).dt.convert_time_zone("UTC"))
+
+
 def test_oil_due_dates_match_the_truth(default_fleet):
-    forecast = mart(default_fleet, "maintenance_forecast").filter(component="engine_oil")
+    forecast = forecast_mart(default_fleet).filter(component="engine_oil")
     oil = truth(default_fleet, "maintenance").filter(component="engine_oil").join(
         forecast, on=["vehicle_id", "component"], how="left", suffix="_mart")
     assert oil.height >= 15 and oil["urgency"].is_in(["PAST_DUE", "URGENT", "SOON", "OK"]).all()
@@ -312,24 +329,33 @@ def tire_truth(default_fleet) -> pl.DataFrame:
     return truth(default_fleet, "maintenance").filter(pl.col("component").str.starts_with("tire"))
 
 
+NEEDS_ATTENTION = pl.col("urgency").is_in(["PAST_DUE", "URGENT", "SOON"]) | pl.col("finding").is_not_null()
+
+
 def test_every_leaking_tyre_is_flagged_and_no_healthy_one(default_fleet):
-    tires = tire_truth(default_fleet).join(mart(default_fleet, "maintenance_forecast"),
+    tires = tire_truth(default_fleet).join(forecast_mart(default_fleet),
                                            on=["vehicle_id", "component"], how="left", suffix="_mart")
     leaking, healthy = tires.filter("is_leaking"), tires.filter(~pl.col("is_leaking"))
     assert leaking.height >= 5 and healthy.height >= 150
-    found = leaking.filter((pl.col("finding") == "LEAKING") & pl.col("predicted_due_date").is_not_null())
-    assert found.height >= 0.9 * leaking.height
-    assert healthy.filter((pl.col("urgency") != "OK") | pl.col("finding").is_not_null()).is_empty()
+    # A tyre whose readings stopped (a revoked permission) cannot show a leak that began
+    # after: it must then say UNKNOWN, never OK.
+    silent = leaking.filter(pl.col("detail").str.contains("no reading since"))
+    observed = leaking.filter(~pl.col("detail").str.contains("no reading since").fill_null(False))
+    assert (silent["urgency"] != "OK").all()
+    found = observed.filter((pl.col("finding") == "LEAKING") & pl.col("predicted_due_date").is_not_null())
+    assert found.height >= 0.9 * observed.height and observed.height >= 0.75 * leaking.height
+    assert healthy.filter(NEEDS_ATTENTION).is_empty()
 
 
 def test_leaking_tyres_are_found_before_they_fall_below_the_threshold(default_fleet):
-    """Replay the tyre forecast every 6 hours from the end of the baseline week to the end
-    of the data, as the pipeline would have run it then (only the readings up to that time,
-    as of that time). A tyre is flagged when its forecast is not OK or finds a leak.
+    """Replay the tyre forecast every 6 hours from the end of the baseline week to the tyre's
+    last reading, as the pipeline would have run it then (only the readings up to that time,
+    as of that time). A tyre is flagged when its forecast needs attention (PAST_DUE, URGENT,
+    SOON) or finds a leak.
 
-    Every truly leaking tyre must be flagged before it falls below its threshold (the truth's
-    due time) and by the end of the data, at least 90 % of them; no healthy tyre may be
-    flagged at any time."""
+    Of the truly leaking tyres whose sensor kept reporting to the end of the data, at least
+    90 % must be flagged before they fall below their threshold (the truth's due time) and
+    before the data ends; no healthy tyre may be flagged at any time."""
     window_end = datetime.fromisoformat(
         json.loads((default_fleet / "ground_truth" / "summary.json").read_text())["window"]["end"])
     lake_readings, _ = load_maintenance_readings(LakeResource(data_dir=str(default_fleet)))
@@ -339,17 +365,21 @@ def test_leaking_tyres_are_found_before_they_fall_below_the_threshold(default_fl
     first_flags = []
     for tire in tire_truth(default_fleet).iter_rows(named=True):
         readings_of = by_tire[(tire["vehicle_id"], tire["component"])]
-        start = float(readings_of["day"][0]) + CONFIG.tire_baseline_days + 1
+        start, end = float(readings_of["day"][0]) + CONFIG.tire_baseline_days + 1, float(readings_of["day"][-1])
         first_flag = None
-        for cut in np.arange(start, float(readings_of["day"][-1]) + 0.25, 0.25):
+        for cut in np.arange(start, end + 0.25, 0.25):
             row = forecast_tire(tire["vehicle_id"], tire["component"], readings_of.filter(pl.col("day") <= cut),
                                 None, cut, CONFIG)
-            if row["urgency"] != "OK" or row["finding"] is not None:
+            if row["urgency"] in ("PAST_DUE", "URGENT", "SOON") or row["finding"] is not None:
                 first_flag = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=cut)
                 break
-        first_flags.append({**tire, "first_flag": first_flag})
+        last_reading = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=end)
+        first_flags.append({**tire, "first_flag": first_flag, "last_reading": last_reading})
     replay = pl.DataFrame(first_flags)
-    leaking, healthy = replay.filter("is_leaking"), replay.filter(~pl.col("is_leaking"))
+    reporting = pl.col("last_reading") >= window_end - timedelta(days=CONFIG.stale_after_days)
+    leaking = replay.filter("is_leaking", reporting)
+    healthy = replay.filter(~pl.col("is_leaking"))
+    assert leaking.height >= 5
     in_time = leaking.filter(pl.col("first_flag") < pl.min_horizontal("due_at", pl.lit(window_end)))
     assert in_time.height >= 0.9 * leaking.height, leaking.select("vehicle_id", "component", "due_at", "first_flag")
     assert healthy["first_flag"].null_count() == healthy.height
@@ -357,7 +387,7 @@ def test_leaking_tyres_are_found_before_they_fall_below_the_threshold(default_fl
 
 def test_falling_12v_batteries_are_flagged_and_healthy_ones_are_not(default_fleet):
     lv = truth(default_fleet, "maintenance").filter(component="low_voltage_battery").join(
-        mart(default_fleet, "maintenance_forecast"), on=["vehicle_id", "component"], suffix="_mart")
+        forecast_mart(default_fleet), on=["vehicle_id", "component"], suffix="_mart")
     assert lv.filter("is_weak").height >= 1
     assert (lv.filter("is_weak")["finding"] == "FALLING").all()
     assert lv.filter(~pl.col("is_weak"))["finding"].null_count() == lv.filter(~pl.col("is_weak")).height
@@ -367,10 +397,11 @@ def test_active_trouble_codes_match_the_truth(default_fleet):
     window_end = datetime.fromisoformat(
         json.loads((default_fleet / "ground_truth" / "summary.json").read_text())["window"]["end"])
     expected = truth(default_fleet, "dtc").filter(pl.col("cleared_at").is_null() | (pl.col("cleared_at") >= window_end))
-    active = mart(default_fleet, "active_trouble_codes")
+    active = mart(default_fleet, "active_trouble_codes").with_columns(
+        pl.col(pl.Datetime("us", "Etc/UTC")).dt.convert_time_zone("UTC"))
     assert sorted(active.select("vehicle_id", "code", "first_seen_at").rows()) == \
         sorted(expected.select("vehicle_id", "code", "first_seen_at").rows())
-    diagnostics = mart(default_fleet, "maintenance_forecast").filter(component="diagnostics")
+    diagnostics = forecast_mart(default_fleet).filter(component="diagnostics")
     flagged = set(diagnostics.filter(finding="ACTIVE_CODES")["vehicle_id"])
     assert flagged == set(expected["vehicle_id"])
     assert diagnostics.filter(~pl.col("vehicle_id").is_in(list(flagged)))["urgency"].unique().to_list() == ["OK"]

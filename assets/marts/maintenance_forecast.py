@@ -74,6 +74,7 @@ class MaintenanceConfig(dg.Config):
     lv_due_pct: float = 50.0          # a 12 V battery at half charge may no longer start the car
     lv_falling_pct_per_day: float = 0.2  # a 12 V charge trend below minus this is a failing battery
     trend_days: float = 14.0          # oil, 12 V and distance per day use the last days
+    stale_after_days: float = 3.0     # a component silent this long before its vehicle's as-of: UNKNOWN
     min_trend_readings: int = 6       # fewer readings than this in the window: no trend
 
 
@@ -168,14 +169,22 @@ def _row(vehicle_id: str, component: str, as_of_day: float, config: MaintenanceC
          current: float | None = None, baseline: float | None = None, threshold: float | None = None,
          trend: float | None = None, since: float | None = None, due_day: float | None = None,
          due_odometer: float | None = None, evidence: int = 0, finding: str | None = None,
-         detail: str | None = None, level: str | None = None, floor: str | None = None) -> dict:
-    """One forecast row; urgency from the days until due unless `level` is given, raised to
-    at least `floor`."""
+         detail: str | None = None, level: str | None = None, floor: str | None = None,
+         last_seen: float | None = None) -> dict:
+    """One forecast row; urgency from the days until due unless `level` is given, UNKNOWN when
+    the component's latest reading (`last_seen`) is stale and it was not already past due,
+    raised to at least `floor`."""
     days_until = None if due_day is None else due_day - as_of_day
     if level is None:
         level = urgency(days_until, config)
         if current is not None and threshold is not None and current <= threshold:
             level = "PAST_DUE"
+    if last_seen is not None and as_of_day - last_seen > config.stale_after_days:
+        # Readings stopped (a revoked permission, a broken sensor): what the trend said then
+        # is no forecast now.
+        detail = "; ".join(filter(None, [detail, f"no reading since {_to_datetime(last_seen):%Y-%m-%d}"]))
+        if level != "PAST_DUE":
+            level = "UNKNOWN"
     if floor is not None:
         level = at_least(level, floor)
     due_at = None if due_day is None else _to_datetime(due_day)
@@ -222,7 +231,8 @@ def forecast_oil(vehicle_id: str, oil: pl.DataFrame, km_per_day: float | None, a
     days, values, odometer = days[start:], values[start:], odometer[start:]
     current, last_day = float(values[-1]), float(days[-1])
     detail = "since an oil change" if start > 0 else None
-    base = dict(unit="percent", current=current, baseline=100.0, threshold=due, since=float(days[0]))
+    base = dict(unit="percent", current=current, baseline=100.0, threshold=due, since=float(days[0]),
+                last_seen=last_day)
 
     positive = values > 0
     last_positive_day = float(days[positive][-1]) if positive.any() else last_day
@@ -270,7 +280,7 @@ def forecast_tire(vehicle_id: str, component: str, tire: pl.DataFrame, placard_k
     threshold = config.tire_due_share * baseline
     starts = segment_starts(values, config.tire_reinflation_jump_kpa)
     seg_days, seg_values = days[starts[-1]:], values[starts[-1]:]
-    base = dict(unit="kPa", baseline=round(baseline, 2), threshold=round(threshold, 2))
+    base = dict(unit="kPa", baseline=round(baseline, 2), threshold=round(threshold, 2), last_seen=float(days[-1]))
     detail = "since a re-inflation" if len(starts) > 1 else None
     if placard_kpa is not None:
         detail = "; ".join(filter(None, ["baseline from the placard", detail]))
@@ -308,14 +318,14 @@ def forecast_low_voltage(vehicle_id: str, lv: pl.DataFrame, as_of_day: float, co
     if trend is None:
         current = float(np.median(values[-3:]))
         return _row(vehicle_id, LOW_VOLTAGE_BATTERY, as_of_day, config, unit="percent", current=round(current, 2),
-                    threshold=due, evidence=len(values), detail="too few readings for a trend",
+                    threshold=due, evidence=len(values), detail="too few readings for a trend", last_seen=float(days[-1]),
                     level="PAST_DUE" if current <= due else "UNKNOWN")
     falling = trend.slope <= -config.lv_falling_pct_per_day
     last_day = float(days[-1])
     due_day = last_day + (trend.level - due) / -trend.slope if falling else None
     return _row(vehicle_id, LOW_VOLTAGE_BATTERY, as_of_day, config, unit="percent", current=round(trend.level, 2),
                 threshold=due, trend=trend.slope, since=float(days[days >= last_day - config.trend_days][0]),
-                due_day=due_day, evidence=trend.readings, finding="FALLING" if falling else None,
+                due_day=due_day, evidence=trend.readings, finding="FALLING" if falling else None, last_seen=last_day,
                 floor="SOON" if falling else None)
 
 
@@ -345,14 +355,16 @@ def active_trouble_codes(lists: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFra
     ).select(list(TROUBLE_CODE_SCHEMA)).sort("vehicle_id", "first_seen_at", "code")
 
 
-def forecast_diagnostics(vehicle_id: str, lists: int, active: pl.DataFrame, as_of_day: float,
+def forecast_diagnostics(vehicle_id: str, list_days: np.ndarray, active: pl.DataFrame, as_of_day: float,
                          config: MaintenanceConfig) -> dict:
-    """Diagnostics: the active codes of the latest list. Urgency from the most severe code
-    (HIGH: URGENT; MEDIUM, LOW: SOON), OK with none; due since the oldest code appeared."""
-    if lists == 0:
+    """Diagnostics: the active codes of the latest list (`list_days`: when the lists were
+    read). Urgency from the most severe code (HIGH: URGENT; MEDIUM, LOW: SOON), OK with none;
+    due since the oldest code appeared."""
+    if len(list_days) == 0:
         return _unknown(vehicle_id, DIAGNOSTICS, as_of_day, config, "codes", "no trouble-code lists")
     if active.is_empty():
-        return _row(vehicle_id, DIAGNOSTICS, as_of_day, config, unit="codes", current=0.0, evidence=1, level="OK")
+        return _row(vehicle_id, DIAGNOSTICS, as_of_day, config, unit="codes", current=0.0, evidence=1,
+                    last_seen=float(list_days.max()))
     severities = active["severity"].to_list()
     worst = min(severities, key=["HIGH", "MEDIUM", "LOW"].index)
     first = active["first_seen_at"].min()
@@ -431,7 +443,7 @@ def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_dist
             rows.append(forecast_tire(vehicle_id, component, tire, placard, as_of_day, config))
         lv = by_series.get((vehicle_id, "lv_battery_soc_pct", None), empty)
         rows.append(forecast_low_voltage(vehicle_id, lv, as_of_day, config))
-        lists = by_series.get((vehicle_id, "dtc_count", None), empty).height
+        lists = by_series.get((vehicle_id, "dtc_count", None), empty)["day"].to_numpy()
         rows.append(forecast_diagnostics(vehicle_id, lists, trouble.filter(pl.col("vehicle_id") == vehicle_id),
                                          as_of_day, config))
     return pl.DataFrame(rows, schema=FORECAST_SCHEMA)
