@@ -1,6 +1,7 @@
 """Charging marts: session finding, energy, power, places, time of use and battery health on
 hand-made readings, then against the simulator's ground truth on the default fleet."""
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -261,8 +262,9 @@ def matched_sessions(found: pl.DataFrame, true: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_charging_marts_against_ground_truth(default_fleet):
-    found = mart(default_fleet, "charging_sessions")
-    window_end = found["unplugged_at"].max()
+    found = mart(default_fleet, "charging_sessions").with_columns(pl.col(pl.Datetime).dt.convert_time_zone("UTC"))
+    window = json.loads((default_fleet / "ground_truth" / "summary.json").read_text())["window"]
+    window_end = datetime.fromisoformat(window["end"])
     # a charge that starts after the simulated window cannot be seen in its data
     true = truth(default_fleet, "charging_sessions").filter(pl.col("charge_started_at") < window_end)
     pairs = matched_sessions(found, true)

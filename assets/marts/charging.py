@@ -65,7 +65,7 @@ SESSION_COLUMNS = (
 
 
 def _minutes(later: str, earlier: str) -> pl.Expr:
-    return (pl.col(later) - pl.col(earlier)).dt.total_seconds() / 60.0
+    return (pl.col(later) - pl.col(earlier)).dt.total_microseconds() / 1e6 / 60.0
 
 
 def session_ids(frame: pl.DataFrame) -> pl.Series:

@@ -149,7 +149,7 @@ def readings_in_sessions(series: pl.DataFrame, sessions: pl.DataFrame, start: st
 
 def _trapezoid_kwh(t: pl.Expr, p: pl.Expr) -> pl.Expr:
     """Energy (kWh) under a power curve (kW) sampled at times t, by the trapezoid rule."""
-    hours = t.diff().dt.total_seconds() / 3600.0
+    hours = t.diff().dt.total_microseconds() / 1e6 / 3600.0
     return (hours * (p + p.shift(1)) / 2.0).sum()
 
 
@@ -190,7 +190,7 @@ def session_readings(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataF
         pl.col("power").max().alias("power_max_kw"),
         pl.when(pl.len() > 1)
         .then(_trapezoid_kwh(t, pl.col("power"))
-              / ((t.max() - t.min()).dt.total_seconds() / 3600.0))
+              / ((t.max() - t.min()).dt.total_microseconds() / 1e6 / 3600.0))
         .otherwise(pl.col("power").mean()).alias("power_mean_kw"),
     )
     # energy by the power signal between the SoC's first and last charging readings, for
@@ -287,13 +287,13 @@ def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: p
         pl.when(c("counter_last_at") == c("ended_at")).then(c("counter_last_kwh")),
         pl.when(c("soc_last_at") == c("ended_at"))
         .then((c("soc_last") - c("soc_start_pct")).clip(lower_bound=0.0) / 100.0 * c("capacity_kwh")))
-    observed_h = (c("ended_at") - c("started_at")).dt.total_seconds() / 3600.0
+    observed_h = (c("ended_at") - c("started_at")).dt.total_microseconds() / 1e6 / 3600.0
     slope = pl.when(observed_h * 60.0 >= MIN_RATE_SPAN_MIN).then((at_last - at_first) / observed_h)
     frame = frame.with_columns(
         at_first.alias("_at_first"), at_last.alias("_at_last"),
         pl.coalesce(c("power_mean_kw"), pl.when(slope > 0).then(slope)).alias("_rate"))
-    before_h = (c("started_at") - c("prev_reading_at")).dt.total_seconds() / 3600.0
-    after_h = (c("next_reading_at") - c("ended_at")).dt.total_seconds() / 3600.0
+    before_h = (c("started_at") - c("prev_reading_at")).dt.total_microseconds() / 1e6 / 3600.0
+    after_h = (c("next_reading_at") - c("ended_at")).dt.total_microseconds() / 1e6 / 3600.0
     lead_h = pl.coalesce(c("_at_first") / c("_rate"), _midpoint_h(before_h)).clip(0.0, before_h).fill_null(0.0)
     tail_h = pl.coalesce((c("energy_added_kwh") - c("_at_last")) / c("_rate"), _midpoint_h(after_h)) \
         .clip(0.0, after_h).fill_null(0.0)
@@ -303,7 +303,7 @@ def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: p
         (c("ended_at") + pl.duration(microseconds=(tail_h * 3.6e9).round().cast(pl.Int64)))
         .alias("charge_end_estimated_at"),
     )
-    estimated_h = (c("charge_end_estimated_at") - c("charge_start_estimated_at")).dt.total_seconds() / 3600.0
+    estimated_h = (c("charge_end_estimated_at") - c("charge_start_estimated_at")).dt.total_microseconds() / 1e6 / 3600.0
     energy_rate = pl.when(estimated_h > 0).then(c("energy_added_kwh") / estimated_h)
     frame = frame.with_columns(
         pl.coalesce(c("power_mean_kw"), energy_rate).alias("avg_power_kw"),

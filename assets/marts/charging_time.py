@@ -53,8 +53,9 @@ def spread(frame: pl.DataFrame, start: str, end: str, every: str = BUCKET) -> pl
     in the bucket; an instant puts all of it in its bucket)."""
     s, e = pl.col(start), pl.col(end)
     bucket_end = pl.col("bucket").dt.offset_by(every)
-    overlap_s = (pl.min_horizontal(e, bucket_end) - pl.max_horizontal(s, pl.col("bucket"))).dt.total_seconds()
-    span_s = (e - s).dt.total_seconds()
+    # in microseconds: whole seconds would lose a little of every session's energy
+    overlap_s = (pl.min_horizontal(e, bucket_end) - pl.max_horizontal(s, pl.col("bucket"))).dt.total_microseconds() / 1e6
+    span_s = (e - s).dt.total_microseconds() / 1e6
     return (frame.with_columns(pl.datetime_ranges(s.dt.truncate(every), e, every).alias("bucket"))
             .explode("bucket")
             .with_columns(overlap_s.clip(lower_bound=0).alias("_overlap_s"), span_s.alias("_span_s"))
@@ -98,7 +99,7 @@ def time_of_use(sessions: pl.DataFrame, timezone: str, peak_windows: list[str],
             .with_columns(pl.col("peak_energy_kwh", "off_peak_energy_kwh").fill_null(0.0)))
 
 
-def session_costs(sessions: pl.DataFrame, tariffs: pl.DataFrame) -> pl.Expr:
+def session_costs(sessions: pl.DataFrame, tariffs: pl.DataFrame) -> pl.DataFrame:
     """Cost of each session: peak and off-peak grid energy at its location type's prices,
     plus the session fee. `tariffs`: location_type, peak_per_kwh, off_peak_per_kwh, session_fee."""
     return (sessions.join(tariffs, on="location_type", how="left")
