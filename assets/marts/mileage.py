@@ -62,10 +62,22 @@ def verification_sql(periods_sql: str) -> str:
             f"SELECT * FROM ({mileage_sql('verification')})")
 
 
-def create_mileage_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """marts.verified_mileage(...) and marts.mileage_evidence(...) (and their helpers)."""
+def write_odometer_readings(con: duckdb.DuckDBPyConnection, assessed: pl.DataFrame) -> int:
+    con.register("assessed_frame", assessed)
+    try:
+        return replace_table(con, "odometer_readings", "SELECT * FROM assessed_frame ORDER BY vehicle_id, reading_time")
+    finally:
+        con.unregister("assessed_frame")
+
+
+def write_mileage_verification(con: duckdb.DuckDBPyConnection) -> int:
+    """(Re)create the macros marts.verified_mileage(...) and marts.mileage_evidence(...)
+    (and their helpers), then marts.mileage_verification, from marts.odometer_readings
+    and marts.vehicles."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
     con.execute(mileage_sql("macros", EVIDENCE=mileage_sql("evidence"), VERIFICATION=mileage_sql("verification")))
+    return replace_table(con, "mileage_verification",
+                         verification_sql(mileage_sql("months")) + " ORDER BY vehicle_id, period_start")
 
 
 @dg.asset(key_prefix="marts", group_name="marts", deps=[readings], pool=MART_POOL, kinds={"polars", "duckdb"})
@@ -76,8 +88,7 @@ def odometer_readings(lake: LakeResource, warehouse: WarehouseResource) -> dg.Ma
     delivery time, landing file and line). The one assessment every mileage mart uses."""
     assessed = assess_odometer(load_odometer(lake)).readings
     with warehouse.connect() as con:
-        con.register("assessed_frame", assessed)
-        rows = replace_table(con, "odometer_readings", "SELECT * FROM assessed_frame ORDER BY vehicle_id, reading_time")
+        rows = write_odometer_readings(con, assessed)
         return mart_result(con, "odometer_readings", rows,
                            spikes=int((assessed["status"] == "spike").sum()))
 
@@ -122,9 +133,7 @@ def mileage_verification(warehouse: WarehouseResource) -> dg.MaterializeResult:
     `marts.verified_mileage(vehicle_id, start_date, end_date)` (the same for any period) and
     `marts.mileage_evidence(vehicle_id, start_date, end_date)` (the readings behind it)."""
     with warehouse.connect() as con:
-        create_mileage_macros(con)
-        rows = replace_table(con, "mileage_verification",
-                             verification_sql(mileage_sql("months")) + " ORDER BY vehicle_id, period_start")
+        rows = write_mileage_verification(con)
         statuses = dict(con.sql(f"SELECT status, count(*) FROM {MART_SCHEMA}.mileage_verification GROUP BY status")
                         .fetchall())
         return mart_result(con, "mileage_verification", rows, **{s.lower(): n for s, n in statuses.items()})
