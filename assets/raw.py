@@ -125,7 +125,7 @@ def _iso(moment) -> str | None:
 
 # New files are parsed in groups of about this many lines: one DuckDB pass per group keeps
 # many small files cheap, and the group size bounds memory.
-GROUP_LINES = 200_000
+GROUP_LINES = 50_000
 
 
 def ingest_landing(lake: LakeResource, log=None) -> list[dict]:

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as ds
 
+from assets.metadata import markdown_preview
 from assets.normalize import normalize_signals
 from assets.parsing import empty_batch
 from assets.raw import RawLayout
@@ -78,15 +79,6 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, p
         con.execute("ROLLBACK").fetchall()
         raise
     return con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{table}").fetchall()[0][0]
-
-
-def markdown_preview(frame: pl.DataFrame, rows: int = 5) -> str:
-    head = frame.head(rows)
-    if head.width == 0:
-        return ""
-    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * head.width]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in head.iter_rows()]
-    return "\n".join(lines)
 
 
 def mart_result(con: duckdb.DuckDBPyConnection, table: str, rows: int, **metadata) -> dg.MaterializeResult:
