@@ -295,3 +295,50 @@ def test_charging_marts_against_ground_truth(default_fleet):
     assert profile["energy_kwh"].sum() == pytest.approx(found["grid_energy_kwh"].sum(), rel=1e-6)
     daily = mart(default_fleet, "charging_daily_energy")
     assert daily["energy_kwh"].sum() == pytest.approx(found["grid_energy_kwh"].sum(), rel=1e-6)
+
+
+def test_deliveries_to_charging_marts_through_dagster_with_run_config(data_dir):
+    """Real payload shapes in landing, a build as `fleetlake run` does it, then the charging
+    step again with a tariff and time zone from run config."""
+    import dagster as dg
+    from conftest import build
+    from deliveries import delivery, odometer, signal as sig, write_landing
+
+    from assets.marts.charging import charging
+    from pipelines.resources import LakeResource, WarehouseResource
+
+    def state(n: int, at: datetime, charging_now: bool, plugged: bool, soc: float, kwh: float) -> dict:
+        iso = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return delivery(f"e{n}", "ev-1", [
+            odometer(1000.0, iso),
+            sig("tractionbattery-stateofcharge", {"value": soc, "unit": "percent"}, iso),
+            sig("charge-ischarging", {"value": charging_now}, iso),
+            sig("charge-ischargingcableconnected", {"value": plugged}, iso),
+            sig("charge-energyadded", {"value": kwh, "unit": "kWh"}, iso),
+            sig("charge-wattage", {"value": 7000 if charging_now else 0, "unit": "W"}, iso),
+            sig("location-preciselocation", {"latitude": HOME[0], "longitude": HOME[1], "heading": 0}, iso),
+        ], delivered_at=int(at.timestamp() * 1000) + 5_000)
+
+    start = MONDAY.replace(hour=20)  # 7 kW for three hours from 20:00, 30 % → 65 % of 60 kWh
+    lines = [state(0, start - timedelta(minutes=30), False, True, 30.0, 0.0)]
+    lines += [state(i + 1, start + timedelta(minutes=30 * i), True, True, 30.0 + 7 * i / 2 / 60 * 100, 3.5 * i)
+              for i in range(7)]
+    lines += [state(9, start + timedelta(hours=3, minutes=1), False, True, 65.0, 21.0),
+              state(10, start + timedelta(hours=8), False, False, 65.0, 21.0)]
+    write_landing(data_dir / "landing" / "2026/09/07/a.ndjson", lines)
+    assert build(data_dir).ok
+    s = mart(data_dir, "charging_sessions").row(0, named=True)
+    assert s["energy_added_kwh"] == pytest.approx(21.0) and s["avg_power_kw"] == pytest.approx(7.0)
+    assert s["location_type"] == "home" and s["idle_min"] > 0
+    # at home by default: 20:00-21:00 UTC at the peak price, 21:00-23:00 off-peak, 90 % efficient
+    assert s["cost"] == pytest.approx(7.0 / 0.9 * 0.40 + 14.0 / 0.9 * 0.25)
+
+    resources = {"lake": LakeResource(data_dir=str(data_dir)), "warehouse": WarehouseResource(data_dir=str(data_dir))}
+    config = {"timezone": "America/Los_Angeles", "currency": "USD", "ac_efficiency": 1.0,
+              "home": {"peak_per_kwh": 0.5, "off_peak_per_kwh": 0.2, "session_fee": 1.0}}
+    result = dg.materialize([charging], resources=resources, run_config={"ops": {"charging": {"config": config}}})
+    assert result.success
+    s = mart(data_dir, "charging_sessions").row(0, named=True)
+    # plugged in 19:30-04:00 UTC is 12:30-21:00 in Los Angeles: not overnight; charging 13:00-16:00, off-peak
+    assert (s["location_type"], s["currency"]) == ("public", "USD")
+    assert s["peak_energy_kwh"] == pytest.approx(0.0, abs=1e-9)
