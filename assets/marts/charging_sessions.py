@@ -194,7 +194,8 @@ def session_readings(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataF
         .otherwise(pl.col("power").mean()).alias("power_mean_kw"),
     )
     # energy by the power signal between the SoC's first and last charging readings, for
-    # capacity estimates of cars that report power but no energy counter
+    # capacity estimates of cars that report power but no energy counter; it needs power
+    # readings at both ends, so that the integral spans exactly the SoC gain
     power_window = (power.join(soc_stats.select(*key, "soc_first_at", "soc_last_at"), on=key)
                     .filter((t >= pl.col("soc_first_at")) & (t <= pl.col("soc_last_at")))
                     .group_by(key).agg(
