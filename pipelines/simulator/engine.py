@@ -555,7 +555,9 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
             truth.oil_cross(v, day.first_reach(v, float(target)), float(target))
         oil_ref_pct = np.where(go, 100.0, oil_ref_pct)
         oil_ref_odo = np.where(go, new_ref_odo, oil_ref_odo)
-        truth.oil_end_of_day(d, np.clip(oil_end, 0.0, 100.0))
+        # Unclipped: the gauge stops at 0 %, but the due time and odometer extrapolate the
+        # oil's real wear (truth clips only the value it reports).
+        truth.oil_end_of_day(d, oil_end)
 
     writer.close()
     counts_faults = truth.write(sessions, rng_truth, truth_dir)
