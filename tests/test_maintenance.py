@@ -223,10 +223,12 @@ def test_active_codes_are_those_of_the_latest_list_with_their_own_first_seen_tim
 def test_diagnostics_urgency_follows_the_code_system():
     for code, expected in [("C0035", "URGENT"), ("U0100", "SOON"), ("B1000", "SOON")]:
         counts, codes = trouble_lists([[code]], {code: T0})
-        row = forecast_diagnostics("v1", counts["day"].to_numpy(), active_trouble_codes(counts, codes), last_day(counts), CONFIG)
+        active = active_trouble_codes(counts, codes)
+        row = forecast_diagnostics("v1", counts["day"].to_numpy(), active, last_day(counts), CONFIG)
         assert row["urgency"] == expected, code
     counts, codes = trouble_lists([["U0100"], []], {"U0100": T0})
-    cleared = forecast_diagnostics("v1", counts["day"].to_numpy(), active_trouble_codes(counts, codes), last_day(counts), CONFIG)
+    active = active_trouble_codes(counts, codes)
+    cleared = forecast_diagnostics("v1", counts["day"].to_numpy(), active, last_day(counts), CONFIG)
     assert cleared["urgency"] == "OK" and cleared["current_value"] == 0
     none = forecast_diagnostics("v1", np.array([]), active_trouble_codes(counts, codes).clear(), 0.0, CONFIG)
     assert none["urgency"] == "UNKNOWN"
@@ -248,7 +250,8 @@ def fleet_readings() -> tuple[pl.DataFrame, pl.DataFrame]:
     for vehicle, leak in [("v1", 3.0), ("v2", 0.0)]:
         for position in TIRE_COMPONENTS:
             loss = leak * np.clip(days - 8.0, 0, None) if position == "rear_left" else 0.1 * days
-            frames.append(readings(list(235.0 - loss + noise(len(days))), "tire_pressure_kpa", position, vehicle=vehicle))
+            pressure = list(235.0 - loss + noise(len(days)))
+            frames.append(readings(pressure, "tire_pressure_kpa", position, vehicle=vehicle))
         frames.append(readings(list(88.0 + noise(len(days))), "lv_battery_soc_pct", vehicle=vehicle))
         frames.append(readings([0.0] * len(days), "dtc_count", vehicle=vehicle))
     latest = {"v1": T0 + timedelta(hours=4 * (len(days) - 1)), "v2": T0 + timedelta(days=20)}

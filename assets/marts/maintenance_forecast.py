@@ -318,7 +318,8 @@ def forecast_low_voltage(vehicle_id: str, lv: pl.DataFrame, as_of_day: float, co
     if trend is None:
         current = float(np.median(values[-3:]))
         return _row(vehicle_id, LOW_VOLTAGE_BATTERY, as_of_day, config, unit="percent", current=round(current, 2),
-                    threshold=due, evidence=len(values), detail="too few readings for a trend", last_seen=float(days[-1]),
+                    threshold=due, evidence=len(values), detail="too few readings for a trend",
+                    last_seen=float(days[-1]),
                     level="PAST_DUE" if current <= due else "UNKNOWN")
     falling = trend.slope <= -config.lv_falling_pct_per_day
     last_day = float(days[-1])
