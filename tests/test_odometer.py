@@ -66,6 +66,22 @@ def test_distance_across_a_gap_is_kept():
     assert kinds([100, 110, 400, 420], times=times) == ["GAP"]
 
 
+def test_a_spike_right_after_a_gap_is_still_a_spike():
+    # 110 → 9,500 over 100 h is a plausible speed; the step past it (back to 420) is not.
+    times = [START, START + timedelta(hours=1), START + timedelta(hours=101), START + timedelta(hours=102)]
+    assessed = assess_odometer(series([100, 110, 9_500, 420], times=times))
+    assert assessed.readings["status"].to_list() == ["valid", "valid", "spike", "valid"]
+    assert assessed.anomalies["kind"].to_list() == ["SPIKE", "GAP"]
+    assert assessed.readings["credited_km"].sum() == pytest.approx(320)
+
+
+def test_each_reading_keeps_the_valid_reading_before_it():
+    readings = assess_odometer(series([100, 110, 9_110, 120])).readings
+    assert readings["previous_odometer_km"].to_list() == [None, 100, 110, 110]
+    assert readings["previous_reading_time"].to_list() == [None, START, START + timedelta(hours=1),
+                                                           START + timedelta(hours=1)]
+
+
 def test_daily_mileage_credits_each_increase_to_the_day_it_ends():
     times = [START, START + timedelta(hours=10), START + timedelta(hours=20), START + timedelta(hours=30)]
     days = daily_mileage(assess_odometer(series([100, 150, 170, 200], times=times)).readings)

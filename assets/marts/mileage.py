@@ -26,9 +26,6 @@ from quality.gx_validation import validate
 from quality.results import check_result
 from quality.suites import daily_mileage_suite
 
-ODOMETER_READINGS = dg.AssetKey(["marts", "odometer_readings"])
-
-
 def load_odometer(lake: LakeResource) -> pl.DataFrame:
     """Distinct odometer readings of the lake, with where each came from: its event, the
     unit it was reported in, when it was delivered, and the landing file and line."""
