@@ -26,6 +26,7 @@ from quality.gx_validation import validate
 from quality.results import check_result
 from quality.suites import daily_mileage_suite
 
+
 def load_odometer(lake: LakeResource) -> pl.DataFrame:
     """Distinct odometer readings of the lake, with where each came from: its event, the
     unit it was reported in, when it was delivered, and the landing file and line."""
@@ -72,7 +73,8 @@ def write_mileage_verification(con: duckdb.DuckDBPyConnection) -> int:
     (and their helpers), then marts.mileage_verification, from marts.odometer_readings
     and marts.vehicles."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
-    con.execute(mileage_sql("macros", EVIDENCE=mileage_sql("evidence"), VERIFICATION=mileage_sql("verification")))
+    period = "FROM marts.mileage_period(vehicle_id, start_date, end_date)"
+    con.execute(mileage_sql("macros", EVIDENCE=mileage_sql("evidence"), VERIFIED_MILEAGE=verification_sql(period)))
     return replace_table(con, "mileage_verification",
                          verification_sql(mileage_sql("months")) + " ORDER BY vehicle_id, period_start")
 

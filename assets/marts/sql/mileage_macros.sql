@@ -2,7 +2,8 @@
 --   marts.verified_mileage(vehicle_id, start_date, end_date)  the columns of marts.mileage_verification
 --   marts.mileage_evidence(vehicle_id, start_date, end_date)  the odometer readings behind that row
 -- Both fail with a clear error for an unknown vehicle or a start after the end.
--- The macro bodies are filled in from mileage_evidence.sql and mileage_verification.sql.
+-- The macro bodies are filled in from mileage_evidence.sql and mileage_verification.sql
+-- (assets/marts/mileage.py), the same SQL that builds marts.mileage_verification.
 CREATE OR REPLACE MACRO marts.utc_midnight(d) AS to_timestamp(epoch(CAST(d AS DATE)::TIMESTAMP));
 
 CREATE OR REPLACE MACRO marts.mileage_period(vehicle_id, start_date, end_date) AS TABLE
@@ -23,6 +24,4 @@ CREATE OR REPLACE MACRO marts.mileage_evidence(vehicle_id, start_date, end_date)
     SELECT * FROM (${EVIDENCE}) ORDER BY reading_time;
 
 CREATE OR REPLACE MACRO marts.verified_mileage(vehicle_id, start_date, end_date) AS TABLE
-    WITH periods AS (FROM marts.mileage_period(vehicle_id, start_date, end_date)),
-    evidence AS (${EVIDENCE})
-    SELECT * FROM (${VERIFICATION});
+    ${VERIFIED_MILEAGE};
