@@ -67,6 +67,16 @@ def stale_days(lake: LakeResource) -> list[date]:
     return stale
 
 
+def distinct_readings(readings: pl.DataFrame) -> pl.DataFrame:
+    """One value per vehicle, metric, component and reading time. Smartcar re-sends a value
+    with its original time in later deliveries: that is the same reading, and the first
+    delivered wins. Sorted by vehicle, metric, component and time."""
+    return (
+        readings.sort("vehicle_id", "metric", "component", "reading_time", "delivered_at", "event_id", nulls_last=True)
+        .unique(["vehicle_id", "metric", "component", "reading_time"], keep="first", maintain_order=True)
+    )
+
+
 @dataclass(frozen=True)
 class DayBuild:
     day: date

@@ -33,7 +33,8 @@ def snap(at: datetime, vehicle: str = "v1", place: tuple | None = None, **values
 def frame(*deliveries: list[dict]) -> pl.DataFrame:
     rows = [r for d in deliveries for r in d]
     return pl.DataFrame(rows, schema={"vehicle_id": pl.String, "reading_time": pl.Datetime("us", "UTC"),
-                                      "metric": pl.String, "component": pl.String, "value": pl.Float64})
+                                      "metric": pl.String, "component": pl.String, "value": pl.Float64}
+                        ).with_columns(delivered_at=pl.col("reading_time"), event_id=pl.lit("e"))
 
 
 def ac_session(start: datetime, *, vehicle: str = "v1", place=HOME, every_min: int = 15, plug_wait_min: int = 0,

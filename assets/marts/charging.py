@@ -7,13 +7,15 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+
 from assets.marts.charging_places import location_types, session_places
-from assets.marts.charging_sessions import (CHARGING_METRICS, battery_health, distinct_readings, find_sessions,
+from assets.marts.charging_sessions import (CHARGING_METRICS, battery_health, charging_readings, find_sessions,
                                             measure_sessions, nominal_capacity, plug_timeline,
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging_time import daily_energy, load_profile, parse_windows, session_costs, time_of_use
 from assets.marts.core import MART_POOL
 from assets.marts.warehouse_io import lake_files, mart_result, replace_table
+from assets.normalize import READINGS_SCHEMA
 from assets.readings import readings
 from pipelines.resources import LakeResource, WarehouseResource
 from quality.gx_validation import validate
@@ -79,7 +81,7 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig) -> dict
     """The charging marts from readings (long format: vehicle_id, reading_time, metric,
     component, value)."""
     parse_windows(config.peak_windows)  # a bad window fails before any work
-    distinct = distinct_readings(readings_frame)
+    distinct = charging_readings(readings_frame)
     timeline = plug_timeline(distinct)
     found = find_sessions(timeline)
     measured = session_capacity_estimates(session_readings(distinct, found))
@@ -117,13 +119,15 @@ def _local_day(moment, timezone: str) -> date:
     return pl.Series([moment]).dt.convert_time_zone(timezone).dt.date()[0]
 
 
+CHARGING_READING_COLUMNS = ["vehicle_id", "reading_time", "metric", "component", "value", "delivered_at", "event_id"]
+
+
 def load_charging_readings(lake: LakeResource) -> pl.DataFrame:
     files = lake_files(lake)["readings"]
     if not files:
-        return pl.DataFrame(schema={"vehicle_id": pl.String, "reading_time": pl.Datetime("us", "UTC"),
-                                    "metric": pl.String, "component": pl.String, "value": pl.Float64})
+        return pl.DataFrame(schema=READINGS_SCHEMA).select(CHARGING_READING_COLUMNS)
     return (pl.scan_parquet(files).filter(pl.col("metric").is_in(CHARGING_METRICS))
-            .select("vehicle_id", "reading_time", "metric", "component", "value").collect())
+            .select(CHARGING_READING_COLUMNS).collect())
 
 
 MARTS = {

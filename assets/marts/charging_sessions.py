@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from assets.readings import distinct_readings
+
 CHARGING_METRICS = ("is_charging", "is_plugged_in", "soc_pct", "energy_added_kwh", "charge_power_kw",
                     "odometer_km", "latitude_deg", "longitude_deg", "battery_capacity_kwh")
 
@@ -49,15 +51,11 @@ DC_FAST_KW = 22.0
 _TIME = pl.Datetime("us", "UTC")
 
 
-def distinct_readings(readings: pl.DataFrame) -> pl.DataFrame:
-    """The charging-related readings, one value per vehicle, metric, component and reading
-    time: a value re-sent in a later delivery counts once."""
-    return (
+def charging_readings(readings: pl.DataFrame) -> pl.DataFrame:
+    """The charging-related readings, one value per vehicle, metric, component and time."""
+    return distinct_readings(
         readings.filter(pl.col("metric").is_in(CHARGING_METRICS) & pl.col("value").is_not_null())
-        .group_by("vehicle_id", "metric", "component", "reading_time")
-        .agg(pl.col("value").max())
-        .sort("vehicle_id", "metric", "component", "reading_time")
-    )
+    ).select("vehicle_id", "metric", "component", "reading_time", "value")
 
 
 def _series(distinct: pl.DataFrame, metric: str, name: str) -> pl.DataFrame:
@@ -333,7 +331,7 @@ def vehicle_capacity(estimates: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataF
 def charging_sessions(readings: pl.DataFrame) -> pl.DataFrame:
     """All sessions with their times, SoC, energy and power, from readings (long format:
     vehicle_id, reading_time, metric, component, value)."""
-    distinct = distinct_readings(readings)
+    distinct = charging_readings(readings)
     sessions = find_sessions(plug_timeline(distinct))
     measured = session_capacity_estimates(session_readings(distinct, sessions))
     capacity = vehicle_capacity(measured, nominal_capacity(distinct))

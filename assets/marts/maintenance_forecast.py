@@ -20,6 +20,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from assets.readings import distinct_readings as one_per_time
+
 ENGINE_OIL = "engine_oil"
 LOW_VOLTAGE_BATTERY = "low_voltage_battery"
 DIAGNOSTICS = "diagnostics"
@@ -381,14 +383,10 @@ def forecast_diagnostics(vehicle_id: str, list_days: np.ndarray, active: pl.Data
 # The fleet
 
 def distinct_readings(readings: pl.DataFrame) -> pl.DataFrame:
-    """One reading per vehicle, metric, component and reading time (a value re-sent in a
-    later delivery is the same reading; the first delivered wins), in time order, with the
+    """The distinct readings (`assets.readings.distinct_readings`) in time order, with the
     time as fractional days since the epoch for fitting."""
-    return (
-        readings.sort("vehicle_id", "metric", "component", "reading_time", "delivered_at", nulls_last=True)
-        .unique(["vehicle_id", "metric", "component", "reading_time"], keep="first", maintain_order=True)
-        .with_columns(day=pl.col("reading_time").dt.epoch("us").cast(pl.Float64) / MICROS_PER_DAY)
-    )
+    return one_per_time(readings).with_columns(
+        day=pl.col("reading_time").dt.epoch("us").cast(pl.Float64) / MICROS_PER_DAY)
 
 
 def km_per_day(daily_distance: pl.DataFrame, as_of: pl.DataFrame, window_days: float) -> pl.DataFrame:

@@ -35,7 +35,8 @@ def load_odometer(lake: LakeResource) -> pl.DataFrame:
         return pl.DataFrame(schema={**ODOMETER_SCHEMA, **SOURCE_SCHEMA})
     odometer = distinct_odometer_readings(
         pl.scan_parquet(files["readings"]).filter(pl.col("metric") == "odometer_km")
-        .select("vehicle_id", "reading_time", "metric", "value", "delivered_at", "event_id", "source_unit").collect()
+        .select("vehicle_id", "reading_time", "metric", "component", "value", "delivered_at", "event_id", "source_unit")
+        .collect()
     )
     lines = (pl.scan_parquet(files["deliveries"]).select("event_id", "source_file", pl.col("line_no").cast(pl.Int64))
              .collect() if files["deliveries"] else pl.DataFrame(schema={"event_id": pl.String, "source_file": pl.String,

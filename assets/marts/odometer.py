@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from assets.readings import distinct_readings
+
 MAX_SPEED_KMH = 250.0   # faster than any car averages between two readings
 TOLERANCE_KM = 1.0      # odometer resolution and conversion rounding
 ROLLBACK_KM = 1.0       # a decrease beyond the tolerance is a rollback
@@ -62,14 +64,11 @@ class OdometerAssessment:
 
 
 def distinct_odometer_readings(readings: pl.DataFrame) -> pl.DataFrame:
-    """Odometer readings, one per vehicle and reading time (a value re-sent in a later
-    delivery with the same time is the same reading; the first delivered wins). Source
+    """Odometer readings, one per vehicle and reading time (`distinct_readings`). Source
     columns (`SOURCE_SCHEMA`) present in `readings` are kept."""
     sources = [c for c in SOURCE_SCHEMA if c in readings.columns]
     return (
-        readings.filter(pl.col("metric") == "odometer_km")
-        .sort("vehicle_id", "reading_time", "delivered_at", *(["event_id"] if "event_id" in sources else []))
-        .unique(["vehicle_id", "reading_time"], keep="first", maintain_order=True)
+        distinct_readings(readings.filter(pl.col("metric") == "odometer_km"))
         .select("vehicle_id", "reading_time", pl.col("value").alias("odometer_km"), *sources)
     )
 
