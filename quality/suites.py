@@ -73,3 +73,29 @@ def battery_health_suite() -> gx.ExpectationSuite:
     # a pack below 50 % of its nominal capacity is scrap; above 110 % the estimate is wrong
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="state_of_health_pct", min_value=50, max_value=110))
     return suite
+
+
+def odometer_readings_suite(tolerance_km: float) -> gx.ExpectationSuite:
+    """Critical for every mileage mart: the odometer is non-negative and does not decrease
+    outside anomalies (a valid reading is never below the valid one before it by more
+    than the odometer's resolution), and the credit is never negative."""
+    suite = _suite("odometer_readings")
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="odometer_km", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+        column="status", value_set=["valid", "spike", "rollback", "implausible_speed"]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+        column="step_km", min_value=-tolerance_km, row_condition='status=="valid"', condition_parser="pandas"))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="credited_km", min_value=0))
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "reading_time"]))
+    return suite
+
+
+def mileage_verification_suite() -> gx.ExpectationSuite:
+    suite = _suite("mileage_verification")
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "period_start"]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+        column="status", value_set=["VERIFIED", "NEEDS_REVIEW", "INSUFFICIENT_DATA"]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="coverage_pct", min_value=0, max_value=100))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="distance_km", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="evidence_readings", min_value=0))
+    return suite

@@ -36,7 +36,8 @@ pipeline_health = _sql_mart("pipeline_health", "One row per landing day: deliver
 @dg.asset(key_prefix="marts", group_name="marts", pool=MART_POOL, kinds={"duckdb"},
           deps=[raw_deliveries, readings, dg.AssetKey(["marts", "daily_mileage"]),
                 dg.AssetKey(["marts", "maintenance_forecast"]), dg.AssetKey(["marts", "charging_sessions"]),
-                dg.AssetKey(["marts", "battery_health"])])
+                dg.AssetKey(["marts", "battery_health"]), dg.AssetKey(["marts", "odometer_readings"]),
+                dg.AssetKey(["marts", "mileage_verification"])])
 def quality_results(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The latest result of every quality check, per asset, check and scope (day or 'all'),
     with the failing expectations' details as JSON."""

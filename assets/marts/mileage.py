@@ -24,7 +24,7 @@ from assets.readings import readings
 from pipelines.resources import LakeResource, WarehouseResource
 from quality.gx_validation import validate
 from quality.results import check_result
-from quality.suites import daily_mileage_suite
+from quality.suites import daily_mileage_suite, mileage_verification_suite, odometer_readings_suite
 
 
 def load_odometer(lake: LakeResource) -> pl.DataFrame:
@@ -80,17 +80,26 @@ def write_mileage_verification(con: duckdb.DuckDBPyConnection) -> int:
                          verification_sql(mileage_sql("months")) + " ORDER BY vehicle_id, period_start")
 
 
-@dg.asset(key_prefix="marts", group_name="marts", deps=[readings], pool=MART_POOL, kinds={"polars", "duckdb"})
+@dg.asset(key_prefix="marts", group_name="marts", deps=[readings], pool=MART_POOL, kinds={"polars", "duckdb"},
+          check_specs=[dg.AssetCheckSpec("odometer_readings_suite", asset=dg.AssetKey(["marts", "odometer_readings"]),
+                                         blocking=True,
+                                         description="GX suite `odometer_readings`: odometer non-negative and not "
+                                                     "decreasing outside anomalies; one reading per vehicle and time.")])
 def odometer_readings(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Every distinct odometer reading, assessed over each vehicle's whole series: its
     status (`valid`, `spike`, `rollback`, `implausible_speed`), the distance credited to it,
     the valid reading before it, whether a gap ends at it, and its sources (event, unit,
     delivery time, landing file and line). The one assessment every mileage mart uses."""
     assessed = assess_odometer(load_odometer(lake)).readings
+    steps = assessed.with_columns(step_km=pl.col("odometer_km") - pl.col("previous_odometer_km"))
+    outcomes = [o.as_dict() for o in validate(steps, odometer_readings_suite(TOLERANCE_KM))]
     with warehouse.connect() as con:
         rows = write_odometer_readings(con, assessed)
-        return mart_result(con, "odometer_readings", rows,
-                           spikes=int((assessed["status"] == "spike").sum()))
+        result = mart_result(con, "odometer_readings", rows, spikes=int((assessed["status"] == "spike").sum()))
+    return dg.MaterializeResult(
+        metadata=result.metadata,
+        check_results=[check_result(lake, "odometer_readings", "odometer_readings_suite", {"all": outcomes})],
+    )
 
 
 @dg.asset(key_prefix="marts", group_name="marts", deps=[odometer_readings], pool=MART_POOL, kinds={"polars", "duckdb"})
@@ -125,8 +134,12 @@ def daily_mileage(lake: LakeResource, warehouse: WarehouseResource) -> dg.Materi
 
 
 @dg.asset(key_prefix="marts", group_name="marts", deps=[odometer_readings, vehicles], pool=MART_POOL,
-          kinds={"duckdb"})
-def mileage_verification(warehouse: WarehouseResource) -> dg.MaterializeResult:
+          kinds={"duckdb"},
+          check_specs=[dg.AssetCheckSpec("mileage_verification_suite",
+                                         asset=dg.AssetKey(["marts", "mileage_verification"]),
+                                         description="GX suite `mileage_verification`: one row per vehicle and "
+                                                     "month, statuses from the contract, coverage 0–100 %.")])
+def mileage_verification(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Every vehicle × calendar month (UTC): odometer at the start and end, distance, the
     readings behind it, coverage, anomalies and status (`VERIFIED`, `NEEDS_REVIEW`,
     `INSUFFICIENT_DATA`) with the reason. Also (re)creates the macros
@@ -134,6 +147,11 @@ def mileage_verification(warehouse: WarehouseResource) -> dg.MaterializeResult:
     `marts.mileage_evidence(vehicle_id, start_date, end_date)` (the readings behind it)."""
     with warehouse.connect() as con:
         rows = write_mileage_verification(con)
-        statuses = dict(con.sql(f"SELECT status, count(*) FROM {MART_SCHEMA}.mileage_verification GROUP BY status")
-                        .fetchall())
-        return mart_result(con, "mileage_verification", rows, **{s.lower(): n for s, n in statuses.items()})
+        table = con.sql(f"SELECT * EXCLUDE (anomalies) FROM {MART_SCHEMA}.mileage_verification").pl()
+        statuses = table["status"].value_counts().rows()
+        result = mart_result(con, "mileage_verification", rows, **{s.lower(): n for s, n in statuses})
+    outcomes = [o.as_dict() for o in validate(table, mileage_verification_suite())]
+    return dg.MaterializeResult(
+        metadata=result.metadata,
+        check_results=[check_result(lake, "mileage_verification", "mileage_verification_suite", {"all": outcomes})],
+    )

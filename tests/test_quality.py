@@ -1,0 +1,48 @@
+"""The expectation suites fail on the data they guard against (a check that cannot fail
+guards nothing)."""
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from assets.marts.odometer import TOLERANCE_KM
+from assets.normalize import READINGS_SCHEMA
+from assets.readings import with_reading_key
+from quality.gx_validation import validate
+from quality.suites import odometer_readings_suite, readings_ranges_suite, readings_schema_suite
+
+AT = datetime(2026, 9, 1, 8, tzinfo=UTC)
+
+
+def reading(metric: str, value: float, event_id: str = "e", component: str | None = None) -> dict:
+    return {"event_id": event_id, "signal_index": 0, "vehicle_id": "v", "reading_time": AT, "day": date(2026, 9, 1),
+            "time_source": "oem", "metric": metric, "component": component, "value": value, "source_code": "x",
+            "source_unit": "km", "noted_at": None, "delivered_at": AT, "landed_on": date(2026, 9, 1), "batch_id": "b"}
+
+
+def failed(frame: pl.DataFrame, suite) -> list[str]:
+    return [f"{o.expectation}:{o.column}" for o in validate(frame, suite) if not o.success]
+
+
+def test_readings_suites_pass_good_readings_and_catch_bad_ones():
+    good = with_reading_key(pl.DataFrame([reading("odometer_km", 10), reading("soc_pct", 50, "f")], schema=READINGS_SCHEMA))
+    assert failed(good, readings_schema_suite()) == []
+    assert failed(good, readings_ranges_suite()) == []
+
+    out_of_range = with_reading_key(pl.DataFrame([reading("soc_pct", 150)], schema=READINGS_SCHEMA))
+    assert failed(out_of_range, readings_ranges_suite()) == ["expect_column_values_to_be_between:value"]
+    repeated = with_reading_key(pl.DataFrame([reading("odometer_km", 10)] * 2, schema=READINGS_SCHEMA))
+    assert failed(repeated, readings_schema_suite()) == ["expect_column_values_to_be_unique:reading_key"]
+    unknown = with_reading_key(pl.DataFrame([reading("warp_factor", 9)], schema=READINGS_SCHEMA))
+    assert "expect_column_values_to_be_in_set:metric" in failed(unknown, readings_schema_suite())
+
+
+def test_odometer_suite_catches_a_valid_reading_below_the_one_before():
+    frame = pl.DataFrame({
+        "vehicle_id": ["v", "v", "v"], "reading_time": [AT.replace(hour=h) for h in (8, 9, 10)],
+        "odometer_km": [100.0, 110.0, 90.0], "status": ["valid", "valid", "valid"],
+        "credited_km": [0.0, 10.0, 0.0], "previous_odometer_km": [None, 100.0, 110.0],
+    }).with_columns(step_km=pl.col("odometer_km") - pl.col("previous_odometer_km"))
+    assert failed(frame, odometer_readings_suite(TOLERANCE_KM)) == ["expect_column_values_to_be_between:step_km"]
+    flagged = frame.with_columns(status=pl.Series(["valid", "valid", "rollback"]))
+    assert failed(flagged, odometer_readings_suite(TOLERANCE_KM)) == []
