@@ -26,8 +26,8 @@ def _print_report(report, data_dir: str) -> None:
     marts = {k: v for k, v in report.metadata.items() if k.startswith("marts/")}
     for key, meta in sorted(marts.items()):
         print(f"  {meta.get('table', key)}: {meta.get('dagster/row_count')} rows")
-    for name in report.warnings:
-        print(f"warning: check {name} did not pass")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     for name in report.failed_checks:
         print(f"FAILED: critical check {name}; the build stopped here. See {data_dir}/lake/quality/", file=sys.stderr)
     if report.ok:
