@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -42,7 +42,7 @@ def read_landing_lines(path: Path, *, source_file: str = "", batch_id: str = "",
             texts.append(raw.decode("utf-8", errors="replace"))
             bad.append(True)
     return pl.DataFrame(
-        {"batch_id": batch_id, "source_file": source_file, "file_landed_on": landed_on or date.today(),
+        {"batch_id": batch_id, "source_file": source_file, "file_landed_on": landed_on or datetime.now(UTC).date(),
          "line_no": range(1, len(texts) + 1), "text": texts, "bad_utf8": bad},
         schema=LINES_SCHEMA,
     )
