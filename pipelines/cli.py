@@ -51,7 +51,10 @@ def cmd_simulate(args) -> int:
                               interval_minutes=args.interval)
     data_dir = Path(args.data_dir)
     summary = simulate_fleet(config, landing_dir=data_dir / "landing", truth_dir=data_dir / "ground_truth")
-    print(f"simulated {config.vehicles} vehicles × {config.days} days: {summary}")
+    print(f"simulated {config.vehicles} vehicles × {config.days} days at {config.interval_minutes} min: "
+          f"{summary.lines:,} lines in {summary.files} files ({summary.deliveries:,} deliveries, "
+          f"{summary.duplicates:,} duplicates, {summary.malformed} malformed) → {data_dir / 'landing'}; "
+          f"ground truth in {data_dir / 'ground_truth'}")
     return 0
 
 

@@ -78,8 +78,7 @@ def session_ids(frame: pl.DataFrame) -> pl.Series:
 
 
 def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig) -> dict[str, pl.DataFrame]:
-    """The charging marts from readings (long format: vehicle_id, reading_time, metric,
-    component, value)."""
+    """The charging marts from readings (long format: `CHARGING_READING_COLUMNS`)."""
     parse_windows(config.peak_windows)  # a bad window fails before any work
     distinct = charging_readings(readings_frame)
     timeline = plug_timeline(distinct)
