@@ -17,8 +17,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-EVENT_TYPES = ("VEHICLE_STATE", "VEHICLE_ERROR", "VERIFY")
-
 
 def read_landing_lines(path: Path, *, source_file: str = "", batch_id: str = "",
                        landed_on: date | None = None) -> pl.DataFrame:
