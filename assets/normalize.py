@@ -17,9 +17,8 @@ import duckdb
 import polars as pl
 
 from assets.signal_catalog import SIGNALS, TIRE_POSITIONS, UNIT_FACTORS
-from pipelines.partitions import FIRST_READING_DAY
+from pipelines.partitions import plausible_reading_time, reading_day
 
-MAX_CLOCK_SKEW = pl.duration(days=1)
 NUMERIC_JSON = ["UBIGINT", "BIGINT", "DOUBLE"]
 
 READINGS_SCHEMA = {
@@ -132,14 +131,12 @@ def _in_range(value: pl.Expr) -> pl.Expr:
 def normalize_signals(signals: pl.DataFrame) -> NormalizedSignals:
     """Normalize the raw signals of any set of deliveries (in practice: one day partition)."""
     signals = signals.with_row_index("row_id").with_columns(pl.col("row_id").cast(pl.Int64))
-    delivered_limit = pl.col("delivered_at") + MAX_CLOCK_SKEW
     status_ok = pl.col("status").is_null() | (pl.col("status").str.to_uppercase() == "SUCCESS")
     triage = (
         pl.when(~status_ok).then(pl.lit("signal_error"))
         .when(pl.col("body").is_null() | (pl.col("body") == "null")).then(pl.lit("missing_body"))
         .when(pl.col("reading_time").is_null()).then(pl.lit("invalid_timestamp"))
-        .when((pl.col("reading_time").dt.date() < FIRST_READING_DAY) | (pl.col("reading_time") > delivered_limit))
-        .then(pl.lit("implausible_timestamp"))
+        .when(~plausible_reading_time()).then(pl.lit("implausible_timestamp"))
         .when(~pl.col("code").is_in(list(SIGNALS))).then(pl.lit("unsupported_signal"))
     )
     signals = signals.with_columns(triage.alias("reason"), pl.lit(None, pl.String).alias("detail"))
@@ -171,20 +168,14 @@ def normalize_signals(signals: pl.DataFrame) -> NormalizedSignals:
     )
     return NormalizedSignals(
         readings=_finish_readings(readings_frame),
-        signal_errors=signal_errors.with_columns(day=pl.col("reading_time").dt.date()).select(SIGNAL_ERRORS_COLUMNS),
-        quarantine=quarantine.with_columns(day=_quarantine_day()).select(QUARANTINE_COLUMNS),
+        signal_errors=signal_errors.with_columns(day=reading_day()).select(SIGNAL_ERRORS_COLUMNS),
+        quarantine=quarantine.with_columns(day=reading_day()).select(QUARANTINE_COLUMNS),
     )
 
 
 # Columns carried through the shape handlers, before the day is attached.
 READINGS_SCHEMA_RAW = {k: v for k, v in READINGS_SCHEMA.items() if k != "day"}
 QUARANTINE_COLUMNS_RAW = [c for c in QUARANTINE_COLUMNS if c != "day"]
-
-
-def _quarantine_day() -> pl.Expr:
-    ok = pl.col("reading_time").is_not_null() & (pl.col("reading_time").dt.date() >= FIRST_READING_DAY) & (
-        pl.col("reading_time") <= pl.col("delivered_at") + MAX_CLOCK_SKEW)
-    return pl.when(ok).then(pl.col("reading_time").dt.date()).otherwise(pl.col("delivered_at").dt.date())
 
 
 def _finish_readings(readings: pl.DataFrame) -> pl.DataFrame:

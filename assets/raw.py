@@ -20,15 +20,12 @@ import dagster as dg
 import polars as pl
 
 from assets.parsing import RawBatch, connect, file_batch_id, parse_lines, read_landing_lines
-from pipelines.partitions import FIRST_READING_DAY
+from pipelines.partitions import reading_day
 from pipelines.resources import LakeResource, write_parquet_atomic, write_text_atomic
 from quality.accounting import batch_accounting
 from quality.results import check_result
 
 LANDING_PATTERNS = ("*.ndjson", "*.ndjson.gz")
-# A reading more than this after its delivery is implausible; it is kept in the delivery's
-# day partition so that the readings layer can quarantine it with a reason.
-MAX_CLOCK_SKEW_DAYS = 1
 
 
 @dataclass(frozen=True)
@@ -83,19 +80,6 @@ def landing_files(landing: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(landing).as_posix())
 
 
-def partition_day(signals: pl.DataFrame) -> pl.Expr:
-    """The day partition a raw signal is stored under: the UTC day of its reading time, or of
-    its delivery when the reading time is unreadable or implausible (it is quarantined there)."""
-    reading_day = pl.col("reading_time").dt.date()
-    delivered_day = pl.col("delivered_at").dt.date()
-    plausible = (
-        pl.col("reading_time").is_not_null()
-        & (reading_day >= FIRST_READING_DAY)
-        & (pl.col("reading_time") <= pl.col("delivered_at") + pl.duration(days=MAX_CLOCK_SKEW_DAYS))
-    )
-    return pl.when(plausible).then(reading_day).otherwise(delivered_day).alias("day")
-
-
 def write_batch(layout: RawLayout, batch: RawBatch, manifest: dict) -> dict:
     """Write one batch's files, then its manifest (the commit). Returns the manifest."""
     batch_id = manifest["batch_id"]
@@ -103,7 +87,7 @@ def write_batch(layout: RawLayout, batch: RawBatch, manifest: dict) -> dict:
     write_parquet_atomic(batch.vehicle_errors, layout.table_file("vehicle_errors", batch_id))
     write_parquet_atomic(batch.duplicates, layout.table_file("duplicates", batch_id))
     write_parquet_atomic(batch.quarantine, layout.quarantine_file(batch_id))
-    signals = batch.signals.with_columns(partition_day(batch.signals))
+    signals = batch.signals.with_columns(day=reading_day())
     days = sorted(signals.get_column("day").unique().to_list())
     for (day,), part in signals.partition_by("day", as_dict=True, maintain_order=True).items():
         write_parquet_atomic(part.drop("day"), layout.signals_file(day, batch_id))
