@@ -13,6 +13,7 @@ re-running gives the same lake.
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -50,19 +51,20 @@ class RawLayout:
             return []
         return [json.loads(p.read_text()) for p in sorted(self.batches_dir.glob("*.json"))]
 
-    def committed_ids(self) -> set[str]:
-        return {m["batch_id"] for m in self.manifests()}
+    @cached_property
+    def committed(self) -> frozenset[str]:
+        """The ids of the committed batches, read once: a layout serves one step, and a batch
+        committed meanwhile is picked up by the next step."""
+        return frozenset(m["batch_id"] for m in self.manifests())
 
     def committed_files(self, table: str) -> list[Path]:
         """Files of a per-batch table (deliveries, vehicle_errors, duplicates) that are committed."""
-        ids = self.committed_ids()
         folder = self.quarantine_file("x").parent if table == "quarantine" else self.lake.path("raw", table)
-        return sorted(p for p in folder.glob("*.parquet") if p.stem in ids)
+        return sorted(p for p in folder.glob("*.parquet") if p.stem in self.committed)
 
     def committed_signal_files(self, day: date) -> list[Path]:
-        ids = self.committed_ids()
         folder = self.signals_file(day, "x").parent
-        return sorted(p for p in folder.glob("*.parquet") if p.stem in ids)
+        return sorted(p for p in folder.glob("*.parquet") if p.stem in self.committed)
 
     def signal_days(self) -> list[date]:
         folder = self.lake.path("raw", "signals")
@@ -117,7 +119,7 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
     file is committed on its own. Returns the manifests this call committed."""
     layout = RawLayout(lake)
     known = {(m["source_file"], m["size"], m["mtime_ns"]) for m in layout.manifests()}
-    committed = layout.committed_ids()
+    committed = set(layout.committed)
     seen = seen_event_ids(layout)
     done: list[dict] = []
     group: list[tuple[pl.DataFrame, dict]] = []

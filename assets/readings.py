@@ -84,10 +84,10 @@ class DayBuild:
     accounting: dict
 
 
-def build_day(lake: LakeResource, day: date) -> DayBuild:
-    """Rebuild one day of readings, signal errors and quarantined signals from its raw signals."""
-    raw, out = RawLayout(lake), ReadingsLayout(lake)
-    files = raw.committed_signal_files(day)
+def build_day(lake: LakeResource, day: date, files: list[Path]) -> DayBuild:
+    """Rebuild one day of readings, signal errors and quarantined signals from its committed
+    raw signal files."""
+    out = ReadingsLayout(lake)
     signals = pl.read_parquet(files) if files else empty_batch().signals
     normalized = normalize_signals(signals)
     write_parquet_atomic(normalized.readings, out.readings_file(day))
@@ -135,10 +135,10 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
     last: pl.DataFrame | None = None
     for key in context.partition_keys:
         day = date.fromisoformat(key)
-        sources = [p.stem for p in layout.committed_signal_files(day)]
-        if sources == (built_state.built_from(day) or []):
+        files = layout.committed_signal_files(day)
+        if [p.stem for p in files] == (built_state.built_from(day) or []):
             continue  # unchanged since it was built
-        build = build_day(lake, day)
+        build = build_day(lake, day, files)
         context.log.info(f"readings {day}: {build.accounting}")
         accounting[key] = [build.accounting]
         rows += build.readings.height
