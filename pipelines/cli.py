@@ -106,6 +106,24 @@ def cmd_mileage(args) -> int:
     return 0
 
 
+def cmd_check_statement(args) -> int:
+    import json
+
+    from pipelines.statements import check_statement
+
+    try:
+        document = json.loads(Path(args.statement).read_text())
+        altered = check_statement(document)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"error: not a readable mileage statement: {args.statement} ({error})", file=sys.stderr)
+        return 2
+    for vehicle_id in altered:
+        print(f"ALTERED: the evidence of {vehicle_id} does not match its sha256", file=sys.stderr)
+    if not altered:
+        print(f"intact: the evidence of all {len(document['vehicles'])} vehicle(s) matches its sha256")
+    return 1 if altered else 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fleetlake", description="Connected-vehicle fleet analytics pipeline.")
     top.add_argument("--data-dir", default=os.getenv("FLEETLAKE_DATA_DIR", "data"),
@@ -134,6 +152,11 @@ def parser() -> argparse.ArgumentParser:
     mileage.add_argument("--output", metavar="PATH", help="write PATH.json, PATH.csv and PATH.evidence.csv "
                          "(default: <data dir>/statements/mileage-FROM-TO-<vehicle, N-vehicles or all>)")
     mileage.set_defaults(func=cmd_mileage)
+
+    check = commands.add_parser("check-statement", help="check that a mileage statement's evidence still matches "
+                                "its SHA-256 digests (exit 1 if it was altered)")
+    check.add_argument("statement", metavar="STATEMENT.json")
+    check.set_defaults(func=cmd_check_statement)
 
     for name, func, text in [
         ("simulate", cmd_simulate, "write a simulated fleet's deliveries into landing (and its ground truth)"),

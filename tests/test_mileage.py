@@ -266,8 +266,13 @@ def test_fleetlake_mileage_writes_json_and_csv_for_one_or_many_vehicles(warehous
         "vehicle_id": "rollback", "status": "NEEDS_REVIEW", "anomalies": ["ROLLBACK"]}
     assert len(vehicle["evidence"]) == vehicle["evidence_readings"] == 120
     assert check_statement(document) == []
+    assert fleetlake(["check-statement", str(stem.with_suffix(".json"))]) == 0
     document["vehicles"][0]["evidence"][3]["odometer_km"] += 1  # someone edits a reading
     assert check_statement(document) == ["rollback"]
+    altered = tmp_path / "altered.json"
+    altered.write_text(json.dumps(document))
+    assert fleetlake(["check-statement", str(altered)]) == 1
+    assert "ALTERED: the evidence of rollback" in capsys.readouterr().err
     rows = pl.read_csv(stem.with_name("statement.csv"))
     assert rows.select("vehicle_id", "anomalies", "status", "evidence_sha256").row(0) == (
         "rollback", "ROLLBACK", "NEEDS_REVIEW", vehicle["evidence_sha256"])
