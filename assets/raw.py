@@ -12,6 +12,7 @@ re-running gives the same lake.
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import UTC, date, datetime
@@ -109,6 +110,19 @@ def _iso(moment) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def unseen_landing_files(layout: RawLayout) -> list[tuple[Path, str, os.stat_result]]:
+    """Landing files (path, path relative to landing, stat) whose path, size and modification
+    time no batch manifest records: new files, or files changed or touched since."""
+    landing = layout.lake.landing
+    known = {(m["source_file"], m["size"], m["mtime_ns"]) for m in layout.manifests()}
+    unseen = []
+    for path in landing_files(landing):
+        relative, stat = path.relative_to(landing).as_posix(), path.stat()
+        if (relative, stat.st_size, stat.st_mtime_ns) not in known:
+            unseen.append((path, relative, stat))
+    return unseen
+
+
 # New files are parsed in groups of about this many lines: one DuckDB pass per group keeps
 # many small files cheap, and the group size bounds memory.
 GROUP_LINES = 50_000
@@ -118,18 +132,13 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
     """Ingest every landing file not yet ingested (or changed since), in path order. Each
     file is committed on its own. Returns the manifests this call committed."""
     layout = RawLayout(lake)
-    known = {(m["source_file"], m["size"], m["mtime_ns"]) for m in layout.manifests()}
     committed = set(layout.committed)
     seen = seen_event_ids(layout)
     done: list[dict] = []
     group: list[tuple[pl.DataFrame, dict]] = []
     con = connect()
     try:
-        for path in landing_files(lake.landing):
-            relative = path.relative_to(lake.landing).as_posix()
-            stat = path.stat()
-            if (relative, stat.st_size, stat.st_mtime_ns) in known:
-                continue
+        for path, relative, stat in unseen_landing_files(layout):
             content_sha = hashlib.sha256(path.read_bytes()).hexdigest()
             batch_id = file_batch_id(relative, content_sha)
             if batch_id in committed:  # same content, only touched

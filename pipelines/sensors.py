@@ -5,7 +5,7 @@ import hashlib
 
 import dagster as dg
 
-from assets.raw import RawLayout, landing_files
+from assets.raw import RawLayout, unseen_landing_files
 from assets.readings import stale_days
 from pipelines.jobs import ingest_job, readings_job
 from pipelines.resources import LakeResource
@@ -14,13 +14,7 @@ from pipelines.resources import LakeResource
 @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
 def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """Request an ingest when landing holds files (or versions of files) not yet ingested."""
-    known = {(m["source_file"], m["size"], m["mtime_ns"]) for m in RawLayout(lake).manifests()}
-    new = []
-    for path in landing_files(lake.landing):
-        stat = path.stat()
-        key = (path.relative_to(lake.landing).as_posix(), stat.st_size, stat.st_mtime_ns)
-        if key not in known:
-            new.append(key)
+    new = [(relative, stat.st_size, stat.st_mtime_ns) for _, relative, stat in unseen_landing_files(RawLayout(lake))]
     if not new:
         return dg.SkipReason("no new landing files")
     digest = hashlib.sha256(repr(sorted(new)).encode()).hexdigest()[:16]

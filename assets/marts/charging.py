@@ -14,7 +14,7 @@ from assets.marts.charging_sessions import (CHARGING_METRICS, battery_health, ch
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging_time import daily_energy, load_profile, parse_windows, session_costs, time_of_use
 from assets.marts.core import MART_POOL
-from assets.marts.warehouse_io import lake_files, mart_result, replace_table
+from assets.marts.warehouse_io import lake_files, mart_result, replace_table_from_frame
 from assets.normalize import READINGS_SCHEMA
 from assets.readings import readings
 from pipelines.resources import LakeResource, WarehouseResource
@@ -161,8 +161,7 @@ def charging(config: ChargingConfig, lake: LakeResource, warehouse: WarehouseRes
     marts = charging_marts(load_charging_readings(lake), config)
     with warehouse.connect() as con:
         for name, frame in marts.items():
-            con.register(f"{name}_frame", frame)
-            rows = replace_table(con, name, f"SELECT * FROM {name}_frame")
+            rows = replace_table_from_frame(con, name, frame)
             result = mart_result(con, name, rows)
             yield dg.MaterializeResult(asset_key=dg.AssetKey(["marts", name]), metadata=result.metadata)
     for name, suite in (("charging_sessions", charging_sessions_suite), ("battery_health", battery_health_suite)):

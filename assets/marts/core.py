@@ -1,12 +1,11 @@
 """Marts every user shares: the vehicles, their errors, and the pipeline's own health."""
 
-
 import json
 
 import dagster as dg
 import polars as pl
 
-from assets.marts.warehouse_io import attach_lake, mart_result, replace_table, sql
+from assets.marts.warehouse_io import attach_lake, mart_result, replace_table, replace_table_from_frame, sql
 from assets.raw import raw_deliveries
 from assets.readings import readings
 from pipelines.resources import LakeResource, WarehouseResource
@@ -48,7 +47,5 @@ def quality_results(lake: LakeResource, warehouse: WarehouseResource) -> dg.Mate
                 "checked_at": pl.String, "details": pl.String},
     ).with_columns(pl.col("checked_at").str.to_datetime(time_zone="UTC"))
     with warehouse.connect() as con:
-        con.register("quality_frame", frame)
-        count = replace_table(con, "quality_results",
-                              "SELECT * FROM quality_frame ORDER BY asset, \"check\", scope")
+        count = replace_table_from_frame(con, "quality_results", frame.sort("asset", "check", "scope"))
         return mart_result(con, "quality_results", count, failed=int((~frame["passed"]).sum()))

@@ -11,7 +11,7 @@ from assets.marts.maintenance_forecast import (
     COMPONENTS, MAINTENANCE_METRICS, TROUBLE_CODE_SCHEMA, URGENCIES, MaintenanceConfig, active_trouble_codes,
     distinct_readings, forecast_maintenance,
 )
-from assets.marts.warehouse_io import lake_files, mart_result, replace_table
+from assets.marts.warehouse_io import lake_files, mart_result, replace_table_from_frame
 from assets.normalize import READINGS_SCHEMA
 from assets.readings import readings
 from pipelines.resources import LakeResource, WarehouseResource
@@ -67,9 +67,7 @@ def maintenance_forecast(config: MaintenanceConfig, lake: LakeResource,
     frame = forecast_maintenance(maintenance_readings, as_of, daily_distance, vehicles, config)
     outcomes = [o.as_dict() for o in validate(frame, maintenance_forecast_suite())]
     with warehouse.connect() as con:
-        con.register("maintenance_frame", frame)
-        rows = replace_table(con, "maintenance_forecast",
-                             "SELECT * FROM maintenance_frame ORDER BY vehicle_id, component")
+        rows = replace_table_from_frame(con, "maintenance_forecast", frame.sort("vehicle_id", "component"))
         counts = dict(frame.group_by("urgency").len().iter_rows())
         result = mart_result(con, "maintenance_forecast", rows, **{f"urgency_{k}": v for k, v in counts.items()})
     return dg.MaterializeResult(
@@ -90,7 +88,6 @@ def active_trouble_codes_mart(lake: LakeResource, warehouse: WarehouseResource) 
         distinct.filter(pl.col("metric") == "dtc_code").rename({"component": "code"}),
     ) if not distinct.is_empty() else pl.DataFrame(schema=TROUBLE_CODE_SCHEMA)
     with warehouse.connect() as con:
-        con.register("trouble_codes_frame", frame)
-        rows = replace_table(con, "active_trouble_codes", "SELECT * FROM trouble_codes_frame")
+        rows = replace_table_from_frame(con, "active_trouble_codes", frame)
         return mart_result(con, "active_trouble_codes", rows)
 

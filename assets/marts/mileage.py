@@ -19,7 +19,9 @@ from assets.marts.odometer import (
     GAP_HOURS, ODOMETER_SCHEMA, SOURCE_SCHEMA, TOLERANCE_KM, assess_odometer, daily_mileage as daily_mileage_frame,
     distinct_odometer_readings, odometer_anomalies as odometer_anomalies_frame,
 )
-from assets.marts.warehouse_io import MART_SCHEMA, lake_files, mart_result, replace_table, sql
+from assets.marts.warehouse_io import (
+    MART_SCHEMA, lake_files, mart_result, replace_table, replace_table_from_frame, sql,
+)
 from assets.readings import readings
 from pipelines.resources import LakeResource, WarehouseResource
 from quality.gx_validation import validate
@@ -62,11 +64,7 @@ def verification_sql(periods_sql: str) -> str:
 
 
 def write_odometer_readings(con: duckdb.DuckDBPyConnection, assessed: pl.DataFrame) -> int:
-    con.register("assessed_frame", assessed)
-    try:
-        return replace_table(con, "odometer_readings", "SELECT * FROM assessed_frame ORDER BY vehicle_id, reading_time")
-    finally:
-        con.unregister("assessed_frame")
+    return replace_table_from_frame(con, "odometer_readings", assessed.sort("vehicle_id", "reading_time"))
 
 
 def write_mileage_verification(con: duckdb.DuckDBPyConnection) -> int:
@@ -108,8 +106,7 @@ def odometer_anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
     reading that shows it, with the odometer before and after and what was seen."""
     with warehouse.connect() as con:
         frame = odometer_anomalies_frame(read_assessed(con))
-        con.register("anomalies_frame", frame)
-        rows = replace_table(con, "odometer_anomalies", "SELECT * FROM anomalies_frame")
+        rows = replace_table_from_frame(con, "odometer_anomalies", frame)
         return mart_result(con, "odometer_anomalies", rows,
                            **{kind.lower(): int((frame["kind"] == kind).sum()) for kind in frame["kind"].unique()})
 
@@ -124,8 +121,7 @@ def daily_mileage(lake: LakeResource, warehouse: WarehouseResource) -> dg.Materi
     with warehouse.connect() as con:
         frame = daily_mileage_frame(read_assessed(con))
         outcomes = [o.as_dict() for o in validate(frame, daily_mileage_suite())]
-        con.register("daily_mileage_frame", frame)
-        rows = replace_table(con, "daily_mileage", "SELECT * FROM daily_mileage_frame")
+        rows = replace_table_from_frame(con, "daily_mileage", frame)
         result = mart_result(con, "daily_mileage", rows)
     return dg.MaterializeResult(
         metadata=result.metadata,

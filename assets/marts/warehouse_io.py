@@ -81,6 +81,16 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, p
     return con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{table}").fetchall()[0][0]
 
 
+def replace_table_from_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+    """Replace `marts.<table>` with a frame's rows, in the frame's order, atomically."""
+    view = f"{table}_frame"
+    con.register(view, frame)
+    try:
+        return replace_table(con, table, f"SELECT * FROM {view}")
+    finally:
+        con.unregister(view)
+
+
 def mart_result(con: duckdb.DuckDBPyConnection, table: str, rows: int, **metadata) -> dg.MaterializeResult:
     preview = con.sql(f"SELECT * FROM {MART_SCHEMA}.{table} LIMIT 5").pl()
     return dg.MaterializeResult(metadata={
