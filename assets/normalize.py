@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from assets.signal_catalog import SIGNALS, TIRE_POSITIONS, UNIT_FACTORS
-from pipelines.partitions import plausible_reading_time, reading_day
+from storage.partitions import plausible_reading_time, reading_day
 
 NUMERIC_JSON = ["UBIGINT", "BIGINT", "DOUBLE"]
 

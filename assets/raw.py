@@ -13,8 +13,6 @@ re-running gives the same lake.
 import hashlib
 import json
 import os
-from dataclasses import dataclass
-from functools import cached_property
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -22,66 +20,12 @@ import dagster as dg
 import polars as pl
 
 from assets.parsing import RawBatch, connect, file_batch_id, parse_lines, read_landing_lines
-from pipelines.partitions import reading_day
-from pipelines.resources import LakeResource, write_parquet_atomic, write_text_atomic
+from storage.files import write_parquet_atomic, write_text_atomic
+from storage.layout import RawLayout, landing_files
+from storage.partitions import reading_day
+from storage.resources import LakeResource
 from quality.accounting import batch_accounting
 from quality.results import check_result
-
-LANDING_PATTERNS = ("*.ndjson", "*.ndjson.gz")
-
-
-@dataclass(frozen=True)
-class RawLayout:
-    lake: LakeResource
-
-    @property
-    def batches_dir(self) -> Path:
-        return self.lake.path("raw", "_batches")
-
-    def table_file(self, table: str, batch_id: str) -> Path:
-        return self.lake.path("raw", table, f"{batch_id}.parquet")
-
-    def signals_file(self, day: date, batch_id: str) -> Path:
-        return self.lake.path("raw", "signals", f"day={day.isoformat()}", f"{batch_id}.parquet")
-
-    def quarantine_file(self, batch_id: str) -> Path:
-        return self.lake.path("quarantine", "deliveries", f"{batch_id}.parquet")
-
-    def manifests(self) -> list[dict]:
-        if not self.batches_dir.exists():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(self.batches_dir.glob("*.json"))]
-
-    @cached_property
-    def committed(self) -> frozenset[str]:
-        """The ids of the committed batches, read once: a layout serves one step, and a batch
-        committed meanwhile is picked up by the next step."""
-        return frozenset(m["batch_id"] for m in self.manifests())
-
-    def committed_files(self, table: str) -> list[Path]:
-        """Files of a per-batch table (deliveries, vehicle_errors, duplicates) that are committed."""
-        folder = self.quarantine_file("x").parent if table == "quarantine" else self.lake.path("raw", table)
-        return sorted(p for p in folder.glob("*.parquet") if p.stem in self.committed)
-
-    def committed_signal_files(self, day: date) -> list[Path]:
-        folder = self.signals_file(day, "x").parent
-        return sorted(p for p in folder.glob("*.parquet") if p.stem in self.committed)
-
-    def signal_days(self) -> list[date]:
-        folder = self.lake.path("raw", "signals")
-        if not folder.exists():
-            return []
-        return sorted(date.fromisoformat(p.name.removeprefix("day=")) for p in folder.glob("day=*"))
-
-
-def landing_files(landing: Path) -> list[Path]:
-    """Landing files in a stable order, so that which copy of a redelivered event counts
-    first does not depend on the file system."""
-    if not landing.exists():
-        return []
-    found = {p for pattern in LANDING_PATTERNS for p in landing.rglob(pattern) if p.is_file()}
-    return sorted(found, key=lambda p: p.relative_to(landing).as_posix())
-
 
 def write_batch(layout: RawLayout, batch: RawBatch, manifest: dict) -> dict:
     """Write one batch's files, then its manifest (the commit). Returns the manifest."""

@@ -17,43 +17,16 @@ import polars as pl
 
 from assets.normalize import normalize_signals
 from assets.parsing import empty_batch
-from assets.raw import RawLayout, raw_deliveries
-from pipelines.partitions import reading_days
 from assets.metadata import markdown_preview
-from pipelines.resources import LakeResource, write_parquet_atomic, write_text_atomic
+from assets.raw import raw_deliveries
+from storage.files import write_parquet_atomic, write_text_atomic
+from storage.layout import RawLayout, ReadingsLayout
+from storage.partitions import reading_days
+from storage.resources import LakeResource
 from quality.accounting import signal_accounting
 from quality.gx_validation import validate
 from quality.results import check_result
 from quality.suites import readings_ranges_suite, readings_schema_suite
-
-
-@dataclass(frozen=True)
-class ReadingsLayout:
-    lake: LakeResource
-
-    def _day(self, *parts: str, day: date) -> Path:
-        return self.lake.path(*parts, f"day={day.isoformat()}", "part-0.parquet")
-
-    def readings_file(self, day: date) -> Path:
-        return self._day("readings", day=day)
-
-    def signal_errors_file(self, day: date) -> Path:
-        return self._day("signal_errors", day=day)
-
-    def quarantine_file(self, day: date) -> Path:
-        return self._day("quarantine", "readings", day=day)
-
-    def state_file(self, day: date) -> Path:
-        return self.lake.path("_state", "readings", f"{day.isoformat()}.json")
-
-    def built_from(self, day: date) -> list[str] | None:
-        path = self.state_file(day)
-        return json.loads(path.read_text())["sources"] if path.exists() else None
-
-    def files(self, kind: str) -> list[Path]:
-        """Every day file of `readings`, `signal_errors` or `quarantine/readings`."""
-        folder = self.lake.path(*kind.split("/"))
-        return sorted(folder.glob("day=*/part-0.parquet")) if folder.exists() else []
 
 
 def stale_days(lake: LakeResource) -> list[date]:

@@ -11,8 +11,8 @@ from datetime import date
 import dagster as dg
 
 from assets.readings import stale_days
-from pipelines.partitions import reading_days
-from pipelines.resources import LakeResource
+from storage.partitions import reading_days
+from storage.resources import LakeResource
 
 # Dagster's run tags for a single run over a range of partitions.
 RANGE_START_TAG = "dagster/asset_partition_range_start"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _resources(data_dir: str) -> dict:
-    from pipelines.resources import LakeResource, WarehouseResource
+    from storage.resources import LakeResource, WarehouseResource
 
     return {"lake": LakeResource(data_dir=data_dir), "warehouse": WarehouseResource(data_dir=data_dir)}
 
@@ -45,7 +45,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from pipelines.simulator import SimulationConfig, simulate_fleet
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
     config = SimulationConfig(seed=args.seed, vehicles=args.vehicles, days=args.days, start=args.start,
                               interval_minutes=args.interval)
@@ -65,7 +65,7 @@ def cmd_demo(args) -> int:
 
 def cmd_maintenance(args) -> int:
     from assets.marts.maintenance_forecast import attention_table, needing_attention, read_forecast
-    from pipelines.resources import WarehouseResource
+    from storage.resources import WarehouseResource
 
     try:
         forecast = read_forecast(WarehouseResource(data_dir=args.data_dir))
@@ -85,7 +85,7 @@ def _day(text: str) -> date:
 
 
 def cmd_mileage(args) -> int:
-    from pipelines.resources import WarehouseResource
+    from storage.resources import WarehouseResource
     from pipelines.statements import StatementError, known_vehicles, mileage_statement, write_statement
 
     try:

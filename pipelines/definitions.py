@@ -6,7 +6,7 @@ import dagster as dg
 
 import assets
 from pipelines.jobs import ingest_job, marts_job, readings_job
-from pipelines.resources import LakeResource, WarehouseResource, data_dir_setting
+from storage.resources import LakeResource, WarehouseResource, data_dir_setting
 from pipelines.sensors import landing_sensor, stale_readings_sensor
 
 marts_schedule = dg.ScheduleDefinition(

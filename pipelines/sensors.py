@@ -5,10 +5,11 @@ import hashlib
 
 import dagster as dg
 
-from assets.raw import RawLayout, unseen_landing_files
+from assets.raw import unseen_landing_files
+from storage.layout import RawLayout
 from assets.readings import stale_days
 from pipelines.jobs import ingest_job, readings_job
-from pipelines.resources import LakeResource
+from storage.resources import LakeResource
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)

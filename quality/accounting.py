@@ -12,12 +12,14 @@ from pathlib import Path
 
 import polars as pl
 
+from storage.layout import RawLayout
+
 
 def _rows(files: list[Path]) -> int:
     return sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
 
 
-def batch_accounting(layout, manifest: dict) -> dict:
+def batch_accounting(layout: RawLayout, manifest: dict) -> dict:
     """Compare one committed batch's landed lines with the rows stored for it."""
     batch_id = manifest["batch_id"]
     stored = {

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from pipelines.resources import LakeResource, write_text_atomic
+from storage.files import write_text_atomic
+from storage.resources import LakeResource
 
 
 def record(lake: LakeResource, asset: str, check: str, passed: bool, scope: str, details: list[dict]) -> None:

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # the delivery builders in tests
 
 from pipelines.build import BuildReport, build_everything  # noqa: E402
 from pipelines.definitions import build_definitions  # noqa: E402
-from pipelines.resources import LakeResource, WarehouseResource  # noqa: E402
+from storage.resources import LakeResource, WarehouseResource  # noqa: E402
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def lake_table(data_dir: Path, *parts: str) -> pl.DataFrame:
 def default_fleet(tmp_path_factory) -> Path:
     """The default simulated fleet (SimulationConfig()), landed and built once per test
     session. Its ground truth is in `<data dir>/ground_truth/`. Tests must not modify it."""
-    from pipelines.simulator import SimulationConfig, simulate_fleet
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
     root = tmp_path_factory.mktemp("default_fleet")
     simulate_fleet(SimulationConfig(), landing_dir=root / "landing", truth_dir=root / "ground_truth")

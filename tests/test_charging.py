@@ -306,7 +306,7 @@ def test_deliveries_to_charging_marts_through_dagster_with_run_config(data_dir):
     from deliveries import delivery, odometer, signal as sig, write_landing
 
     from assets.marts.charging import charging
-    from pipelines.resources import LakeResource, WarehouseResource
+    from storage.resources import LakeResource, WarehouseResource
 
     def state(n: int, at: datetime, charging_now: bool, plugged: bool, soc: float, kwh: float) -> dict:
         iso = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")

@@ -16,7 +16,7 @@ from assets.marts.maintenance_forecast import (
     needing_attention, segment_starts, theil_sen, urgency,
 )
 from pipelines import cli
-from pipelines.resources import LakeResource
+from storage.resources import LakeResource
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 CONFIG = MaintenanceConfig()

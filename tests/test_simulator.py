@@ -1,4 +1,4 @@
-"""Tests of the simulated fleet (pipelines.simulator): shape, determinism, physics, faults."""
+"""Tests of the simulated fleet (pipelines.sources.simulator): shape, determinism, physics, faults."""
 from __future__ import annotations
 
 import gzip
@@ -14,12 +14,12 @@ import polars as pl
 import pytest
 
 try:
-    from pipelines.simulator import SimulationConfig, simulate_fleet
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 except ModuleNotFoundError:  # running without the project installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from pipelines.simulator import SimulationConfig, simulate_fleet
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
-from pipelines.simulator.catalog import KM_PER_MILE, KPA_PER_BAR, KPA_PER_PSI, SIGNALS
+from pipelines.sources.simulator.catalog import KM_PER_MILE, KPA_PER_BAR, KPA_PER_PSI, SIGNALS
 
 SMALL = dict(vehicles=8, days=5, start=date(2026, 9, 1), interval_minutes=15)
 PATH_RE = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/deliveries-(\d{4})-(\d{2})-(\d{2})T(\d{2})-\d{6}\.ndjson(\.gz)?$")

@@ -17,7 +17,7 @@ from assets.marts.core import MART_POOL
 from assets.marts.warehouse_io import lake_files, mart_result, replace_table_from_frame
 from assets.normalize import READINGS_SCHEMA
 from assets.readings import readings
-from pipelines.resources import LakeResource, WarehouseResource
+from storage.resources import LakeResource, WarehouseResource
 from quality.gx_validation import validate
 from quality.results import check_result
 from quality.suites import battery_health_suite, charging_sessions_suite

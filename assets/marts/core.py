@@ -8,7 +8,7 @@ import polars as pl
 from assets.marts.warehouse_io import attach_lake, mart_result, replace_table, replace_table_from_frame, sql
 from assets.raw import raw_deliveries
 from assets.readings import readings
-from pipelines.resources import LakeResource, WarehouseResource
+from storage.resources import LakeResource, WarehouseResource
 
 MART_POOL = "warehouse"  # DuckDB allows one writer per file: every mart asset runs in this pool
 

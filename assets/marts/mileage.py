@@ -23,7 +23,7 @@ from assets.marts.warehouse_io import (
     MART_SCHEMA, lake_files, mart_result, replace_table, replace_table_from_frame, sql,
 )
 from assets.readings import readings
-from pipelines.resources import LakeResource, WarehouseResource
+from storage.resources import LakeResource, WarehouseResource
 from quality.gx_validation import validate
 from quality.results import check_result
 from quality.suites import daily_mileage_suite, mileage_verification_suite, odometer_readings_suite

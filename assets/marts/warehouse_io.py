@@ -19,9 +19,8 @@ import pyarrow.dataset as ds
 from assets.metadata import markdown_preview
 from assets.normalize import normalize_signals
 from assets.parsing import empty_batch
-from assets.raw import RawLayout
-from assets.readings import ReadingsLayout
-from pipelines.resources import LakeResource
+from storage.layout import lake_files
+from storage.resources import LakeResource
 
 SQL_DIR = Path(__file__).parent / "sql"
 MART_SCHEMA = "marts"
@@ -36,19 +35,6 @@ def _empty_tables() -> dict[str, pl.DataFrame]:
         "quarantined_lines": batch.quarantine, "raw_vehicle_errors": batch.vehicle_errors,
         "readings": normalized.readings, "signal_errors": normalized.signal_errors,
         "quarantined_signals": normalized.quarantine,
-    }
-
-
-def lake_files(lake: LakeResource) -> dict[str, list[Path]]:
-    raw, built = RawLayout(lake), ReadingsLayout(lake)
-    return {
-        "deliveries": raw.committed_files("deliveries"),
-        "duplicates": raw.committed_files("duplicates"),
-        "quarantined_lines": raw.committed_files("quarantine"),
-        "raw_vehicle_errors": raw.committed_files("vehicle_errors"),
-        "readings": built.files("readings"),
-        "signal_errors": built.files("signal_errors"),
-        "quarantined_signals": built.files("quarantine/readings"),
     }
 
 

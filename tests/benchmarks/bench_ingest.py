@@ -34,7 +34,7 @@ def run_pipeline(data_dir: Path) -> dict:
 
     from pipelines.build import RANGE_END_TAG, RANGE_START_TAG
     from pipelines.definitions import build_definitions
-    from pipelines.resources import LakeResource, WarehouseResource
+    from storage.resources import LakeResource, WarehouseResource
     from assets.readings import stale_days
 
     lake = LakeResource(data_dir=str(data_dir))
@@ -102,7 +102,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from pipelines.simulator import SimulationConfig, simulate_fleet
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
     work = Path(tempfile.mkdtemp(prefix="fleetlake-bench-"))
     try:

@@ -65,8 +65,8 @@ def main() -> None:
     from assets.marts.odometer import assess_odometer
     from pipelines.build import build_everything
     from pipelines.definitions import build_definitions
-    from pipelines.resources import LakeResource, WarehouseResource
-    from pipelines.simulator import SimulationConfig, simulate_fleet
+    from storage.resources import LakeResource, WarehouseResource
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
     work = opts.data_dir or Path(tempfile.mkdtemp(prefix="fleetlake-bench-mileage-"))
     try:

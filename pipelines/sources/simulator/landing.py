@@ -1,13 +1,13 @@
 """Landing files: windows per UTC day, gzip or plain, redeliveries and file-level faults."""
 from __future__ import annotations
 
-import os
-import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from pipelines.sources.landing_writer import write_landing_file
 
 GARBAGE = (
     "HTTP/1.1 502 Bad Gateway",
@@ -22,18 +22,9 @@ GARBAGE = (
 WRITE_CHUNK_LINES = 4096
 
 
-def _write_file(path: Path, lines: list, gz: bool, level: int) -> None:
-    """Write ``lines`` (newline-terminated) atomically; gzip members have mtime 0 and no name."""
-    tmp = path.with_name("." + path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    comp = zlib.compressobj(level, zlib.DEFLATED, 31) if gz else None  # wbits 31: gzip container
-    with open(tmp, "wb") as fh:
-        for i in range(0, len(lines), WRITE_CHUNK_LINES):
-            data = ("\n".join(lines[i:i + WRITE_CHUNK_LINES]) + "\n").encode("utf-8")
-            fh.write(comp.compress(data) if comp else data)
-        if comp:
-            fh.write(comp.flush())
-    os.replace(tmp, path)
+def _chunks(lines: list[str]):
+    for i in range(0, len(lines), WRITE_CHUNK_LINES):
+        yield "\n".join(lines[i:i + WRITE_CHUNK_LINES]) + "\n"
 
 
 class LandingWriter:
@@ -126,7 +117,7 @@ class LandingWriter:
             self.faults.extend(mal_rows)
             self.files += 1
             self.lines += len(lines)
-            futures.append(self.pool.submit(_write_file, self.dir / rel, lines, gz, cfg.gzip_level))
+            futures.append(self.pool.submit(write_landing_file, self.dir, rel, _chunks(lines), gzip_level=cfg.gzip_level))
         self.inflight.append(futures)
         # bound memory: at most one earlier day of files still in flight
         while len(self.inflight) > 1:

@@ -1,6 +1,6 @@
 """Deterministic simulated fleet that lands Smartcar webhook deliveries (payload 4.0).
 
-    from pipelines.simulator import SimulationConfig, simulate_fleet
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
     summary = simulate_fleet(SimulationConfig(), landing_dir=..., truth_dir=...)
 
 Landing files: ``landing_dir/YYYY/MM/DD/deliveries-YYYY-MM-DDTHH-NNNNNN.ndjson[.gz]``.

@@ -1,4 +1,4 @@
-"""``python -m pipelines.simulator --vehicles 50 --days 30 --out data`` (for manual runs)."""
+"""``python -m pipelines.sources.simulator --vehicles 50 --days 30 --out data`` (for manual runs)."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ from . import SimulationConfig, simulate_fleet
 
 def main(argv=None) -> int:
     d = SimulationConfig()
-    ap = argparse.ArgumentParser(prog="python -m pipelines.simulator", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m pipelines.sources.simulator", description=__doc__)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--vehicles", type=int, default=d.vehicles)
     ap.add_argument("--days", type=int, default=d.days)
