@@ -13,7 +13,7 @@ re-running gives the same lake.
 import hashlib
 import json
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg

@@ -64,7 +64,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_maintenance(args) -> int:
-    from assets.marts.maintenance_forecast import attention_table, needing_attention, read_forecast
+    from pipelines.reports.maintenance import attention_table, needing_attention, read_forecast
     from storage.resources import WarehouseResource
 
     try:
@@ -86,7 +86,7 @@ def _day(text: str) -> date:
 
 def cmd_mileage(args) -> int:
     from storage.resources import WarehouseResource
-    from pipelines.statements import StatementError, known_vehicles, mileage_statement, write_statement
+    from pipelines.reports.statements import StatementError, known_vehicles, mileage_statement, write_statement
 
     try:
         with WarehouseResource(data_dir=args.data_dir).connect(read_only=True) as con:
@@ -109,7 +109,7 @@ def cmd_mileage(args) -> int:
 def cmd_check_statement(args) -> int:
     import json
 
-    from pipelines.statements import check_statement
+    from pipelines.reports.statements import check_statement
 
     try:
         document = json.loads(Path(args.statement).read_text())

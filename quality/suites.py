@@ -5,6 +5,7 @@ from __future__ import annotations
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
+from assets.marts.maintenance.rules import COMPONENTS, URGENCIES
 from assets.normalize import READINGS_SCHEMA
 from assets.signal_catalog import METRIC_RANGES, METRIC_UNITS
 from quality.gx_validation import gx_context
@@ -97,5 +98,15 @@ def mileage_verification_suite() -> gx.ExpectationSuite:
         column="status", value_set=["VERIFIED", "NEEDS_REVIEW", "INSUFFICIENT_DATA"]))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="coverage_pct", min_value=0, max_value=100))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="distance_km", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="evidence_readings", min_value=0))
+    return suite
+
+
+def maintenance_forecast_suite():
+    suite = _suite("maintenance_forecast")
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "component"]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="component", value_set=COMPONENTS))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="urgency", value_set=URGENCIES))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="as_of"))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="evidence_readings", min_value=0))
     return suite

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 from conftest import mart, truth
 
-from assets.marts.charging import ChargingConfig, Tariff, charging_marts
-from assets.marts.charging_sessions import charging_sessions
-from assets.marts.charging_time import load_profile, parse_windows, time_of_use
+from assets.marts.charging.assets import ChargingConfig, Tariff, charging_marts
+from assets.marts.charging.sessions import charging_sessions
+from assets.marts.charging.time_of_use import load_profile, parse_windows, time_of_use
 
 MONDAY = datetime(2026, 9, 7, tzinfo=UTC)
 HOME = (52.3601, 4.9001)
@@ -305,7 +305,7 @@ def test_deliveries_to_charging_marts_through_dagster_with_run_config(data_dir):
     from conftest import build
     from deliveries import delivery, odometer, signal as sig, write_landing
 
-    from assets.marts.charging import charging
+    from assets.marts.charging.assets import charging
     from storage.resources import LakeResource, WarehouseResource
 
     def state(n: int, at: datetime, charging_now: bool, plugged: bool, soc: float, kwh: float) -> dict:

@@ -9,12 +9,15 @@ import polars as pl
 import pytest
 from conftest import mart, truth
 
-from assets.marts.maintenance import load_maintenance_readings
-from assets.marts.maintenance_forecast import (
-    MICROS_PER_DAY, TIRE_COMPONENTS, MaintenanceConfig, active_trouble_codes, distinct_readings,
-    forecast_diagnostics, forecast_low_voltage, forecast_maintenance, forecast_oil, forecast_tire,
-    needing_attention, segment_starts, theil_sen, urgency,
+from assets.marts.maintenance.assets import load_maintenance_readings
+from assets.marts.maintenance.config import MaintenanceConfig
+from assets.marts.maintenance.forecast import distinct_readings, forecast_maintenance
+from assets.marts.maintenance.rules import (
+    MICROS_PER_DAY, TIRE_COMPONENTS, active_trouble_codes, forecast_diagnostics, forecast_low_voltage, forecast_oil,
+    forecast_tire, urgency,
 )
+from assets.marts.trends import segment_starts, theil_sen
+from pipelines.reports.maintenance import needing_attention
 from pipelines import cli
 from storage.resources import LakeResource
 

@@ -18,10 +18,10 @@ import pytest
 from conftest import build, mart, truth
 from deliveries import delivery, odometer, write_landing
 
-from assets.marts.mileage import write_mileage_verification, write_odometer_readings
-from assets.marts.odometer import ANOMALY_KINDS, assess_odometer
+from assets.marts.mileage.assets import write_mileage_verification, write_odometer_readings
+from assets.marts.mileage.odometer import ANOMALY_KINDS, assess_odometer
 from pipelines.cli import main as fleetlake
-from pipelines.statements import (
+from pipelines.reports.statements import (
     DIGEST_FORM, StatementError, canonical_evidence, check_statement, evidence_digest, mileage_statement,
 )
 

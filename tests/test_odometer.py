@@ -1,11 +1,11 @@
-"""Distance from the odometer (assets/marts/odometer.py)."""
+"""Distance from the odometer (assets/marts/mileage/odometer.py)."""
 
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
-from assets.marts.odometer import assess_odometer, daily_mileage
+from assets.marts.mileage.odometer import assess_odometer, daily_mileage
 
 START = datetime(2026, 9, 1, 6, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
-from assets.marts.odometer import TOLERANCE_KM
+from assets.marts.mileage.odometer import TOLERANCE_KM
 from assets.normalize import READINGS_SCHEMA
 from assets.readings import with_reading_key
 from quality.gx_validation import validate

@@ -49,8 +49,9 @@ def attach_lake(con: duckdb.DuckDBPyConnection, lake: LakeResource) -> None:
             con.register(name, _empty_tables()[name])
 
 
-def sql(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text()
+def sql(name: str, folder: Path = SQL_DIR) -> str:
+    """The SELECT in `<folder>/<name>.sql` (each domain keeps its SQL beside its assets)."""
+    return (folder / f"{name}.sql").read_text()
 
 
 def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, params: list | None = None) -> int:

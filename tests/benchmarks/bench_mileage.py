@@ -61,8 +61,8 @@ def main() -> None:
 
     import duckdb
 
-    from assets.marts.mileage import load_odometer, write_mileage_verification, write_odometer_readings
-    from assets.marts.odometer import assess_odometer
+    from assets.marts.mileage.assets import load_odometer, write_mileage_verification, write_odometer_readings
+    from assets.marts.mileage.odometer import assess_odometer
     from pipelines.build import build_everything
     from pipelines.definitions import build_definitions
     from storage.resources import LakeResource, WarehouseResource

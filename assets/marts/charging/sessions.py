@@ -20,7 +20,7 @@ stop, unplug). So a session is built from what the readings show:
 - **Power** comes from the car's power signal where present (time-weighted mean and
   maximum over the charging readings), else from energy over time.
 
-Everything here is a plain function of Polars frames; `assets/marts/charging.py` wires them
+Everything here is a plain function of Polars frames; `assets/marts/charging/assets.py` wires them
 into Dagster.
 """
 

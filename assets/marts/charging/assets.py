@@ -8,11 +8,11 @@ import dagster as dg
 import polars as pl
 
 
-from assets.marts.charging_places import location_types, session_places
-from assets.marts.charging_sessions import (CHARGING_METRICS, battery_health, charging_readings, find_sessions,
+from assets.marts.charging.places import location_types, session_places
+from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, charging_readings, find_sessions,
                                             measure_sessions, nominal_capacity, plug_timeline,
                                             session_capacity_estimates, session_readings, vehicle_capacity)
-from assets.marts.charging_time import daily_energy, load_profile, parse_windows, session_costs, time_of_use
+from assets.marts.charging.time_of_use import daily_energy, load_profile, parse_windows, session_costs, time_of_use
 from assets.marts.core import MART_POOL
 from assets.marts.warehouse_io import lake_files, mart_result, replace_table_from_frame
 from assets.normalize import READINGS_SCHEMA

@@ -1,26 +1,15 @@
-"""Maintenance forecasts: when each vehicle's engine oil, tyres, 12 V battery and trouble
-codes need attention, from the readings alone.
-
-Every component follows the same shape: take the component's readings (one per reading
-time), keep the segment since the last reset (an oil change or a re-inflation shows as a
-jump back up), fit a robust trend (Theil–Sen: the median of the pairwise slopes, which
-sensor noise and a stray reading cannot move) over the recent part of that segment, and
-extrapolate it to the component's due value. Urgency comes from the days between the
-vehicle's latest reading (its "as of" time, never the wall clock) and the due time, raised
-by faults the trend itself reveals (a leaking tyre, a falling 12 V battery) and by active
-trouble codes.
-"""
+"""The per-component rules of the maintenance forecast: engine oil, tyres, 12 V battery and
+trouble codes, each from one vehicle's series, and the urgency they give."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import numpy as np
 import polars as pl
 
-from assets.readings import distinct_readings as one_per_time
+from assets.marts.maintenance.config import MaintenanceConfig
+from assets.marts.trends import recent_trend, segment_starts, theil_sen
 
 ENGINE_OIL = "engine_oil"
 LOW_VOLTAGE_BATTERY = "low_voltage_battery"
@@ -40,7 +29,6 @@ DTC_SYSTEMS = {"P": ("powertrain", "HIGH"), "C": ("chassis", "HIGH"), "U": ("net
 SEVERITY_URGENCY = {"HIGH": "URGENT", "MEDIUM": "SOON", "LOW": "SOON"}
 
 MICROS_PER_DAY = 86_400e6
-MAX_FIT_POINTS = 400  # Theil–Sen is quadratic in the points: longer series are thinned evenly
 
 FORECAST_SCHEMA = {
     "vehicle_id": pl.String, "component": pl.String, "as_of": pl.Datetime("us", "UTC"),
@@ -56,86 +44,6 @@ TROUBLE_CODE_SCHEMA = {
     "reports": pl.Int64,
 }
 MAINTENANCE_METRICS = ["oil_life_pct", "tire_pressure_kpa", "lv_battery_soc_pct", "dtc_count", "dtc_code"]
-
-
-class MaintenanceConfig(dg.Config):
-    """Thresholds of the maintenance forecast. The defaults are what `fleetlake run` uses."""
-
-    urgent_within_days: float = 7.0   # due within this many days: URGENT
-    soon_within_days: float = 30.0    # due within this many days: SOON (beyond: OK)
-    oil_due_pct: float = 15.0         # engine oil is due at this oil life
-    oil_change_jump_pct: float = 10.0  # oil life rising this much is an oil change: a new trend
-    tire_due_share: float = 0.75      # a tyre is due below this share of its baseline pressure
-    tire_baseline_days: float = 7.0   # baseline: median of the tyre's first days of readings
-    # Placard (recommended cold) pressure in kPa by vehicle id or by model name; it replaces
-    # the measured baseline. The vehicle id wins over the model.
-    tire_placard_kpa: dict[str, float] = {}
-    tire_leak_kpa_per_day: float = 0.7  # losing faster (~3 psi a month) is a leak, not permeation
-    tire_reinflation_jump_kpa: float = 10.0  # pressure rising this much is a re-inflation
-    tire_trend_days: float = 7.0      # tyre trends use the last days of the segment (a leak starts suddenly)
-    lv_due_pct: float = 50.0          # a 12 V battery at half charge may no longer start the car
-    lv_falling_pct_per_day: float = 0.2  # a 12 V charge trend below minus this is a failing battery
-    trend_days: float = 14.0          # oil, 12 V and distance per day use the last days
-    stale_after_days: float = 3.0     # a component silent this long before its vehicle's as-of: UNKNOWN
-    min_trend_readings: int = 6       # fewer readings than this in the window: no trend
-
-
-# ---------------------------------------------------------------------------------------
-# Trend fitting on one series
-
-@dataclass(frozen=True)
-class Trend:
-    slope: float       # per unit of x
-    level: float       # fitted value at x_end
-    readings: int      # points the fit rests on
-
-
-def theil_sen(x: np.ndarray, y: np.ndarray, x_end: float) -> Trend | None:
-    """Theil–Sen line through (x, y): slope the median of the pairwise slopes, level at
-    `x_end` the median of the points moved along that slope to `x_end`. None when x does
-    not vary."""
-    n = len(x)
-    if n > MAX_FIT_POINTS:
-        keep = np.linspace(0, n - 1, MAX_FIT_POINTS).round().astype(int)
-        x, y = x[keep], y[keep]
-    i, j = np.triu_indices(len(x), k=1)
-    dx = x[j] - x[i]
-    usable = dx > 0
-    if not usable.any():
-        return None
-    slope = float(np.median((y[j] - y[i])[usable] / dx[usable]))
-    level = float(np.median(y + slope * (x_end - x)))
-    return Trend(slope=slope, level=level, readings=n)
-
-
-def segment_starts(values: np.ndarray, jump: float, lookback: int = 3) -> list[int]:
-    """Indices where a new segment starts: 0, and every reading that rises more than `jump`
-    above the median of the few readings before it (an oil change, a re-inflation). The
-    median keeps one noisy low reading from looking like the floor a jump starts from."""
-    # Only a reading that rises more than `jump` above one of the few before it can start a
-    # segment (the median is above the minimum): check those alone.
-    candidates = np.zeros(len(values), dtype=bool)
-    for lag in range(1, lookback + 1):
-        candidates[lag:] |= values[lag:] - values[:-lag] > jump
-    starts = [0]
-    for k in np.nonzero(candidates)[0]:
-        before = values[max(starts[-1], k - lookback):k]
-        if len(before) and values[k] - float(np.median(before)) > jump:
-            starts.append(int(k))
-    return starts
-
-
-def recent_trend(days: np.ndarray, values: np.ndarray, window_days: float, min_readings: int) -> Trend | None:
-    """Theil–Sen trend (per day) of the last `window_days` of a segment, with its level at
-    the segment's last reading; None with fewer than `min_readings` readings or less than a
-    day between the first and the last."""
-    if len(days) == 0:
-        return None
-    recent = days >= days[-1] - window_days
-    x, y = days[recent], values[recent]
-    if len(x) < min_readings or x[-1] - x[0] < 1.0:
-        return None
-    return theil_sen(x, y, float(x[-1]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -377,114 +285,3 @@ def forecast_diagnostics(vehicle_id: str, list_days: np.ndarray, active: pl.Data
     return _row(vehicle_id, DIAGNOSTICS, as_of_day, config, unit="codes", current=float(active.height),
                 since=first_day, due_day=first_day, evidence=int(active["reports"].max()),
                 finding="ACTIVE_CODES", detail=detail, level=SEVERITY_URGENCY[worst])
-
-
-# ---------------------------------------------------------------------------------------
-# The fleet
-
-def distinct_readings(readings: pl.DataFrame) -> pl.DataFrame:
-    """The distinct readings (`assets.readings.distinct_readings`) in time order, with the
-    time as fractional days since the epoch for fitting."""
-    return one_per_time(readings).with_columns(
-        day=pl.col("reading_time").dt.epoch("us").cast(pl.Float64) / MICROS_PER_DAY)
-
-
-def km_per_day(daily_distance: pl.DataFrame, as_of: pl.DataFrame, window_days: float) -> pl.DataFrame:
-    """Each vehicle's distance per day over the `window_days` UTC days up to its as-of time
-    (the as-of day counted up to the as-of time). `daily_distance`: vehicle_id, day,
-    distance_km (marts.daily_mileage); `as_of`: vehicle_id, as_of."""
-    days = int(window_days)
-    joined = as_of.join(daily_distance, on="vehicle_id", how="left").with_columns(
-        first_day=pl.col("as_of").dt.date() - pl.duration(days=days - 1))
-    return joined.group_by("vehicle_id").agg(
-        (pl.col("distance_km").filter(pl.col("day").is_between(pl.col("first_day"), pl.col("as_of").dt.date())).sum()
-         / ((pl.col("as_of").first() - pl.col("first_day").first().cast(pl.Datetime("us", "UTC")))
-            .dt.total_microseconds() / MICROS_PER_DAY)).alias("km_per_day"))
-
-
-def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_distance: pl.DataFrame,
-                         vehicles: pl.DataFrame, config: MaintenanceConfig) -> pl.DataFrame:
-    """The maintenance forecast: one row per vehicle and component.
-
-    `readings`: readings-layer rows (vehicle_id, reading_time, metric, component, value,
-    noted_at, event_id, delivered_at) of the maintenance metrics, and of the odometer in
-    the deliveries that carried oil life; `as_of`: vehicle_id, as_of (the vehicle's latest
-    reading of any metric); `daily_distance`: vehicle_id, day, distance_km
-    (marts.daily_mileage); `vehicles`: vehicle_id, model (for placard pressures by model),
-    powertrain (a car with an engine gets an oil row even when it sent no oil life)."""
-    if as_of.is_empty():
-        return pl.DataFrame(schema=FORECAST_SCHEMA)
-    distance = km_per_day(daily_distance, as_of, config.trend_days)
-    readings = distinct_readings(readings)
-    # Oil life with the odometer the same delivery carried.
-    odometer = readings.filter(pl.col("metric") == "odometer_km").select(
-        "event_id", pl.col("value").alias("odometer_km")).unique("event_id")
-    oil = readings.filter(pl.col("metric") == "oil_life_pct").join(odometer, on="event_id", how="left")
-    trouble = active_trouble_codes(
-        readings.filter(pl.col("metric") == "dtc_count"),
-        readings.filter(pl.col("metric") == "dtc_code").rename({"component": "code"}))
-    by_series = readings.partition_by("vehicle_id", "metric", "component", as_dict=True)
-    oil_by_vehicle = oil.partition_by("vehicle_id", as_dict=True)
-    model_of = dict(vehicles.select("vehicle_id", "model").iter_rows())
-    has_engine = set(vehicles.filter(pl.col("powertrain").is_in(["ICE", "PHEV"]))["vehicle_id"])
-    empty = readings.clear()
-
-    rows = []
-    for vehicle_id, as_of_time, km in as_of.join(distance, on="vehicle_id").sort("vehicle_id") \
-            .select("vehicle_id", "as_of", "km_per_day").iter_rows():
-        as_of_day = as_of_time.timestamp() * 1e6 / MICROS_PER_DAY
-        oil_rows = oil_by_vehicle.get((vehicle_id,), oil.clear())
-        if not oil_rows.is_empty() or vehicle_id in has_engine:  # battery-electric cars have no engine oil
-            rows.append(forecast_oil(vehicle_id, oil_rows, km, as_of_day, config))
-        placard = config.tire_placard_kpa.get(vehicle_id, config.tire_placard_kpa.get(model_of.get(vehicle_id)))
-        for position, component in TIRE_COMPONENTS.items():
-            tire = by_series.get((vehicle_id, "tire_pressure_kpa", position), empty)
-            rows.append(forecast_tire(vehicle_id, component, tire, placard, as_of_day, config))
-        lv = by_series.get((vehicle_id, "lv_battery_soc_pct", None), empty)
-        rows.append(forecast_low_voltage(vehicle_id, lv, as_of_day, config))
-        lists = by_series.get((vehicle_id, "dtc_count", None), empty)["day"].to_numpy()
-        rows.append(forecast_diagnostics(vehicle_id, lists, trouble.filter(pl.col("vehicle_id") == vehicle_id),
-                                         as_of_day, config))
-    return pl.DataFrame(rows, schema=FORECAST_SCHEMA)
-
-
-def needing_attention(forecast: pl.DataFrame, within_days: float) -> pl.DataFrame:
-    """What needs attention within `within_days` of each vehicle's as-of time: due by then
-    (or past due), or a finding (leak, falling 12 V battery, active codes) whatever its due
-    date; soonest first."""
-    return (
-        forecast.filter((pl.col("days_until_due") <= within_days) | pl.col("finding").is_not_null()
-                        | (pl.col("urgency") == "PAST_DUE"))
-        .with_columns(rank=pl.col("urgency").replace_strict(URGENCIES, list(range(len(URGENCIES)))))
-        .sort("predicted_due_at", "rank", "vehicle_id", "component", nulls_last=True)
-        .drop("rank")
-    )
-
-
-def read_forecast(warehouse) -> pl.DataFrame:
-    """`marts.maintenance_forecast` from the warehouse (a WarehouseResource), read-only.
-    Raises FileNotFoundError with what to do when there is no warehouse or no forecast yet."""
-    import duckdb
-
-    with warehouse.connect(read_only=True) as con:
-        try:
-            return con.sql("SELECT * FROM marts.maintenance_forecast").pl()
-        except duckdb.CatalogException:
-            raise FileNotFoundError(f"no marts.maintenance_forecast in {warehouse.path}: "
-                                    "run `fleetlake run` first") from None
-
-
-def attention_table(rows: pl.DataFrame) -> str:
-    """Rows of the forecast as an aligned text table for the terminal."""
-    def fmt(value, pattern="{}"):
-        return "" if value is None else pattern.format(value)
-
-    header = ["due", "urgency", "vehicle", "component", "now", "per day", "due km", "finding / detail"]
-    lines = [[fmt(r["predicted_due_date"]), r["urgency"], r["vehicle_id"], r["component"],
-              f"{fmt(r['current_value'], '{:.1f}')} {r['unit']}".strip(), fmt(r["trend_per_day"], "{:+.2f}"),
-              fmt(r["predicted_due_odometer_km"], "{:.0f}"),
-              " ".join(filter(None, [r["finding"], r["detail"]]))]
-             for r in rows.iter_rows(named=True)]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
-    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
-                     for line in [header, *lines])

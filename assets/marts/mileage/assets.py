@@ -1,13 +1,14 @@
 """Mileage marts for insurers: distance from the odometer alone, per day, per calendar
 month and for any period, with the anomalies and the readings behind every figure.
 
-The odometer series is assessed once per build (assets/marts/odometer.py) and persisted as
+The odometer series is assessed once per build (assets/marts/mileage/odometer.py) and persisted as
 `marts.odometer_readings`; every other mileage mart, and the table macros an insurer calls
 for any period, are built from that table, so they only read what is inside the warehouse.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from string import Template
 
 import dagster as dg
@@ -15,7 +16,7 @@ import duckdb
 import polars as pl
 
 from assets.marts.core import MART_POOL, vehicles
-from assets.marts.odometer import (
+from assets.marts.mileage.odometer import (
     GAP_HOURS, ODOMETER_SCHEMA, SOURCE_SCHEMA, TOLERANCE_KM, assess_odometer, daily_mileage as daily_mileage_frame,
     distinct_odometer_readings, odometer_anomalies as odometer_anomalies_frame,
 )
@@ -27,6 +28,8 @@ from storage.resources import LakeResource, WarehouseResource
 from quality.gx_validation import validate
 from quality.results import check_result
 from quality.suites import daily_mileage_suite, mileage_verification_suite, odometer_readings_suite
+
+MILEAGE_SQL_DIR = Path(__file__).parent / "sql"
 
 
 def load_odometer(lake: LakeResource) -> pl.DataFrame:
@@ -52,7 +55,7 @@ def read_assessed(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 def mileage_sql(name: str, **fragments: str) -> str:
     """`sql/mileage_<name>.sql` with the odometer's constants (and any fragments) filled in."""
-    return Template(sql(f"mileage_{name}")).substitute(
+    return Template(sql(f"mileage_{name}", MILEAGE_SQL_DIR)).substitute(
         GAP_SECONDS=repr(GAP_HOURS * 3600), TOLERANCE_KM=repr(TOLERANCE_KM), **fragments)
 
 

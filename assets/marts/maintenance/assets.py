@@ -1,36 +1,24 @@
 """Maintenance marts: when each vehicle's oil, tyres, 12 V battery and trouble codes need
 attention (`marts.maintenance_forecast`), and the trouble codes active now
-(`marts.active_trouble_codes`). The rules are in `assets/marts/maintenance_forecast.py`."""
+(`marts.active_trouble_codes`). The rules are in `assets/marts/maintenance/forecast.py`."""
 
 import dagster as dg
-import great_expectations.expectations as gxe
 import polars as pl
 
 from assets.marts.core import MART_POOL
-from assets.marts.maintenance_forecast import (
-    COMPONENTS, MAINTENANCE_METRICS, TROUBLE_CODE_SCHEMA, URGENCIES, MaintenanceConfig, active_trouble_codes,
-    distinct_readings, forecast_maintenance,
-)
+from assets.marts.maintenance.config import MaintenanceConfig
+from assets.marts.maintenance.forecast import distinct_readings, forecast_maintenance
+from assets.marts.maintenance.rules import MAINTENANCE_METRICS, TROUBLE_CODE_SCHEMA, active_trouble_codes
 from assets.marts.warehouse_io import lake_files, mart_result, replace_table_from_frame
 from assets.normalize import READINGS_SCHEMA
 from assets.readings import readings
 from storage.resources import LakeResource, WarehouseResource
 from quality.gx_validation import validate
 from quality.results import check_result
-from quality.suites import _suite
+from quality.suites import maintenance_forecast_suite
 
 READING_COLUMNS = ["event_id", "vehicle_id", "reading_time", "metric", "component", "value", "noted_at",
                    "delivered_at"]
-
-
-def maintenance_forecast_suite():
-    suite = _suite("maintenance_forecast")
-    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "component"]))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="component", value_set=COMPONENTS))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="urgency", value_set=URGENCIES))
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="as_of"))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="evidence_readings", min_value=0))
-    return suite
 
 
 def load_maintenance_readings(lake: LakeResource) -> tuple[pl.DataFrame, pl.DataFrame]:

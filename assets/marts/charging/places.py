@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from assets.marts.charging_sessions import _series, readings_in_sessions
-from assets.marts.charging_time import spread, with_local_time
+from assets.marts.charging.sessions import _series, readings_in_sessions
+from assets.marts.charging.time_of_use import spread, with_local_time
 
 PLACE_CELL_DEG = 0.005
 AREA_CELL_DEG = 0.1

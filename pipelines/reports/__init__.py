@@ -1,0 +1,1 @@
+"""What the commands show users: terminal tables and mileage statements, read from the marts."""
