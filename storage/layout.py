@@ -113,3 +113,19 @@ def lake_files(lake: LakeResource) -> dict[str, list[Path]]:
         "signal_errors": built.files("signal_errors"),
         "quarantined_signals": built.files("quarantine/readings"),
     }
+
+
+@dataclass(frozen=True)
+class SmartcarLayout:
+    """The Smartcar pull's records: one row per vehicle ever listed by `GET /v3/connections`
+    (who connected it, since when, whether it still is, and the pull's per-vehicle counters),
+    and the pull's model of the application's request bucket."""
+    lake: LakeResource
+
+    @property
+    def connections_file(self) -> Path:
+        return self.lake.path("smartcar", "connections", "part-0.parquet")
+
+    @property
+    def bucket_file(self) -> Path:
+        return self.lake.path("_state", "smartcar", "bucket.json")
