@@ -124,6 +124,57 @@ def cmd_check_statement(args) -> int:
     return 1 if altered else 0
 
 
+def cmd_pull(args) -> int:
+    """One pull round from Smartcar into landing; exit 1 when Smartcar refuses the credentials."""
+    from pipelines.sources.smartcar.client import CredentialsRejected, SmartcarError
+    from pipelines.sources.smartcar.pull import pull_round
+    from pipelines.sources.smartcar.resource import SecretsError, SmartcarResource
+    from storage.layout import SmartcarLayout
+    from storage.resources import LakeResource
+
+    if args.min_interval < 0:
+        print("error: --min-interval must be 0 or more minutes", file=sys.stderr)
+        return 2
+    lake = LakeResource(data_dir=args.data_dir)
+    try:
+        smartcar = SmartcarResource.from_environment().process_config_and_initialize()
+        client = smartcar.client()
+    except SecretsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        report = pull_round(client, lake.landing, SmartcarLayout(lake), smartcar.limits(args.min_interval),
+                            smartcar.bucket())
+    except CredentialsRejected as error:
+        print(f"error: Smartcar refused the application's credentials ({error.status} {error.code or error.type}); "
+              "check SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET", file=sys.stderr)
+        return 1
+    except SmartcarError as error:  # e.g. the connections could not be listed
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """The webhook receiver on uvicorn, until interrupted."""
+    from pipelines.sources.smartcar.receiver import serve
+    from pipelines.sources.smartcar.resource import SecretsError, SmartcarResource
+
+    try:
+        key = SmartcarResource.from_environment().process_config_and_initialize().webhook_key()
+    except SecretsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"receiving Smartcar webhooks on http://{args.host}:{args.port}/ (and /webhooks/smartcar) "
+          f"into {Path(args.data_dir) / 'landing'}", flush=True)
+    serve(Path(args.data_dir) / "landing", key, host=args.host, port=args.port)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fleetlake", description="Connected-vehicle fleet analytics pipeline.")
     top.add_argument("--data-dir", default=os.getenv("FLEETLAKE_DATA_DIR", "data"),
@@ -157,6 +208,20 @@ def parser() -> argparse.ArgumentParser:
                                 "its SHA-256 digests (exit 1 if it was altered)")
     check.add_argument("statement", metavar="STATEMENT.json")
     check.set_defaults(func=cmd_check_statement)
+
+    pull = commands.add_parser("pull", help="one round of pulling every connected vehicle's signals from "
+                               "Smartcar (API v3) into landing, within Smartcar's limits")
+    pull.add_argument("--min-interval", type=float, default=30.0, metavar="MINUTES",
+                      help="skip a vehicle pulled less than this long ago (default 30, Smartcar's advice; "
+                           "0 pulls every connected vehicle now)")
+    pull.set_defaults(func=cmd_pull)
+
+    serve = commands.add_parser("serve", help="run the Smartcar webhook receiver (POST / and /webhooks/smartcar) "
+                                "into landing")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; put a TLS "
+                       "proxy in front)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(func=cmd_serve)
 
     for name, func, text in [
         ("simulate", cmd_simulate, "write a simulated fleet's deliveries into landing (and its ground truth)"),

@@ -8,6 +8,8 @@ import assets
 from pipelines.jobs import ingest_job, marts_job, readings_job
 from storage.resources import LakeResource, WarehouseResource, data_dir_setting
 from pipelines.sensors import landing_sensor, stale_readings_sensor
+from pipelines.sources.smartcar.asset import smartcar_pull, smartcar_pull_job, smartcar_pull_schedule
+from pipelines.sources.smartcar.resource import SmartcarResource
 
 marts_schedule = dg.ScheduleDefinition(
     name="hourly_marts", job=marts_job, cron_schedule="30 * * * *", execution_timezone="UTC",
@@ -23,11 +25,12 @@ def default_resources() -> dict:
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The Definitions, with the given resources (tests pass ones on a temporary data dir)."""
     return dg.Definitions(
-        assets=dg.load_assets_from_package_module(assets),  # every asset module under assets/
-        jobs=[ingest_job, readings_job, marts_job],
-        schedules=[marts_schedule],
+        assets=[*dg.load_assets_from_package_module(assets), smartcar_pull],  # assets/, and the sources' assets
+        jobs=[ingest_job, readings_job, marts_job, smartcar_pull_job],
+        schedules=[marts_schedule, smartcar_pull_schedule],
         sensors=[landing_sensor, stale_readings_sensor],
-        resources=resources or default_resources(),
+        # Smartcar's settings come from the environment unless the caller gives its own.
+        resources={"smartcar": SmartcarResource.from_environment(), **(resources or default_resources())},
         # Polars and DuckDB use every core inside one process; steps run one after another,
         # which also keeps the DuckDB file to one writer within a run.
         executor=dg.in_process_executor,

@@ -117,6 +117,10 @@ class SmartcarDouble:
         names of `_ERRORS` (`rate:SECONDS` sets retry-after), or `drop` (close the connection)."""
         self._scripts.setdefault(vehicle_id, []).extend(answers)
 
+    def refill_bucket(self) -> None:
+        with self._lock:
+            self._bucket, self._bucket_at = float(self.bucket_capacity), time.monotonic()
+
     def expire_tokens(self) -> None:
         with self._lock:
             self.tokens.clear()

@@ -10,11 +10,13 @@ side of writing:
   ignores dot-files and dot-folders), fsynced, then renamed into place and its folder
   fsynced, so ingest only ever sees complete files and a file it sees survives a crash;
 - rotation (`RollingLandingFile`): a long-running source appends durably to one open file
-  and publishes it when it reaches a size or an age.
+  and publishes it when it reaches a size or an age;
+- group commit (`GroupCommit`): concurrent appends of an asyncio server share one fsync.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import threading
@@ -35,6 +37,11 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _sync(fd: int) -> None:
+    """Make a file's data durable (fdatasync where there is one: the size is included)."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def landing_target(landing: Path, relative: str) -> Path:
@@ -114,17 +121,30 @@ class RollingLandingFile:
         self._opened_at, self._size = time.monotonic(), 0
 
     def append(self, lines: list[bytes]) -> None:
-        """Append whole lines (without their newline) durably."""
+        """Append whole lines (without their newline) durably. If the write fails, the file is
+        cut back to its last durable line, so a later append never follows a partial one."""
         data = b"".join(line + b"\n" for line in lines)
         with self._lock:
             if self._file is None:
                 self._open()
-            self._file.write(data)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.write(data)
+                self._file.flush()
+                _sync(self._file.fileno())
+            except BaseException:
+                self._cut_back()
+                raise
             self._size += len(data)
             if self._size >= self.max_bytes or time.monotonic() - self._opened_at >= self.max_age_s:
                 self._roll()
+
+    def _cut_back(self) -> None:
+        try:
+            self._file.truncate(self._size)
+            self._file.seek(self._size)
+            _sync(self._file.fileno())
+        except OSError:  # cannot repair it: leave it to `recover`, and start a new file
+            self._file = None
 
     def roll_if_old(self) -> None:
         """Publish the open file if it is older than `max_age_s` (call it from a timer)."""
@@ -170,3 +190,35 @@ class RollingLandingFile:
             at = datetime.strptime(name.split("-")[-2], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
             published.append(_publish(staged, landing_target(self.landing, f"{self.source}/{at:%Y/%m/%d}/{name}")))
         return published
+
+
+class GroupCommit:
+    """Group commit for an asyncio server: deliveries that arrive while a write is on disk
+    wait for the next one, so many concurrent deliveries share one fsync. `append` returns
+    once its line is durable (or raises what the write raised)."""
+
+    def __init__(self, file: RollingLandingFile):
+        self.file = file
+        self._pending: list[tuple[bytes, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def append(self, line: bytes) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((line, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self.file.append, [line for line, _ in batch])
+            except Exception as error:  # every waiter learns it, and answers "not stored"
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)

@@ -50,6 +50,11 @@ def access_lost(error: SmartcarError) -> bool:
             or (error.type == "CONNECTED_SERVICES_ACCOUNT" and error.code in _ACCESS_LOST_CODES))
 
 
+def app_rate_limited(error: SmartcarError) -> bool:
+    """A 429 for the application as a whole (code SMARTCAR_API), not for one vehicle."""
+    return error.status == 429 and error.code not in (None, "VEHICLE")
+
+
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
@@ -234,6 +239,13 @@ def pull_round(client: SmartcarClient, landing: Path, layout: SmartcarLayout, li
         except GateClosed:
             report.stopped = "the application's request bucket is empty: connections not listed; try later"
             return report
+        except SmartcarError as error:
+            if not app_rate_limited(error):
+                raise
+            bucket.level = 0.0  # Smartcar's bucket is emptier than our model of it
+            report.stopped = f"Smartcar's application rate limit (retry after {error.retry_after or '?'} s): " \
+                             "connections not listed; try later"
+            return report
         report.listed = len(listed)
         records.reconcile(listed, now, report)
         by_id = {c.vehicle_id: c for c in listed}
@@ -254,6 +266,11 @@ def pull_round(client: SmartcarClient, landing: Path, layout: SmartcarLayout, li
                 raise
             except SmartcarError as error:
                 records.count_calls(due.vehicle_id, client.requests_sent - before, at)
+                if app_rate_limited(error):
+                    bucket.level = 0.0
+                    deferred = plan.pull[index:] + deferred
+                    report.stopped = "Smartcar's application rate limit: the rest of the round is deferred"
+                    break
                 if error.status == 429:  # the vehicle's own rate limit: wait as told
                     row["blocked_until"] = at + timedelta(seconds=error.retry_after or 60)
                     report.blocked.append(due.vehicle_id)
