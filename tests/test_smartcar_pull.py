@@ -18,10 +18,16 @@ from pipelines.sources.smartcar.limits import Limits, RequestBucket, VehicleDue,
 from pipelines.sources.smartcar.pull import pull_round
 from pipelines.sources.smartcar.resource import SmartcarResource
 from storage.connections import read_connections
-from storage.layout import SmartcarLayout, landing_files
+from storage.layout import SmartcarLayout
+from storage.layout import landing_files as _all_landing_files
 from storage.resources import LakeResource
 
 REPO = Path(__file__).parents[1]
+
+
+def landing_files(landing: Path) -> list[Path]:
+    """Published landing files: not in a dot-folder such as `.in-progress/` (the contract)."""
+    return [f for f in _all_landing_files(landing) if not any(p.startswith(".") for p in f.relative_to(landing).parts)]
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, max_retry_after_s=2)
 
 
