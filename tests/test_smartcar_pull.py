@@ -261,3 +261,20 @@ def test_secrets_never_reach_logs_landing_lake_or_metadata(data_dir, smartcar, t
         assert not any(secret in text for text in outputs), "a secret in the command's output"
         for path in files:
             assert secret.encode() not in path.read_bytes(), f"a secret in {path}"
+
+
+def test_secrets_can_come_from_an_owner_only_file(data_dir, smartcar, monkeypatch, tmp_path):
+    from pipelines.sources.smartcar.resource import SecretsError
+
+    secrets_file = tmp_path / "smartcar.env"
+    secrets_file.write_text(f"SMARTCAR_CLIENT_ID={smartcar.env()['SMARTCAR_CLIENT_ID']}\n"
+                            f"export SMARTCAR_CLIENT_SECRET='{CLIENT_SECRET}'\n")
+    monkeypatch.delenv("SMARTCAR_CLIENT_ID")
+    monkeypatch.delenv("SMARTCAR_CLIENT_SECRET")
+    monkeypatch.setenv("SMARTCAR_SECRETS_FILE", str(secrets_file))
+    secrets_file.chmod(0o644)
+    with pytest.raises(SecretsError, match="chmod 600") as refused:
+        resource().credentials()
+    assert CLIENT_SECRET not in str(refused.value)
+    secrets_file.chmod(0o600)
+    assert len(pull(data_dir).pulled) == 5
