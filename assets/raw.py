@@ -118,31 +118,30 @@ class RawIngestConfig(dg.Config):
     freshness_hours: float = 48.0  # the newest delivery should be younger than this
 
 
-RAW_CHECKS = [
+RAW_CHECKS = {spec.name: spec for spec in [
     dg.AssetCheckSpec("landed_lines_accounted", asset="raw_deliveries", blocking=True,
                       description="Every landed line of every batch is stored as a delivery, a duplicate or "
                                   "a quarantined record, and every signal is stored under its day."),
     dg.AssetCheckSpec("landing_freshness", asset="raw_deliveries",
                       description="The newest delivery in the lake is younger than `freshness_hours` (a warning)."),
-]
+]}
 
 
-@dg.asset(group_name="lake", check_specs=RAW_CHECKS, pool="lake", kinds={"parquet", "duckdb"})
+@dg.asset(group_name="lake", check_specs=list(RAW_CHECKS.values()), pool="lake", kinds={"parquet", "duckdb"})
 def raw_deliveries(context: dg.AssetExecutionContext, config: RawIngestConfig, lake: LakeResource) -> dg.MaterializeResult:
     """Landing files ingested once each: parsed deliveries, raw signals by reading day,
     vehicle errors, duplicates, and quarantined lines with their original text."""
     layout = RawLayout(lake)
     manifests = ingest_landing(lake, log=context.log)
-    accounting = check_result(lake, "raw_deliveries", "landed_lines_accounted",
-                              {m["batch_id"]: [batch_accounting(layout, m)] for m in manifests})
+    accounting = check_result(lake, RAW_CHECKS["landed_lines_accounted"],
+                               {m["batch_id"]: [batch_accounting(layout, m)] for m in manifests})
 
     all_manifests = layout.manifests()
     newest = max((m["latest_delivered_at"] for m in all_manifests if m.get("latest_delivered_at")), default=None)
     age_hours = (datetime.now(UTC) - datetime.fromisoformat(newest)).total_seconds() / 3600 if newest else None
     fresh = age_hours is not None and age_hours <= config.freshness_hours
-    freshness = check_result(lake, "raw_deliveries", "landing_freshness", {"all": [{
-        "success": fresh, "newest_delivery": newest, "age_hours": age_hours, "limit_hours": config.freshness_hours}]},
-        severity=dg.AssetCheckSeverity.WARN)
+    freshness = check_result(lake, RAW_CHECKS["landing_freshness"], {"all": [{
+        "success": fresh, "newest_delivery": newest, "age_hours": age_hours, "limit_hours": config.freshness_hours}]})
 
     totals = {k: sum(m[k] for m in manifests) for k in ("landing_lines", "parsed", "duplicates", "quarantined", "signals")}
     days = sorted({d for m in manifests for d in m["days"]})

@@ -47,10 +47,10 @@ def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: B
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         if not evaluation.passed:
-            if evaluation.severity == dg.AssetCheckSeverity.WARN:
-                report.warnings.append(f"check {name} did not pass")
-            else:
+            if evaluation.blocking:
                 report.failed_checks.append(name)
+            else:
+                report.warnings.append(f"check {name} did not pass")
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
         report.metadata[materialization.asset_key.to_user_string()] = {
