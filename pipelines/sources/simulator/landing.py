@@ -9,6 +9,10 @@ import numpy as np
 
 from pipelines.sources.landing_writer import write_landing_file
 
+from .ids import uuids
+
+DAY_S = 86400.0
+
 GARBAGE = (
     "HTTP/1.1 502 Bad Gateway",
     "<html><body><h1>504 Gateway Time-out</h1></body></html>",
@@ -130,3 +134,70 @@ class LandingWriter:
                 f.result()
         self.inflight = []
         self.pool.shutdown(wait=True)
+
+
+def redeliver_duplicates(writer: LandingWriter, cfg, fleet, formats, day: int, readings, state_lines,
+                         event_id: np.ndarray, redeliveries, window: np.ndarray, rng_ids: np.random.Generator,
+                         rng: np.random.Generator) -> None:
+    """Re-send the duplicates later (same eventId), half of them with a new deliveryId and deliveredAt."""
+    rows = np.nonzero(redeliveries.duplicate)[0]
+    if not len(rows):
+        return
+    files_per_day = cfg.files_per_day
+    window_s = DAY_S / files_per_day
+    new_delivery_id = uuids(rng_ids, len(rows))
+    for j, i in enumerate(rows):
+        v = int(readings.vehicle[i])
+        target_day = day + (0 if rng.random() < 0.5 else int(rng.integers(1, 6)))
+        target_day = min(target_day, cfg.days - 1)
+        own_window = int(window[i])
+        target_window = int(rng.integers(0, files_per_day))
+        if target_day == day and target_window <= own_window:
+            target_window = own_window + 1
+        if target_window >= files_per_day:
+            if target_day + 1 < cfg.days:
+                target_day, target_window = target_day + 1, 0
+            else:
+                continue  # past the end of the run
+        if rng.random() < 0.5:
+            line = state_lines.lines[i]
+            detail = "identical re-delivery"
+        else:
+            delivered_ms = int((fleet.t0 + target_day * DAY_S + (target_window + rng.random()) * window_s) * 1000)
+            delivered_ms = max(delivered_ms, int(redeliveries.delivered_ms[i]) + 1000)
+            number = delivered_ms // 1000 if formats.delivered_at_in_seconds[v] else delivered_ms
+            line = (state_lines.prefix[int(i)] + str(new_delivery_id[j]) + '","deliveredAt":' + str(number)
+                    + state_lines.tail[int(i)])
+            detail = "retry with a new deliveryId and deliveredAt"
+        writer.redeliver(target_day, target_window, line, "DUPLICATE", str(event_id[i]), float(readings.at[i]),
+                         detail, v)
+
+
+def redeliver_late(writer: LandingWriter, cfg, fleet, day: int, readings, state_lines, event_id: np.ndarray,
+                   redeliveries) -> None:
+    window_s = DAY_S / cfg.files_per_day
+    for i in np.nonzero(redeliveries.late)[0]:
+        late_day = int(redeliveries.late_day[i])
+        window = int(np.clip((redeliveries.delivered_ms[i] / 1000.0 - (fleet.t0 + late_day * DAY_S)) // window_s,
+                             0, cfg.files_per_day - 1))
+        writer.redeliver(late_day, window, state_lines.lines[i], "LATE", str(event_id[i]), float(readings.at[i]),
+                         f"delivered {late_day - day} day(s) late", int(readings.vehicle[i]))
+
+
+def delivery_window(delivered_ms: np.ndarray, day_start: float, files_per_day: int) -> np.ndarray:
+    """The day's file (window) a delivery lands in, by its deliveredAt."""
+    window_s = DAY_S / files_per_day
+    return np.clip(((delivered_ms / 1000.0 - day_start) // window_s).astype(np.int64), 0, files_per_day - 1)
+
+
+def day_windows(on_time_ms: np.ndarray, on_time_lines: list, other_ms: list, other_lines: list,
+                day_start: float, files_per_day: int) -> list:
+    """The lines of each window of the day, sorted by deliveredAt (ties in the order given)."""
+    delivered_ms = np.concatenate([on_time_ms, np.array(other_ms, dtype=np.int64)])
+    lines = on_time_lines + other_lines
+    window = delivery_window(delivered_ms, day_start, files_per_day)
+    order = np.lexsort((np.arange(len(delivered_ms)), delivered_ms))
+    windows = [[] for _ in range(files_per_day)]
+    for i in order:
+        windows[window[i]].append(lines[i])
+    return windows

@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 
 from . import catalog as C
-from .fleet import DAY, lv_soc, tire_pressure
+from .fleet import DAY
 from .ids import uuids
+from .wear import OIL_DUE_PCT, low_voltage_soc, tire_pressure
 
 TS = pl.Datetime("us", "UTC")
 TIRES = ("tire_front_left", "tire_front_right", "tire_rear_left", "tire_rear_right")
-OIL_DUE_PCT = 15.0
 TIRE_DUE_SHARE = 0.75
 LV_DUE_PCT = 50.0
 FAULT_KINDS = ("SPIKE", "ROLLBACK", "GAP", "UNIT_CHANGE", "DUPLICATE", "LATE", "MALFORMED", "OUT_OF_ORDER",
@@ -230,7 +230,7 @@ class TruthBuilder:
                                  rate_per_day=round(rate, 5), is_leaking=bool(leak > 0), is_weak=None,
                                  due_at=_ts(due), due_odometer_km=None, last_reset_at=_ts(reset)))
             rate = float(f.lv_rate[v])
-            lv_end = float(lv_soc(f, np.array([v]), np.array([t_end]))[0])
+            lv_end = float(low_voltage_soc(f, np.array([v]), np.array([t_end]))[0])
             due = f.t0 + (LV_DUE_PCT - float(f.lv_base[v])) / rate * DAY if rate < 0 else None
             rows.append(dict(vehicle_id=vid, component="low_voltage_battery", baseline_value=round(float(f.lv_base[v]), 3),
                              threshold_value=LV_DUE_PCT, value_at_end=round(lv_end, 3), unit="percent",
