@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import catalog as C
-from .activity import UNIFORMS_PER_DAY, Draws, VehicleSim
+from .activity import UNIFORMS_PER_DAY, Draws, VehicleActivity
 from .config import SimulationConfig, SimulationSummary
 from .encode import (PayloadFormats, dtc_lists_json, payload_formats, triggers_json, vehicle_error_line,
                      vehicle_state_lines, verify_line)
@@ -71,7 +71,7 @@ class Run:
 class FleetState:
     """What each day hands to the next."""
 
-    vehicles: list  # VehicleSim per vehicle: keyframes and events not yet taken, charging sessions
+    vehicles: list  # VehicleActivity per vehicle: keyframes and events not yet taken, charging sessions
     trips: list  # per vehicle, the trips planned for the day about to be simulated
     oil: EngineOil
     last_slow_slot: np.ndarray
@@ -98,7 +98,7 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
     fleet = build_fleet(cfg, streams.fleet)
     plan = plan_faults(cfg, fleet, streams.faults)
     sessions: list = []
-    vehicles = [VehicleSim(fleet, v, sessions) for v in range(fleet.n)]
+    vehicles = [VehicleActivity(fleet, v, sessions) for v in range(fleet.n)]
     faults: list = []  # truth and landing writer both append to it
     run = Run(cfg=cfg, fleet=fleet, plan=plan,
               formats=payload_formats(fleet, uuids(streams.ids, len(C.WEBHOOKS))),
@@ -188,7 +188,7 @@ def drive_and_charge(state: FleetState, fleet: Fleet, day_start: float, rng: np.
         draws = Draws(plan_uniforms[v])
         trips = vehicle.plan_day(day_end, _weekday(day_end), draws)
         tomorrow.append(trips)
-        first_departure = trips[0][0] if trips else day_end + draws.uni(7.0, 20.0) * 3600.0
+        first_departure = trips[0][0] if trips else day_end + draws.between(7.0, 20.0) * 3600.0
         vehicle.simulate_day(state.trips[v], first_departure, day_start, Draws(activity_uniforms[v]))
     state.trips = tomorrow
     keyframes, events = [], []

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activity import (CHARGING, DRIVING, EADD, FUEL, HEAD, LAT, LON, MODE, ODO, PLUGGED, POWER, SOC,
-                       TRIG_CABLE, TRIG_CHARGING, TRIG_ODO)
+from .activity import (CHARGING, DRIVING, ENERGY_ADDED, EVENT_ARRIVAL, EVENT_CABLE, EVENT_CHARGING, FUEL,
+                       HEADING, LAT, LON, MODE, ODOMETER, PLUGGED, POWER, SOC)
 from .encode import TRIGGER_CABLE, TRIGGER_CHARGING, TRIGGER_ODOMETER
 from .faults import FaultPlan
 from .fleet import DAY, Fleet
@@ -81,7 +81,8 @@ def reading_times(cfg, fleet: Fleet, timeline: DayTimeline, events_by_vehicle: l
     event_at = np.floor(np.fromiter((event[0] for events in events_by_vehicle for event in events),
                                     dtype=np.float64))
     event_kind = np.fromiter((event[1] for events in events_by_vehicle for event in events), dtype=np.int64)
-    event_trigger = np.select([event_kind == TRIG_ODO, event_kind == TRIG_CABLE, event_kind == TRIG_CHARGING],
+    event_trigger = np.select([event_kind == EVENT_ARRIVAL, event_kind == EVENT_CABLE,
+                               event_kind == EVENT_CHARGING],
                               [TRIGGER_ODOMETER, TRIGGER_CABLE, TRIGGER_CHARGING], -1)
 
     vehicle = np.concatenate([grid_vehicle, event_vehicle])
@@ -101,14 +102,14 @@ def true_state(timeline: DayTimeline, readings: Readings) -> TrueState:
     mode = keyframe[:, MODE]
     charging = mode == CHARGING
     return TrueState(
-        odometer_km=timeline.interpolate(position, ODO),
+        odometer_km=timeline.interpolate(position, ODOMETER),
         soc_pct=timeline.interpolate(position, SOC),
         fuel_pct=timeline.interpolate(position, FUEL),
         lat=timeline.interpolate(position, LAT),
         lon=timeline.interpolate(position, LON),
-        energy_added_kwh=timeline.interpolate(position, EADD),
+        energy_added_kwh=timeline.interpolate(position, ENERGY_ADDED),
         power_kw=keyframe[:, POWER],
-        heading=keyframe[:, HEAD],
+        heading=keyframe[:, HEADING],
         driving=mode == DRIVING,
         charging=charging,
         plugged=(mode == PLUGGED) | charging,

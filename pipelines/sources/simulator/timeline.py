@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activity import N_COLS, ODO, T
+from .activity import AT, KEYFRAME_COLUMNS, ODOMETER
 
 # Wider than any day's keyframes (they reach a few seconds past midnight), so blocks never overlap.
 VEHICLE_BLOCK_S = 1e8
@@ -21,9 +21,9 @@ class DayTimeline:
         keyframe_counts = np.fromiter((len(k) for k in keyframes_by_vehicle), dtype=np.int64,
                                       count=len(keyframes_by_vehicle))
         self.keyframes = np.array([keyframe for keyframes in keyframes_by_vehicle for keyframe in keyframes],
-                                  dtype=np.float64).reshape(-1, N_COLS)
+                                  dtype=np.float64).reshape(-1, KEYFRAME_COLUMNS)
         keyframe_vehicle = np.repeat(np.arange(len(keyframes_by_vehicle), dtype=np.float64), keyframe_counts)
-        self.axis = keyframe_vehicle * VEHICLE_BLOCK_S + (self.keyframes[:, T] - day_start)
+        self.axis = keyframe_vehicle * VEHICLE_BLOCK_S + (self.keyframes[:, AT] - day_start)
         self.day_start = day_start
 
     def position(self, vehicle: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -40,14 +40,14 @@ class DayTimeline:
         return np.searchsorted(self.axis, position, side="right") - 1
 
     def odometer_at(self, vehicle, at) -> np.ndarray:
-        return self.interpolate(self.position(vehicle, at), ODO)
+        return self.interpolate(self.position(vehicle, at), ODOMETER)
 
     def first_reach(self, vehicle: int, target_odometer_km: float) -> float:
         """First time ``vehicle`` reaches ``target_odometer_km`` within this day's keyframes."""
         lo = np.searchsorted(self.axis, vehicle * VEHICLE_BLOCK_S - VEHICLE_BLOCK_S / 2)
         hi = np.searchsorted(self.axis, vehicle * VEHICLE_BLOCK_S + VEHICLE_BLOCK_S / 2)
-        odometer = self.keyframes[lo:hi, ODO]
-        at = self.keyframes[lo:hi, T]
+        odometer = self.keyframes[lo:hi, ODOMETER]
+        at = self.keyframes[lo:hi, AT]
         i = int(np.searchsorted(odometer, target_odometer_km, side="left"))
         if i <= 0:
             return float(at[0])
