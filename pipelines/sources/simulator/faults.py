@@ -1,4 +1,5 @@
-"""The fault plan: which vehicle gets which fault, and when (decided up front)."""
+"""Faults: the plan (which vehicle gets which fault, and when, decided up front) and the
+stages that apply it to a day's readings (odometer faults, signal faults, late and duplicate picks)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,9 +31,9 @@ class FaultPlan:
 
     @property
     def odometer_fault_vehicles(self) -> set:
-        s = set(self.spike) | set(self.rollback) | set(self.gap) | set(self.unit_change)
-        s |= {b[0] for b in self.bad_values if b[2] == "odometer-traveleddistance"}
-        return s
+        vehicles = set(self.spike) | set(self.rollback) | set(self.gap) | set(self.unit_change)
+        vehicles |= {bad[0] for bad in self.bad_values if bad[2] == "odometer-traveleddistance"}
+        return vehicles
 
 
 def plan_faults(cfg, fleet: Fleet, rng: np.random.Generator) -> FaultPlan:
@@ -40,84 +41,85 @@ def plan_faults(cfg, fleet: Fleet, rng: np.random.Generator) -> FaultPlan:
         return FaultPlan(enabled=False)
     n = fleet.n
     t0, span = fleet.t0, cfg.days * DAY
-    p = FaultPlan(enabled=True, dup_rate=0.01, late_rate=0.01, out_of_order_rate=0.1,
-                  transient_error_rate=0.002)
+    plan = FaultPlan(enabled=True, dup_rate=0.01, late_rate=0.01, out_of_order_rate=0.1,
+                     transient_error_rate=0.002)
 
     def when(lo: float, hi: float) -> float:
         return float(np.floor(t0 + rng.uniform(lo, hi) * span))
 
+    # odometer faults: at most one per vehicle, on fewer than half the fleet (the rest stays clean)
     order = [int(x) for x in rng.permutation(n)]
     budget = max(0, (n - 1) // 2)
     wanted = [("SPIKE", max(1, round(0.04 * n))), ("ROLLBACK", max(1, round(0.02 * n))),
               ("GAP", max(1, round(0.03 * n)) if cfg.days >= 5 else 0),
               ("UNIT_CHANGE", 1), ("BAD_VALUE", max(1, round(0.02 * n)))]
-    pos = 0
+    position = 0
     for kind, count in wanted:
         for _ in range(count):
-            if pos >= len(order) or budget <= 0:
+            if position >= len(order) or budget <= 0:
                 break
-            v = order[pos]
+            vehicle = order[position]
             if kind == "UNIT_CHANGE":
                 # needs a vehicle that reports km
-                k = next((j for j in range(pos, len(order)) if not fleet.odo_miles[order[j]]), None)
+                k = next((j for j in range(position, len(order)) if not fleet.odo_miles[order[j]]), None)
                 if k is None:
                     continue
-                order[pos], order[k] = order[k], order[pos]
-                v = order[pos]
-                p.unit_change[v] = when(0.3, 0.7)
+                order[position], order[k] = order[k], order[position]
+                vehicle = order[position]
+                plan.unit_change[vehicle] = when(0.3, 0.7)
             elif kind == "SPIKE":
-                p.spike[v] = [when(0.1, 0.9), float(rng.uniform(3000, 9000)), False]
+                plan.spike[vehicle] = [when(0.1, 0.9), float(rng.uniform(3000, 9000)), False]
             elif kind == "ROLLBACK":
-                p.rollback[v] = (when(0.25, 0.75), float(rng.uniform(2000, 10000)))
+                plan.rollback[vehicle] = (when(0.25, 0.75), float(rng.uniform(2000, 10000)))
             elif kind == "GAP":
                 length = rng.uniform(3.1, 5.0) * DAY
                 length = min(length, span - 1.5 * DAY)
                 if length < 3.05 * DAY:
                     continue
                 start = t0 + DAY * 0.6 + rng.uniform(0, 1) * (span - 1.2 * DAY - length)
-                p.gap[v] = (float(np.floor(start)), float(np.floor(start + length)))
+                plan.gap[vehicle] = (float(np.floor(start)), float(np.floor(start + length)))
             elif kind == "BAD_VALUE":
                 raw = ["STR", None][int(rng.integers(0, 2))]
                 unit = None if raw else "furlongs"
-                p.bad_values.append([v, when(0.1, 0.9), "odometer-traveleddistance", raw, unit, False])
-            pos += 1
+                plan.bad_values.append([vehicle, when(0.1, 0.9), "odometer-traveleddistance", raw, unit, False])
+            position += 1
             budget -= 1
 
     # non-odometer faults, on any vehicle
-    for v in rng.choice(n, size=min(n, max(1, round(0.04 * n))), replace=False):
-        v = int(v)
-        sig = "location-preciselocation" if rng.random() < 0.7 else "wheel-tires"
-        p.revoked[v] = (when(0.2, 0.8), sig)
-    for v in rng.choice(n, size=min(n, max(2, round(0.06 * n))), replace=False):
-        v = int(v)
-        pt = int(fleet.powertrain[v])
-        opts = ["lowvoltagebattery-stateofcharge", "wheel-tires"]
-        if pt != C.ICE:
-            opts.append("tractionbattery-stateofcharge")
-        if pt != C.BEV:
-            opts.append("internalcombustionengine-fuellevel")
-        sig = opts[int(rng.integers(0, len(opts)))]
-        if sig == "tractionbattery-stateofcharge":
+    for vehicle in rng.choice(n, size=min(n, max(1, round(0.04 * n))), replace=False):
+        signal = "location-preciselocation" if rng.random() < 0.7 else "wheel-tires"
+        plan.revoked[int(vehicle)] = (when(0.2, 0.8), signal)
+    for vehicle in rng.choice(n, size=min(n, max(2, round(0.06 * n))), replace=False):
+        vehicle = int(vehicle)
+        powertrain = int(fleet.powertrain[vehicle])
+        options = ["lowvoltagebattery-stateofcharge", "wheel-tires"]
+        if powertrain != C.ICE:
+            options.append("tractionbattery-stateofcharge")
+        if powertrain != C.BEV:
+            options.append("internalcombustionengine-fuellevel")
+        signal = options[int(rng.integers(0, len(options)))]
+        if signal == "tractionbattery-stateofcharge":
             raw = ["180", "-5", "255"][int(rng.integers(0, 3))]
-        elif sig == "internalcombustionengine-fuellevel":
+        elif signal == "internalcombustionengine-fuellevel":
             raw = '"%.1f"' % rng.uniform(10, 90)
-        elif sig == "lowvoltagebattery-stateofcharge":
+        elif signal == "lowvoltagebattery-stateofcharge":
             raw = ["250", '"LOW"'][int(rng.integers(0, 2))]
         else:
             raw = '"%d"' % int(rng.integers(200, 260))
-        p.bad_values.append([v, when(0.1, 0.9), sig, raw, None, False])
-    for j, v in enumerate(rng.choice(n, size=min(n, max(1, round(0.06 * n))), replace=False)):
-        t = when(0.05, 0.9)
-        resolved = float(np.floor(t + rng.uniform(2, 30) * 3600)) if (j == 0 or rng.random() < 0.4) else None
-        if resolved is not None and resolved >= fleet.t_end - 60:
-            resolved = None
-        p.vehicle_errors.append((int(v), t, int(rng.integers(0, len(C.VEHICLE_ERRORS))), resolved))
-    n_files = cfg.days * cfg.files_per_day
-    for k in rng.choice(n_files, size=min(n_files, max(3, round(0.06 * n_files))), replace=True):
+        plan.bad_values.append([vehicle, when(0.1, 0.9), signal, raw, None, False])
+    for j, vehicle in enumerate(rng.choice(n, size=min(n, max(1, round(0.06 * n))), replace=False)):
+        error_at = when(0.05, 0.9)
+        resolved_at = (float(np.floor(error_at + rng.uniform(2, 30) * 3600)) if (j == 0 or rng.random() < 0.4)
+                       else None)
+        if resolved_at is not None and resolved_at >= fleet.t_end - 60:
+            resolved_at = None
+        plan.vehicle_errors.append((int(vehicle), error_at, int(rng.integers(0, len(C.VEHICLE_ERRORS))),
+                                    resolved_at))
+    file_count = cfg.days * cfg.files_per_day
+    for k in rng.choice(file_count, size=min(file_count, max(3, round(0.06 * file_count))), replace=True):
         key = (int(k) // cfg.files_per_day, int(k) % cfg.files_per_day)
-        p.malformed_files[key] = p.malformed_files.get(key, 0) + 1
-    return p
-
+        plan.malformed_files[key] = plan.malformed_files.get(key, 0) + 1
+    return plan
 
 # -- applying the plan to one day's readings ----------------------------------------------------
 
