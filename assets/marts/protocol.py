@@ -30,6 +30,7 @@ import duckdb
 import great_expectations as gx
 import polars as pl
 
+from assets.marts.dictionary import declared_schema
 from assets.marts.warehouse_io import MART_SCHEMA, attach_lake, mart_result, replace_table, replace_table_from_frame
 from quality.gx_validation import validate
 from quality.results import check_result
@@ -132,7 +133,9 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
     return dg.multi_asset(
         name=op_name, description=description, pool=MART_POOL,
         specs=[dg.AssetSpec(spec.key, group_name=MART_GROUP, deps=list(deps), kinds=kinds,
-                            description=spec.description, metadata={"grain": ", ".join(spec.grain)})
+                            description=spec.description, metadata={
+                                "grain": ", ".join(spec.grain),
+                                **({"dagster/column_schema": schema} if (schema := declared_schema(spec.name)) else {})})
                for spec in specs],
         check_specs=[c for c in (spec.check_spec() for spec in specs) if c is not None],
     )(compute)

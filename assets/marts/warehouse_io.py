@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as ds
 
+from assets.marts.dictionary import column_schema, comment_columns
 from assets.metadata import markdown_preview
 from assets.normalize import normalize_signals
 from assets.parsing import empty_batch
@@ -61,6 +62,7 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, p
     con.execute("BEGIN TRANSACTION").fetchall()
     try:
         con.execute(f"CREATE OR REPLACE TABLE {MART_SCHEMA}.{table} AS {select_sql}", params or []).fetchall()
+        comment_columns(con, MART_SCHEMA, table)
         con.execute("COMMIT").fetchall()
     except BaseException:
         con.execute("ROLLBACK").fetchall()
@@ -82,5 +84,6 @@ def mart_result(con: duckdb.DuckDBPyConnection, table: str, rows: int, **metadat
     preview = con.sql(f"SELECT * FROM {MART_SCHEMA}.{table} LIMIT 5").pl()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": rows, "table": f"{MART_SCHEMA}.{table}",
-        "preview": dg.MetadataValue.md(markdown_preview(preview)), **metadata,
+        "preview": dg.MetadataValue.md(markdown_preview(preview)),
+        "dagster/column_schema": column_schema(con, MART_SCHEMA, table), **metadata,
     })
