@@ -254,12 +254,7 @@ class VehicleActivity:
             energy_kwh = power_kw * (ended_at - started_at) / 3600.0
         else:
             energy_kwh = need_kwh
-        self._hold(plugged_at)
-        self.mode = PLUGGED
-        self._keyframe(plugged_at + EPS)
-        self.events.append((plugged_at + draws.between(5.0, 60.0), EVENT_CABLE))
-        self._hold(started_at)
-        self.mode = CHARGING
+        self._plug_in(plugged_at, started_at, draws)
         self.power_kw = power_kw
         self.energy_added_kwh = 0.0
         self._keyframe(started_at + EPS)
@@ -279,6 +274,15 @@ class VehicleActivity:
                               soc_start, self.soc, energy_kwh, energy_kwh / ((ended_at - started_at) / 3600.0),
                               power_kw))
 
+    def _plug_in(self, plugged_at: float, started_at: float, draws: Draws) -> None:
+        """Parked until the plug-in, plugged in until the charge starts, then charging."""
+        self._hold(plugged_at)
+        self.mode = PLUGGED
+        self._keyframe(plugged_at + EPS)
+        self.events.append((plugged_at + draws.between(5.0, 60.0), EVENT_CABLE))
+        self._hold(started_at)
+        self.mode = CHARGING
+
     def charge_dc(self, arrival: float, station_kw: float, draws: Draws) -> float:
         """Fast charge to ~80-90 %, tapering above 80 %; returns when the car is unplugged."""
         target_soc = max(draws.between(78.0, 92.0), min(self.soc + 10.0, 95.0))
@@ -292,12 +296,7 @@ class VehicleActivity:
             return peak_kw * max(0.2, 1.0 - 0.8 * (soc - 80.0) / 20.0)
 
         soc_start = self.soc
-        self._hold(plugged_at)
-        self.mode = PLUGGED
-        self._keyframe(plugged_at + EPS)
-        self.events.append((plugged_at + draws.between(5.0, 60.0), EVENT_CABLE))
-        self._hold(started_at)
-        self.mode = CHARGING
+        self._plug_in(plugged_at, started_at, draws)
         self.power_kw = power_at(self.soc)
         self.energy_added_kwh = 0.0
         self._keyframe(started_at + EPS)
