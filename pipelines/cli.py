@@ -86,7 +86,8 @@ def _day(text: str) -> date:
 
 def cmd_mileage(args) -> int:
     from storage.resources import WarehouseResource
-    from pipelines.statements import StatementError, known_vehicles, mileage_statement, write_statement
+    from pipelines.statements import StatementError, known_vehicles, mileage_statement, vehicle_label, write_statement
+    from storage.files import inside
 
     try:
         with WarehouseResource(data_dir=args.data_dir).connect(read_only=True) as con:
@@ -95,9 +96,11 @@ def cmd_mileage(args) -> int:
     except (StatementError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    label = "all" if args.all else vehicles[0] if len(vehicles) == 1 else f"{len(vehicles)}-vehicles"
-    stem = args.output or Path(args.data_dir) / "statements" / f"mileage-{args.start}-{args.end}-{label}"
-    for path in write_statement(statement, Path(stem)):
+    label = "all" if args.all else vehicle_label(vehicles[0]) if len(vehicles) == 1 else f"{len(vehicles)}-vehicles"
+    # The default name is never a path built from data: see vehicle_label, and it must stay in statements/.
+    statements = Path(args.data_dir) / "statements"
+    stem = Path(args.output) if args.output else inside(statements, statements / f"mileage-{args.start}-{args.end}-{label}")
+    for path in write_statement(statement, stem):
         print(f"wrote {path}")
     for v in statement.vehicles:
         anomalies = ",".join(v["anomalies"]) or "-"

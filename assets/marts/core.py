@@ -8,6 +8,8 @@ import polars as pl
 from assets.marts.warehouse_io import attach_lake, mart_result, replace_table, replace_table_from_frame, sql
 from assets.raw import raw_deliveries
 from assets.readings import readings
+from quality.accounting import lake_signal_accounting
+from quality.results import check_result
 from storage.resources import LakeResource, WarehouseResource
 
 MART_POOL = "warehouse"  # DuckDB allows one writer per file: every mart asset runs in this pool
@@ -28,12 +30,25 @@ def _sql_mart(name: str, description: str, deps: list):
 vehicles = _sql_mart("vehicles", "One row per vehicle: make, model, year, powertrain, battery capacity, "
                      "first and last seen.", [raw_deliveries, readings])
 vehicle_errors = _sql_mart("vehicle_errors", "One row per error a VEHICLE_ERROR delivery reported.", [raw_deliveries])
-pipeline_health = _sql_mart("pipeline_health", "One row per landing day: deliveries landed, parsed, duplicated, "
-                            "quarantined; readings, signal errors and quarantined signals.", [raw_deliveries, readings])
+
+
+@dg.asset(key_prefix="marts", group_name="marts", deps=[raw_deliveries, readings], pool=MART_POOL, kinds={"duckdb"},
+          check_specs=[dg.AssetCheckSpec(
+              "lake_signals_accounted", asset=dg.AssetKey(["marts", "pipeline_health"]), blocking=True,
+              description="Every raw signal the lake holds, over all days, is a reading, a signal error or "
+                          "quarantined: no signal is left without an outcome.")])
+def pipeline_health(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per landing day: deliveries landed, parsed, duplicated, quarantined; files
+    quarantined; readings, signal errors and quarantined signals."""
+    with warehouse.connect() as con:
+        attach_lake(con, lake)
+        built = mart_result(con, "pipeline_health", replace_table(con, "pipeline_health", sql("pipeline_health")))
+    accounted = check_result(lake, "pipeline_health", "lake_signals_accounted", {"lake": [lake_signal_accounting(lake)]})
+    return dg.MaterializeResult(metadata=built.metadata, check_results=[accounted])
 
 
 @dg.asset(key_prefix="marts", group_name="marts", pool=MART_POOL, kinds={"duckdb"},
-          deps=[raw_deliveries, readings, dg.AssetKey(["marts", "daily_mileage"]),
+          deps=[raw_deliveries, readings, pipeline_health, dg.AssetKey(["marts", "daily_mileage"]),
                 dg.AssetKey(["marts", "maintenance_forecast"]), dg.AssetKey(["marts", "charging_sessions"]),
                 dg.AssetKey(["marts", "battery_health"]), dg.AssetKey(["marts", "odometer_readings"]),
                 dg.AssetKey(["marts", "mileage_verification"])])
