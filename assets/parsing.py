@@ -144,7 +144,8 @@ _TIME_MACROS = [
     """CREATE OR REPLACE TEMP MACRO json_time(j) AS CASE
         WHEN json_type(j) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN to_timestamp(CASE
             WHEN isfinite(TRY_CAST(j AS DOUBLE))
-                 AND epoch_seconds(TRY_CAST(j AS DOUBLE)) BETWEEN -62135596800 AND 253402300799
+                 AND epoch_seconds(TRY_CAST(j AS DOUBLE)) >= -62135596800   -- 0001-01-01
+                 AND epoch_seconds(TRY_CAST(j AS DOUBLE)) < 253402300800     -- 10000-01-01
             THEN epoch_seconds(TRY_CAST(j AS DOUBLE)) END)
         WHEN json_type(j) = 'VARCHAR' THEN time_in_range(TRY_CAST(j ->> '$' AS TIMESTAMPTZ))
     END""",
