@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -179,7 +179,10 @@ def _ingest_group(layout: RawLayout, group: list[_Pending], seen: pl.Series,
     parsed = parse_lines(pl.concat([p.lines for p in group]), seen_event_ids=seen, con=con)
     for pending in group:
         batch = parsed.of_batch(pending.manifest["batch_id"])
-        latest = batch.deliveries.get_column("delivered_at").max()
+        # The newest delivery for freshness, of those not dated after their ingest: a clock
+        # set to year 9999 does not make the lake look fresh.
+        received = datetime.fromisoformat(pending.manifest["ingested_at"]) + timedelta(days=1)
+        latest = batch.deliveries.filter(pl.col("delivered_at") <= received).get_column("delivered_at").max()
         done.append(write_batch(layout, batch, {**pending.manifest, "latest_delivered_at": _iso(latest)},
                                 pending.quarantined_file))
         _log(log, pending.manifest, done[-1])

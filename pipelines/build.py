@@ -40,8 +40,10 @@ def instance_for_cli() -> dg.DagsterInstance:
 
 def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: BuildReport,
          log_level: str, **kwargs) -> bool:
+    # A failed blocking check fails its step: keep the result to report it, and raise only
+    # when a step failed for another reason (the work could not be done).
     result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=True,
+        instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}, **kwargs)
     report.stages.append(job)
     for evaluation in result.get_asset_check_evaluations():
@@ -55,6 +57,9 @@ def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: B
         materialization = event.event_specific_data.materialization
         report.metadata[materialization.asset_key.to_user_string()] = {
             k: v.value for k, v in materialization.metadata.items() if not isinstance(v, dg.MarkdownMetadataValue)}
+    if not result.success and report.ok:
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        raise RuntimeError(f"{job}: step {failure.step_key} failed: {failure.step_failure_data.error.to_string()}")
     return report.ok
 
 
