@@ -133,22 +133,24 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
     try:
         for path, relative, stat in unseen_landing_files(layout):
             landed_on = datetime.fromtimestamp(stat.st_mtime, UTC).date()
+            own_name = path.relative_to(lake.landing).as_posix()  # its bytes, even if they are not UTF-8
             manifest = {"source_file": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                         "ctime_ns": stat.st_ctime_ns, "ingested_at": ingested_at}
             try:
                 data = read_landing_file(path, stat)
             except OSError as error:
                 version = f"{UNREADABLE}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
-                manifest |= {"batch_id": file_batch_id(relative, version), "sha256": None, "landing_lines": 0}
+                manifest |= {"batch_id": file_batch_id(own_name, version), "sha256": None, "landing_lines": 0}
                 if manifest["batch_id"] not in committed:
-                    record = _file_record(manifest, landed_on, UNREADABLE, f"{type(error).__name__}: {error.strerror}", 0)
+                    why = f"{type(error).__name__}: {error.strerror or error}"
+                    record = _file_record(manifest, landed_on, UNREADABLE, why, 0)
                     done.append(write_batch(layout, empty_batch(), {**manifest, "latest_delivered_at": None}, record))
                     _log(log, manifest, done[-1])
                 continue
             if data is None:  # gone or replaced since it was listed: the next run sees what is there
                 continue
             content_sha = hashlib.sha256(data).hexdigest()
-            manifest |= {"batch_id": file_batch_id(relative, content_sha), "sha256": content_sha}
+            manifest |= {"batch_id": file_batch_id(own_name, content_sha), "sha256": content_sha}
             if manifest["batch_id"] in committed:  # same content, only touched
                 continue
             content = landing_content(path.name, data)

@@ -19,7 +19,8 @@ def _print_report(report, data_dir: str) -> None:
     health = report.metadata.get("raw_deliveries", {})
     print(f"ingest: {health.get('new_files', 0)} new files, {health.get('new_landing_lines', 0)} lines "
           f"→ {health.get('new_parsed', 0)} parsed, {health.get('new_duplicates', 0)} duplicates, "
-          f"{health.get('new_quarantined', 0)} quarantined")
+          f"{health.get('new_quarantined', 0)} quarantined; {health.get('new_files_quarantined', 0)} files quarantined "
+          f"(unreadable or broken gzip, see lake/quarantine/files)")
     readings = report.metadata.get("readings", {})
     print(f"readings: {len(report.days_rebuilt)} days rebuilt, {readings.get('dagster/row_count', 0)} readings, "
           f"{readings.get('signal_errors', 0)} signal errors, {readings.get('signals_quarantined', 0)} signals quarantined")

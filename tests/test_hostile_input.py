@@ -284,3 +284,19 @@ def test_a_link_inside_the_lake_pointing_out_of_it_is_refused(tmp_path):
     with pytest.raises(OutsideRoot):
         LakeResource(data_dir=str(tmp_path)).path("raw", "deliveries", "b.parquet")
     assert not list(Path(tmp_path / "elsewhere").iterdir())
+
+
+def test_a_name_that_is_not_utf8_and_its_printable_twin_are_two_batches(tmp_path):
+    from assets.raw import ingest_landing
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    line = json.dumps(delivery("e1", signals=[odometer(10, AT)])).encode() + b"\n"
+    with open(os.path.join(os.fsencode(landing), b"caf\xe9.ndjson"), "wb") as f:
+        f.write(line)
+    (landing / "caf\\xe9.ndjson").write_bytes(line)  # a backslash, an x, an e and a 9
+    manifests = ingest_landing(LakeResource(data_dir=str(tmp_path)))
+    assert [(m["source_file"], m["parsed"], m["duplicates"]) for m in manifests] == [
+        ("caf\\xe9.ndjson", 1, 0), ("caf\\xe9.ndjson", 0, 1)]
+    assert manifests[0]["batch_id"] != manifests[1]["batch_id"]
+    assert ingest_landing(LakeResource(data_dir=str(tmp_path))) == []  # both seen now

@@ -269,3 +269,25 @@ def test_the_lake_signal_accounting_is_a_blocking_check_of_pipeline_health():
 
     specs = {s.key.to_user_string(): s for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs}
     assert specs["marts/pipeline_health:lake_signals_accounted"].blocking
+
+
+def test_fleetlake_run_exits_0_on_a_poisoned_landing_and_says_what_it_quarantined(data_dir, tmp_path_factory):
+    import subprocess
+    import sys
+
+    landing = data_dir / "landing"
+    valid_fleet(landing)
+    whole, ends = flushed_gzip([reading(f"c{i}", "cut-car", DAY1, 8 + i, 100 + i) for i in range(3)])
+    (landing / "cut.ndjson.gz").write_bytes(whole[:ends[1] + 2])
+    (landing / "random.ndjson.gz").write_bytes(bytes(range(256)))
+    write_landing(landing / "times.ndjson", [bad_time("d1", "1e300"), bad_time("t1", "NaN", field="oemUpdatedAt")])
+    outside = tmp_path_factory.mktemp("outside")
+    write_landing(outside / "passwd.ndjson", ["root:x:0:0:root:/root:/bin/bash"])
+    (landing / "passwd.ndjson").symlink_to(outside / "passwd.ndjson")
+    env = {**os.environ, "FLEETLAKE_DATA_DIR": str(data_dir)}
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run"], cwd=Path(__file__).parents[1], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert ("ingest: 5 new files, 22 lines → 21 parsed, 0 duplicates, 1 quarantined; 2 files quarantined "
+            "(unreadable or broken gzip, see lake/quarantine/files)") in run.stdout
+    assert "root:x" not in lake_table(data_dir, "quarantine", "deliveries").write_csv()
