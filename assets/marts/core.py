@@ -5,10 +5,11 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets.marts.protocol import MART_GROUP, MART_POOL, mart
+from assets.marts.protocol import MART_GROUP, MART_POOL, MartCheck, mart
 from assets.marts.warehouse_io import mart_result, replace_table_from_frame, sql
 from assets.raw import raw_deliveries
 from assets.readings import readings
+from quality.accounting import lake_signal_accounting
 from storage.resources import LakeResource, WarehouseResource
 
 
@@ -24,10 +25,14 @@ def vehicle_errors(build) -> str:
     return sql("vehicle_errors")
 
 
-@mart(grain=("day",), deps=[raw_deliveries, readings])
+@mart(grain=("day",), deps=[raw_deliveries, readings],
+      check=MartCheck(None, blocking=True, name="lake_signals_accounted",
+                      evaluate=lambda build: {"lake": [lake_signal_accounting(build.lake)]},
+                      description="Every raw signal the lake holds, over all days, is a reading, a signal error "
+                                  "or quarantined: no signal is left without an outcome."))
 def pipeline_health(build) -> str:
-    """One row per landing day: deliveries landed, parsed, duplicated, quarantined; readings,
-    signal errors and quarantined signals."""
+    """One row per landing day: deliveries landed, parsed, duplicated, quarantined; files
+    quarantined; readings, signal errors and quarantined signals."""
     return sql("pipeline_health")
 
 

@@ -42,14 +42,18 @@ MART_GROUP = "marts"
 
 @dataclass(frozen=True)
 class MartCheck:
-    """A GX suite run on a mart as an asset check named `<mart>_suite`. A failed blocking
-    check stops what depends on the mart and fails `fleetlake run`; a failed non-blocking
-    one is a warning. `prepare` derives the frame the suite sees (extra columns to check)."""
+    """A check run when a mart is built: a GX suite on the mart's rows (named `<mart>_suite`),
+    or an `evaluate` of what was built that returns outcomes by scope (for checks that are
+    about the lake rather than the rows). A failed blocking check stops what depends on the
+    mart and fails `fleetlake run`; a failed non-blocking one is a warning. `prepare`
+    derives the frame the suite sees (extra columns to check)."""
 
-    suite: Callable[[], gx.ExpectationSuite]
+    suite: Callable[[], gx.ExpectationSuite] | None
     description: str
     blocking: bool = False
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+    evaluate: Callable[["MartBuild"], dict[str, list[dict]]] | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class MartSpec:
     def check_spec(self) -> dg.AssetCheckSpec | None:
         if self.check is None:
             return None
-        return dg.AssetCheckSpec(f"{self.name}_suite", asset=self.key, blocking=self.check.blocking,
+        return dg.AssetCheckSpec(self.check.name or f"{self.name}_suite", asset=self.key, blocking=self.check.blocking,
                                  description=self.check.description)
 
 
@@ -98,10 +102,12 @@ def _write(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built
         frame = built.content
     else:
         rows = replace_table(build.con, spec.name, built.content)
-        frame = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.{spec.name}").pl() if spec.check else None
+        frame = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.{spec.name}").pl() if spec.check and spec.check.suite else None
     result = mart_result(build.con, spec.name, rows, **built.metadata)
     yield dg.MaterializeResult(asset_key=spec.key, metadata={**result.metadata, "grain": ", ".join(spec.grain)})
-    if spec.check is not None:
+    if spec.check is not None and spec.check.evaluate is not None:
+        yield check_result(build.lake, spec.check_spec(), spec.check.evaluate(build))
+    elif spec.check is not None:
         checked = spec.check.prepare(frame) if spec.check.prepare else frame
         # GX's pandas source cannot compare list cells; no expectation is about them.
         checked = checked.select([c for c, t in checked.schema.items() if not isinstance(t, pl.List)])

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 from assets.marts.dictionary import column_schema, comment_columns
 from assets.metadata import markdown_preview
 from assets.normalize import normalize_signals
-from assets.parsing import empty_batch
+from assets.parsing import FILE_QUARANTINE_SCHEMA, empty_batch
 from storage.layout import lake_files
 from storage.resources import LakeResource
 
@@ -33,7 +33,8 @@ def _empty_tables() -> dict[str, pl.DataFrame]:
     normalized = normalize_signals(batch.signals)
     return {
         "deliveries": batch.deliveries, "duplicates": batch.duplicates,
-        "quarantined_lines": batch.quarantine, "raw_vehicle_errors": batch.vehicle_errors,
+        "quarantined_lines": batch.quarantine, "quarantined_files": pl.DataFrame(schema=FILE_QUARANTINE_SCHEMA),
+        "raw_vehicle_errors": batch.vehicle_errors,
         "readings": normalized.readings, "signal_errors": normalized.signal_errors,
         "quarantined_signals": normalized.quarantine,
     }
