@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import polars as pl
 
+from assets.parsing import connect
 from assets.signal_catalog import SIGNALS, TIRE_POSITIONS, UNIT_FACTORS
 from storage.partitions import plausible_reading_time, reading_day
 
@@ -72,22 +72,21 @@ WITH items AS (
     FROM bodies WHERE json_type(body, '$.values') = 'ARRAY'
 )
 SELECT row_id, item_index,
-    CASE WHEN json_type(item, '$.row') IN ('UBIGINT', 'BIGINT') THEN CAST(item -> '$.row' AS INTEGER) END AS "row",
-    CASE WHEN json_type(item, '$.column') IN ('UBIGINT', 'BIGINT') THEN CAST(item -> '$.column' AS INTEGER) END AS "column",
+    CASE WHEN json_type(item, '$.row') IN ('UBIGINT', 'BIGINT') THEN TRY_CAST(item -> '$.row' AS INTEGER) END AS "row",
+    CASE WHEN json_type(item, '$.column') IN ('UBIGINT', 'BIGINT') THEN TRY_CAST(item -> '$.column' AS INTEGER) END AS "column",
     json_type(item, '$.tirePressure') AS pressure_type,
     CASE WHEN json_type(item, '$.tirePressure') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.tirePressure' AS DOUBLE) END AS pressure,
     json_type(item, '$.code') AS dtc_type,
     item ->> '$.code' AS dtc_code,
-    TRY_CAST(item ->> '$.timestamp' AS TIMESTAMPTZ) AS dtc_timestamp
+    json_time(item -> '$.timestamp') AS dtc_timestamp
 FROM items
 ORDER BY row_id, item_index
 """
 
 
 def _read_bodies(signals: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    con = duckdb.connect()
+    con = connect()  # UTC, and json_time: a time no type can hold is null, never an error
     try:
-        con.execute("SET TimeZone = 'UTC'")
         con.register("bodies", signals.select("row_id", "body"))
         return con.sql(_BODY_FIELDS_SQL).pl(), con.sql(_ITEMS_SQL).pl()
     finally:
@@ -130,6 +129,8 @@ def _in_range(value: pl.Expr) -> pl.Expr:
 
 def normalize_signals(signals: pl.DataFrame) -> NormalizedSignals:
     """Normalize the raw signals of any set of deliveries (in practice: one day partition)."""
+    if "ingested_at" not in signals.columns:  # signals not read from the lake: received when delivered
+        signals = signals.with_columns(ingested_at=pl.lit(None, pl.Datetime("us", "UTC")))
     signals = signals.with_row_index("row_id").with_columns(pl.col("row_id").cast(pl.Int64))
     status_ok = pl.col("status").is_null() | (pl.col("status").str.to_uppercase() == "SUCCESS")
     triage = (
@@ -175,7 +176,7 @@ def normalize_signals(signals: pl.DataFrame) -> NormalizedSignals:
 
 # Columns carried through the shape handlers, before the day is attached.
 READINGS_SCHEMA_RAW = {k: v for k, v in READINGS_SCHEMA.items() if k != "day"}
-QUARANTINE_COLUMNS_RAW = [c for c in QUARANTINE_COLUMNS if c != "day"]
+QUARANTINE_COLUMNS_RAW = [c for c in QUARANTINE_COLUMNS if c != "day"] + ["ingested_at"]  # for the day
 
 
 def _finish_readings(readings: pl.DataFrame) -> pl.DataFrame:

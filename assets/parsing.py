@@ -8,8 +8,9 @@ kept as JSON text; the readings layer interprets them.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import os
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,17 +19,56 @@ import duckdb
 import polars as pl
 
 
-def read_landing_lines(path: Path, *, source_file: str = "", batch_id: str = "",
-                       landed_on: date | None = None) -> pl.DataFrame:
-    """The lines of one landing file, as received: `line_no` (1-based), `text`, whether the
-    line was not valid UTF-8 (its text then carries replacement characters), and the batch
-    they belong to (`landed_on`: the day the file landed, for lines without a delivery time)."""
-    data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()  # the newline that ends the last line does not start another
+@dataclass(frozen=True)
+class LandingContent:
+    """What a landing file's bytes hold: its complete lines (newlines removed), and, when
+    the file itself is faulty, why (`truncated_gzip`, `corrupt_gzip`) in a few words."""
+    lines: list[bytes]
+    fault: str | None = None
+    detail: str | None = None
+
+
+def gunzip(data: bytes) -> tuple[bytes, str | None, str | None]:
+    """Decompress every gzip member of `data`, as far as it can be trusted. Returns the text,
+    and the fault with a detail if there is one: `truncated_gzip` when the stream stops
+    before its end (the text then holds everything before the cut), `corrupt_gzip` when
+    the bytes are not gzip or fail gzip's own check (the text then holds the members before
+    the bad one, each verified by its checksum)."""
+    members: list[bytes] = []
+    while True:
+        member = zlib.decompressobj(wbits=31)  # a gzip header and trailer, checked by zlib
+        try:
+            text = member.decompress(data)
+        except zlib.error as error:
+            return b"".join(members), "corrupt_gzip", f"gzip member {len(members) + 1}: {error}"
+        if not member.eof:
+            return b"".join(members + [text]), "truncated_gzip", f"gzip member {len(members) + 1} is cut short"
+        members.append(text)
+        data = member.unused_data
+        if not data.strip(b"\0"):  # gzip allows zero padding after the last member
+            return b"".join(members), None, None
+
+
+def landing_content(name: str, data: bytes) -> LandingContent:
+    """The lines of one landing file's bytes (`*.gz` decompressed). Never raises: a file
+    that is cut keeps its complete lines, and its partial last line is dropped."""
+    fault = detail = None
+    if name.endswith(".gz"):
+        data, fault, detail = gunzip(data)
+    lines = data.split(b"\n")
+    if fault == "truncated_gzip":
+        partial = lines.pop()  # the bytes after the last newline: a line cut short, or nothing
+        detail += f"; {len(lines)} complete lines kept, {len(partial)} bytes of a partial line dropped"
+    elif lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line does not start another
+    return LandingContent(lines, fault, detail)
+
+
+def lines_frame(raw_lines: list[bytes], *, source_file: str = "", batch_id: str = "",
+                landed_on: date | None = None) -> pl.DataFrame:
+    """Lines as received: `line_no` (1-based), `text`, whether the line was not valid UTF-8
+    (its text then carries replacement characters), and the batch they belong to
+    (`landed_on`: the day the file landed, for lines without a delivery time)."""
     texts: list[str] = []
     bad: list[bool] = []
     for raw in raw_lines:
@@ -46,13 +86,26 @@ def read_landing_lines(path: Path, *, source_file: str = "", batch_id: str = "",
     )
 
 
+def read_landing_lines(path: Path, *, source_file: str = "", batch_id: str = "",
+                       landed_on: date | None = None) -> pl.DataFrame:
+    """The lines of one landing file, as `lines_frame` (a faulty gzip gives the lines it keeps)."""
+    content = landing_content(path.name, path.read_bytes())
+    return lines_frame(content.lines, source_file=source_file, batch_id=batch_id, landed_on=landed_on)
+
+
 LINES_SCHEMA = {"batch_id": pl.String, "source_file": pl.String, "file_landed_on": pl.Date,
                 "line_no": pl.Int64, "text": pl.String, "bad_utf8": pl.Boolean}
 
+# A landing file quarantined as a file: one row per file version.
+FILE_QUARANTINE_SCHEMA = {"batch_id": pl.String, "source_file": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64,
+                          "sha256": pl.String, "landed_on": pl.Date, "reason": pl.String, "detail": pl.String,
+                          "lines_kept": pl.Int64}
+
 
 def file_batch_id(relative_path: str, content_sha256: str) -> str:
-    """A batch is one landing file's content at one path: a changed file is a new batch."""
-    return hashlib.sha256(f"{relative_path}\n{content_sha256}".encode()).hexdigest()[:20]
+    """A batch is one landing file's content at one path: a changed file is a new batch.
+    The path's own bytes count, so a file name that is not UTF-8 has an id too."""
+    return hashlib.sha256(os.fsencode(relative_path) + b"\n" + content_sha256.encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -79,14 +132,24 @@ class RawBatch:
         }
 
 
-# Times arrive as ISO-8601 strings or epoch numbers in seconds or milliseconds.
-_TIME_MACRO = """
-CREATE OR REPLACE TEMP MACRO json_time(j) AS CASE
-    WHEN json_type(j) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN
-        to_timestamp(TRY_CAST(j AS DOUBLE) / CASE WHEN abs(TRY_CAST(j AS DOUBLE)) >= 1e11 THEN 1000 ELSE 1 END)
-    WHEN json_type(j) = 'VARCHAR' THEN TRY_CAST(j ->> '$' AS TIMESTAMPTZ)
-END
-"""
+# Times arrive as ISO-8601 strings or epoch numbers in seconds or milliseconds. Any value
+# outside years 1-9999 (1e20, 1e300, NaN, Infinity, 'infinity', year 20000) is no time: null,
+# never an error, so it is quarantined with a reason. The guard comes before to_timestamp,
+# which raises on what it cannot hold.
+_TIME_MACROS = [
+    "CREATE OR REPLACE TEMP MACRO epoch_seconds(x) AS x / CASE WHEN abs(x) >= 1e11 THEN 1000 ELSE 1 END",
+    """CREATE OR REPLACE TEMP MACRO time_in_range(t) AS CASE
+        WHEN isfinite(t) AND t BETWEEN TIMESTAMPTZ '0001-01-01 00:00:00+00' AND TIMESTAMPTZ '9999-12-31 23:59:59.999999+00'
+        THEN t END""",
+    """CREATE OR REPLACE TEMP MACRO json_time(j) AS CASE
+        WHEN json_type(j) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN to_timestamp(CASE
+            WHEN isfinite(TRY_CAST(j AS DOUBLE))
+                 AND epoch_seconds(TRY_CAST(j AS DOUBLE)) >= -62135596800   -- 0001-01-01
+                 AND epoch_seconds(TRY_CAST(j AS DOUBLE)) < 253402300800     -- 10000-01-01
+            THEN epoch_seconds(TRY_CAST(j AS DOUBLE)) END)
+        WHEN json_type(j) = 'VARCHAR' THEN time_in_range(TRY_CAST(j ->> '$' AS TIMESTAMPTZ))
+    END""",
+]
 
 # Each line is parsed once, into this structure (fields of another JSON type become null);
 # signal and error lists stay JSON and are parsed once more, only for the deliveries kept.
@@ -106,7 +169,7 @@ _ENVELOPE_SQL = f"""
 WITH checked AS (
     SELECT seq, line_no, text,
         CASE WHEN bad_utf8 THEN 'invalid_utf8'
-             WHEN trim(text) = '' THEN 'empty_line'
+             WHEN trim(text, chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)) = '' THEN 'empty_line'
              WHEN NOT json_valid(text) THEN 'invalid_json'
              WHEN json_type(text) <> 'OBJECT' THEN 'not_an_object' END AS syntax_error
     FROM lines
@@ -198,11 +261,12 @@ ORDER BY event_id, error_index
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection set up for parsing (UTC, the time macro); reuse it
+    """An in-memory DuckDB connection set up for parsing (UTC, the time macros); reuse it
     across calls, setting one up costs more than parsing a small file."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'").fetchall()
-    con.execute(_TIME_MACRO).fetchall()
+    for macro in _TIME_MACROS:
+        con.execute(macro).fetchall()
     return con
 
 

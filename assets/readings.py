@@ -78,7 +78,7 @@ def build_day(lake: LakeResource, day: date, files: list[Path]) -> DayBuild:
     return DayBuild(day, normalized.readings, accounting)
 
 
-READINGS_CHECKS = [
+READINGS_CHECKS = {spec.name: spec for spec in [
     dg.AssetCheckSpec("readings_schema", asset="readings", blocking=True,
                       description="GX suite `readings_schema`: contract columns, keys not null, known metrics, "
                                   "one row per value."),
@@ -86,7 +86,7 @@ READINGS_CHECKS = [
                       description="GX suite `readings_ranges`: every value inside its metric's physical range (SI)."),
     dg.AssetCheckSpec("signals_accounted", asset="readings", blocking=True,
                       description="Every raw signal of the day is a reading, a signal error or quarantined."),
-]
+]}
 
 
 def with_reading_key(readings: pl.DataFrame) -> pl.DataFrame:
@@ -95,7 +95,7 @@ def with_reading_key(readings: pl.DataFrame) -> pl.DataFrame:
 
 
 @dg.asset(
-    group_name="lake", partitions_def=reading_days, deps=[raw_deliveries], check_specs=READINGS_CHECKS,
+    group_name="lake", partitions_def=reading_days, deps=[raw_deliveries], check_specs=list(READINGS_CHECKS.values()),
     backfill_policy=dg.BackfillPolicy.single_run(), pool="lake", kinds={"polars", "parquet"},
 )
 def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -130,9 +130,9 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
             "preview": dg.MetadataValue.md(markdown_preview(last) if last is not None else ""),
         },
         check_results=[
-            check_result(lake, "readings", "readings_schema", validation.outcomes["readings_schema"]),
-            check_result(lake, "readings", "readings_in_range", validation.outcomes["readings_ranges"]),
-            check_result(lake, "readings", "signals_accounted", accounting),
+            check_result(lake, READINGS_CHECKS["readings_schema"], validation.outcomes["readings_schema"]),
+            check_result(lake, READINGS_CHECKS["readings_in_range"], validation.outcomes["readings_ranges"]),
+            check_result(lake, READINGS_CHECKS["signals_accounted"], accounting),
         ],
     )
 

@@ -19,7 +19,8 @@ def _print_report(report, data_dir: str) -> None:
     health = report.metadata.get("raw_deliveries", {})
     print(f"ingest: {health.get('new_files', 0)} new files, {health.get('new_landing_lines', 0)} lines "
           f"→ {health.get('new_parsed', 0)} parsed, {health.get('new_duplicates', 0)} duplicates, "
-          f"{health.get('new_quarantined', 0)} quarantined")
+          f"{health.get('new_quarantined', 0)} quarantined; {health.get('new_files_quarantined', 0)} files quarantined "
+          f"(unreadable or broken gzip, see lake/quarantine/files)")
     readings = report.metadata.get("readings", {})
     print(f"readings: {len(report.days_rebuilt)} days rebuilt, {readings.get('dagster/row_count', 0)} readings, "
           f"{readings.get('signal_errors', 0)} signal errors, {readings.get('signals_quarantined', 0)} signals quarantined")
@@ -86,7 +87,10 @@ def _day(text: str) -> date:
 
 def cmd_mileage(args) -> int:
     from storage.resources import WarehouseResource
-    from pipelines.reports.statements import StatementError, known_vehicles, mileage_statement, write_statement
+    from pipelines.reports.statements import (
+        StatementError, known_vehicles, mileage_statement, vehicle_label, write_statement,
+    )
+    from storage.files import inside
 
     try:
         with WarehouseResource(data_dir=args.data_dir).connect(read_only=True) as con:
@@ -95,9 +99,11 @@ def cmd_mileage(args) -> int:
     except (StatementError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    label = "all" if args.all else vehicles[0] if len(vehicles) == 1 else f"{len(vehicles)}-vehicles"
-    stem = args.output or Path(args.data_dir) / "statements" / f"mileage-{args.start}-{args.end}-{label}"
-    for path in write_statement(statement, Path(stem)):
+    label = "all" if args.all else vehicle_label(vehicles[0]) if len(vehicles) == 1 else f"{len(vehicles)}-vehicles"
+    # The default name is never a path built from data: see vehicle_label, and it must stay in statements/.
+    statements = Path(args.data_dir) / "statements"
+    stem = Path(args.output) if args.output else inside(statements, statements / f"mileage-{args.start}-{args.end}-{label}")
+    for path in write_statement(statement, stem):
         print(f"wrote {path}")
     for v in statement.vehicles:
         anomalies = ",".join(v["anomalies"]) or "-"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
+from assets.marts.core import quality_results_asset
 from pipelines.jobs import ingest_job, marts_job, readings_job
-from storage.resources import LakeResource, WarehouseResource, data_dir_setting
 from pipelines.sensors import landing_sensor, stale_readings_sensor
 from pipelines.sources.smartcar.asset import smartcar_pull, smartcar_pull_job, smartcar_pull_schedule
 from pipelines.sources.smartcar.resource import SmartcarResource
+from storage.resources import LakeResource, WarehouseResource, data_dir_setting
 
 marts_schedule = dg.ScheduleDefinition(
     name="hourly_marts", job=marts_job, cron_schedule="30 * * * *", execution_timezone="UTC",
@@ -22,10 +23,17 @@ def default_resources() -> dict:
     return {"lake": LakeResource(data_dir=data_dir), "warehouse": WarehouseResource(data_dir=data_dir)}
 
 
+def all_assets() -> list[dg.AssetsDefinition]:
+    """Every asset under assets/, and `marts.quality_results` after every asset with checks."""
+    found = [a for a in dg.load_assets_from_package_module(assets) if isinstance(a, dg.AssetsDefinition)]
+    checked = sorted({key for a in found if a.check_specs for key in a.keys}, key=lambda k: k.to_user_string())
+    return [*found, quality_results_asset(checked)]
+
+
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The Definitions, with the given resources (tests pass ones on a temporary data dir)."""
     return dg.Definitions(
-        assets=[*dg.load_assets_from_package_module(assets), smartcar_pull],  # assets/, and the sources' assets
+        assets=[*all_assets(), smartcar_pull],  # assets/, and the sources' assets
         jobs=[ingest_job, readings_job, marts_job, smartcar_pull_job],
         schedules=[marts_schedule, smartcar_pull_schedule],
         sensors=[landing_sensor, stale_readings_sensor],

@@ -1,5 +1,6 @@
 """Atomic writes: write to a hidden temporary file beside the target, then rename, so a
-reader never sees a half-written file and a crash leaves only the temporary behind."""
+reader never sees a half-written file and a crash leaves only the temporary behind. And
+the one guard every written path passes: it must resolve inside its root."""
 
 from __future__ import annotations
 
@@ -7,6 +8,17 @@ import os
 from pathlib import Path
 
 import polars as pl
+
+
+class OutsideRoot(ValueError):
+    """A path that would resolve outside the directory it must stay in."""
+
+
+def inside(root: Path, path: Path) -> Path:
+    """`path`, if it resolves (symbolic links and `..` followed) inside `root`; else OutsideRoot."""
+    if not Path(path).resolve().is_relative_to(Path(root).resolve()):
+        raise OutsideRoot(f"{path} is outside {root}")
+    return Path(path)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:

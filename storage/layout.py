@@ -9,7 +9,10 @@ written per UTC day, with a state file saying which raw batches the day was buil
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat as st
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -17,7 +20,10 @@ from pathlib import Path
 
 from storage.resources import LakeResource
 
-LANDING_PATTERNS = ("*.ndjson", "*.ndjson.gz")
+LANDING_SUFFIXES = (".ndjson", ".ndjson.gz")
+
+# Per-batch tables and where their files live.
+_BATCH_TABLE_DIRS = {"quarantine": ("quarantine", "deliveries"), "quarantined_files": ("quarantine", "files")}
 
 
 @dataclass(frozen=True)
@@ -28,14 +34,21 @@ class RawLayout:
     def batches_dir(self) -> Path:
         return self.lake.path("raw", "_batches")
 
+    def table_dir(self, table: str) -> Path:
+        return self.lake.path(*_BATCH_TABLE_DIRS.get(table, ("raw", table)))
+
     def table_file(self, table: str, batch_id: str) -> Path:
-        return self.lake.path("raw", table, f"{batch_id}.parquet")
+        return self.table_dir(table) / f"{batch_id}.parquet"
 
     def signals_file(self, day: date, batch_id: str) -> Path:
         return self.lake.path("raw", "signals", f"day={day.isoformat()}", f"{batch_id}.parquet")
 
     def quarantine_file(self, batch_id: str) -> Path:
-        return self.lake.path("quarantine", "deliveries", f"{batch_id}.parquet")
+        return self.table_file("quarantine", batch_id)
+
+    def file_quarantine_file(self, batch_id: str) -> Path:
+        """The record of a landing file quarantined as a file (unreadable, corrupt or cut)."""
+        return self.table_file("quarantined_files", batch_id)
 
     def manifests(self) -> list[dict]:
         if not self.batches_dir.exists():
@@ -49,9 +62,9 @@ class RawLayout:
         return frozenset(m["batch_id"] for m in self.manifests())
 
     def committed_files(self, table: str) -> list[Path]:
-        """Files of a per-batch table (deliveries, vehicle_errors, duplicates) that are committed."""
-        folder = self.quarantine_file("x").parent if table == "quarantine" else self.lake.path("raw", table)
-        return sorted(p for p in folder.glob("*.parquet") if p.stem in self.committed)
+        """Files of a per-batch table (deliveries, vehicle_errors, duplicates, quarantine,
+        quarantined_files) that are committed."""
+        return sorted(p for p in self.table_dir(table).glob("*.parquet") if p.stem in self.committed)
 
     def committed_signal_files(self, day: date) -> list[Path]:
         folder = self.signals_file(day, "x").parent
@@ -66,11 +79,54 @@ class RawLayout:
 
 def landing_files(landing: Path) -> list[Path]:
     """Landing files in a stable order, so that which copy of a redelivered event counts
-    first does not depend on the file system."""
-    if not landing.exists():
+    first does not depend on the file system.
+
+    A landing file is a regular file named `*.ndjson` or `*.ndjson.gz`. Dot-files and
+    everything in dot-folders are left alone (writers stage files in progress there), and
+    symbolic links are never followed, to files or to folders, so nothing outside landing
+    is ever read through it."""
+    if not landing.is_dir():  # landing itself may be a link: that is the user's set-up, not data
         return []
-    found = {p for pattern in LANDING_PATTERNS for p in landing.rglob(pattern) if p.is_file()}
-    return sorted(found, key=lambda p: p.relative_to(landing).as_posix())
+    found = []
+    for folder, subfolders, names in os.walk(landing, followlinks=False):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for name in names:
+            path = Path(folder, name)
+            if name.startswith(".") or not name.endswith(LANDING_SUFFIXES):
+                continue
+            try:
+                if st.S_ISREG(path.lstat().st_mode):  # not a link, a fifo, a device or a folder
+                    found.append(path)
+            except FileNotFoundError:
+                continue  # gone since it was listed
+    return sorted(found, key=lambda p: landing_name(p.relative_to(landing).as_posix()))
+
+
+def landing_name(relative: str) -> str:
+    """A landing file's path relative to landing, as text that is always valid UTF-8: bytes
+    of a file name that are not UTF-8 are written as `\\xNN`. It names the file in the lake's
+    tables and manifests; no path is ever built from it."""
+    return os.fsencode(relative).decode("utf-8", errors="backslashreplace")
+
+
+def read_landing_file(path: Path, listed: os.stat_result) -> bytes | None:
+    """The bytes of a landing file found by `landing_files`, or None if it is no longer the
+    regular file that was listed (gone, or replaced by another file or a link since): the
+    next run sees what is there then. Raises OSError when the file cannot be read."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # it became a symbolic link
+            return None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        now = os.fstat(f.fileno())
+        if not st.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (listed.st_dev, listed.st_ino):
+            return None
+        return f.read()
 
 
 @dataclass(frozen=True)
@@ -92,9 +148,14 @@ class ReadingsLayout:
     def state_file(self, day: date) -> Path:
         return self.lake.path("_state", "readings", f"{day.isoformat()}.json")
 
-    def built_from(self, day: date) -> list[str] | None:
+    def state(self, day: date) -> dict | None:
+        """What the day was built from (`sources`) and its signal accounting, if it was built."""
         path = self.state_file(day)
-        return json.loads(path.read_text())["sources"] if path.exists() else None
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def built_from(self, day: date) -> list[str] | None:
+        state = self.state(day)
+        return state["sources"] if state else None
 
     def files(self, kind: str) -> list[Path]:
         """Every day file of `readings`, `signal_errors` or `quarantine/readings`."""
@@ -108,6 +169,7 @@ def lake_files(lake: LakeResource) -> dict[str, list[Path]]:
         "deliveries": raw.committed_files("deliveries"),
         "duplicates": raw.committed_files("duplicates"),
         "quarantined_lines": raw.committed_files("quarantine"),
+        "quarantined_files": raw.committed_files("quarantined_files"),
         "raw_vehicle_errors": raw.committed_files("vehicle_errors"),
         "readings": built.files("readings"),
         "signal_errors": built.files("signal_errors"),

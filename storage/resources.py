@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from storage.files import inside
+
 DEFAULT_DATA_DIR = "data"
 
 
@@ -42,7 +44,8 @@ class LakeResource(dg.ConfigurableResource):
         return self.root / "warehouse.duckdb"
 
     def path(self, *parts: str) -> Path:
-        return self.lake.joinpath(*parts)
+        """A path in the lake; refused (OutsideRoot) if it would resolve outside it."""
+        return inside(self.lake, self.lake.joinpath(*parts))
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -18,7 +18,8 @@ import pytest
 from conftest import build, mart, truth
 from deliveries import delivery, odometer, write_landing
 
-from assets.marts.mileage.assets import write_mileage_verification, write_odometer_readings
+from assets.marts.mileage.assets import create_mileage_macros, monthly_verification_sql
+from assets.marts.warehouse_io import replace_table, replace_table_from_frame
 from assets.marts.mileage.odometer import ANOMALY_KINDS, assess_odometer
 from pipelines.cli import main as fleetlake
 from pipelines.reports.statements import (
@@ -77,8 +78,10 @@ def warehouse(tmp_path_factory) -> Path:
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
         con.execute("CREATE SCHEMA marts")
         con.execute("CREATE TABLE marts.vehicles AS SELECT unnest(?) AS vehicle_id", [[*FLEET, "silent"]])
-        write_odometer_readings(con, assess_odometer(pl.concat(FLEET.values())).readings)
-        write_mileage_verification(con)
+        assessed = assess_odometer(pl.concat(FLEET.values())).readings
+        replace_table_from_frame(con, "odometer_readings", assessed.sort("vehicle_id", "reading_time"))
+        create_mileage_macros(con)
+        replace_table(con, "mileage_verification", monthly_verification_sql())
     return root
 
 

@@ -158,12 +158,3 @@ def test_a_run_killed_part_way_completes_on_the_next_run(tmp_path):
     assert lake_table(killed, "readings").sort("event_id", "metric").drop("batch_id").equals(
         lake_table(clean, "readings").sort("event_id", "metric").drop("batch_id"))
 
-
-def test_readings_dated_after_today_wait_for_their_day_with_a_warning(data_dir):
-    from datetime import UTC, datetime, timedelta
-    future = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
-    write_landing(data_dir / "landing/a.ndjson", [state("now", DAY1, 8, 1000), state("future", future, 8, 1010)])
-    report = build(data_dir)
-    assert report.ok
-    assert report.warnings[-1] == "1 day(s) of readings after today are not built yet"
-    assert [d.isoformat() for d in report.days_rebuilt] == [DAY1]

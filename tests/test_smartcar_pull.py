@@ -14,7 +14,7 @@ from conftest import build, definitions_on, mart
 from smartcar_double import CLIENT_SECRET, MANAGEMENT_TOKEN, SmartcarDouble
 
 from pipelines.sources.smartcar.client import CredentialsRejected, RetryPolicy
-from pipelines.sources.smartcar.limits import Limits, RequestBucket, VehicleDue, plan_round
+from pipelines.sources.smartcar.limits import Limits, VehicleDue, plan_round
 from pipelines.sources.smartcar.pull import pull_round
 from pipelines.sources.smartcar.resource import SmartcarResource
 from storage.connections import read_connections

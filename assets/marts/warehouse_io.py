@@ -16,9 +16,10 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as ds
 
+from assets.marts.dictionary import column_schema, comment_columns
 from assets.metadata import markdown_preview
 from assets.normalize import normalize_signals
-from assets.parsing import empty_batch
+from assets.parsing import FILE_QUARANTINE_SCHEMA, empty_batch
 from storage.layout import lake_files
 from storage.resources import LakeResource
 
@@ -32,7 +33,8 @@ def _empty_tables() -> dict[str, pl.DataFrame]:
     normalized = normalize_signals(batch.signals)
     return {
         "deliveries": batch.deliveries, "duplicates": batch.duplicates,
-        "quarantined_lines": batch.quarantine, "raw_vehicle_errors": batch.vehicle_errors,
+        "quarantined_lines": batch.quarantine, "quarantined_files": pl.DataFrame(schema=FILE_QUARANTINE_SCHEMA),
+        "raw_vehicle_errors": batch.vehicle_errors,
         "readings": normalized.readings, "signal_errors": normalized.signal_errors,
         "quarantined_signals": normalized.quarantine,
     }
@@ -61,6 +63,7 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, p
     con.execute("BEGIN TRANSACTION").fetchall()
     try:
         con.execute(f"CREATE OR REPLACE TABLE {MART_SCHEMA}.{table} AS {select_sql}", params or []).fetchall()
+        comment_columns(con, MART_SCHEMA, table)
         con.execute("COMMIT").fetchall()
     except BaseException:
         con.execute("ROLLBACK").fetchall()
@@ -82,5 +85,6 @@ def mart_result(con: duckdb.DuckDBPyConnection, table: str, rows: int, **metadat
     preview = con.sql(f"SELECT * FROM {MART_SCHEMA}.{table} LIMIT 5").pl()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": rows, "table": f"{MART_SCHEMA}.{table}",
-        "preview": dg.MetadataValue.md(markdown_preview(preview)), **metadata,
+        "preview": dg.MetadataValue.md(markdown_preview(preview)),
+        "dagster/column_schema": column_schema(con, MART_SCHEMA, table), **metadata,
     })

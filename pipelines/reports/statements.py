@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -41,6 +42,20 @@ EVIDENCE_COLUMNS = [
     "source_file", "line_no",
 ]
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+# A vehicle id that can name a file as it is: short, plain letters, digits, '-' and '_'.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def vehicle_label(vehicle_id: str) -> str:
+    """A file-name part for a vehicle: the id itself when it is plain (`_PLAIN_ID`, as
+    Smartcar's UUIDs are), else `vehicle.` and a digest of it. The dot keeps the two kinds
+    apart (a plain id has none), so no id can take another's name, and no id, however
+    long or made of `../`, becomes a path."""
+    if _PLAIN_ID.fullmatch(vehicle_id):
+        return vehicle_id
+    return "vehicle." + hashlib.sha256(vehicle_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 class StatementError(ValueError):

@@ -61,7 +61,15 @@ def main() -> None:
 
     import duckdb
 
-    from assets.marts.mileage.assets import load_odometer, write_mileage_verification, write_odometer_readings
+    from assets.marts.mileage.assets import create_mileage_macros, load_odometer, monthly_verification_sql
+    from assets.marts.warehouse_io import replace_table, replace_table_from_frame
+
+    def write_odometer_readings(con, assessed):
+        return replace_table_from_frame(con, "odometer_readings", assessed.sort("vehicle_id", "reading_time"))
+
+    def write_mileage_verification(con):
+        create_mileage_macros(con)
+        return replace_table(con, "mileage_verification", monthly_verification_sql())
     from assets.marts.mileage.odometer import assess_odometer
     from pipelines.build import build_everything
     from pipelines.definitions import build_definitions

@@ -7,20 +7,17 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-
 from assets.marts.charging.places import location_types, session_places
 from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, charging_readings, find_sessions,
                                             measure_sessions, nominal_capacity, plug_timeline,
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging.time_of_use import daily_energy, load_profile, parse_windows, session_costs, time_of_use
-from assets.marts.core import MART_POOL
-from assets.marts.warehouse_io import lake_files, mart_result, replace_table_from_frame
+from assets.marts.protocol import MartBuild, MartCheck, MartSpec, mart_family
 from assets.normalize import READINGS_SCHEMA
 from assets.readings import readings
-from storage.resources import LakeResource, WarehouseResource
-from quality.gx_validation import validate
-from quality.results import check_result
 from quality.suites import battery_health_suite, charging_sessions_suite
+from storage.layout import lake_files
+from storage.resources import LakeResource
 
 SESSION_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4c0e-9a8b-3d2f1e0c9b7a")
 
@@ -129,44 +126,26 @@ def load_charging_readings(lake: LakeResource) -> pl.DataFrame:
             .select(CHARGING_READING_COLUMNS).collect())
 
 
-MARTS = {
-    "charging_sessions": "One row per charging session: plugged-in and charging times, idle time, SoC, energy "
-                         "into the battery and from the grid, power, DC fast, location type, coarse area, "
-                         "peak/off-peak energy and cost.",
-    "charging_load_profile": "Day type × local hour × location type: the fleet's average grid power, the energy "
-                             "drawn and the sessions charging.",
-    "charging_daily_energy": "Local day × location type: grid energy drawn (peak / off-peak), sessions and "
-                             "vehicles charging.",
-    "battery_health": "Vehicle × month: usable capacity estimated from sessions that added enough energy, and "
-                      "state of health against the nominal capacity.",
-}
+CHARGING_MARTS = [
+    MartSpec("charging_sessions", ("session_id",),
+             "One row per charging session: plugged-in and charging times, idle time, SoC, energy into the battery "
+             "and from the grid, power, DC fast, location type, coarse area, peak/off-peak energy and cost.",
+             MartCheck(charging_sessions_suite, "GX suite `charging_sessions`: unique ids, ordered times, SoC within "
+                                                "0-100, energy and power non-negative, known location types.")),
+    MartSpec("charging_load_profile", ("day_type", "hour", "location_type"),
+             "Day type × local hour × location type: the fleet's average grid power, the energy drawn and the "
+             "sessions charging."),
+    MartSpec("charging_daily_energy", ("day", "location_type"),
+             "Local day × location type: grid energy drawn (peak / off-peak), sessions and vehicles charging."),
+    MartSpec("battery_health", ("vehicle_id", "month"),
+             "Vehicle × month: usable capacity estimated from sessions that added enough energy, and state of "
+             "health against the nominal capacity.",
+             MartCheck(battery_health_suite, "GX suite `battery_health`: one row per vehicle and month, capacity "
+                                             "positive, state of health plausible.")),
+]
 
 
-@dg.multi_asset(
-    name="charging",
-    specs=[dg.AssetSpec(["marts", name], group_name="marts", deps=[readings], kinds={"polars", "duckdb"},
-                        description=description) for name, description in MARTS.items()],
-    check_specs=[
-        dg.AssetCheckSpec("charging_sessions_suite", asset=dg.AssetKey(["marts", "charging_sessions"]),
-                          description="GX suite `charging_sessions`: unique ids, ordered times, SoC within "
-                                      "0-100, energy and power non-negative, known location types."),
-        dg.AssetCheckSpec("battery_health_suite", asset=dg.AssetKey(["marts", "battery_health"]),
-                          description="GX suite `battery_health`: one row per vehicle and month, capacity "
-                                      "positive, state of health plausible."),
-    ],
-    pool=MART_POOL,
-)
-def charging(config: ChargingConfig, lake: LakeResource, warehouse: WarehouseResource):
+@mart_family("charging", CHARGING_MARTS, deps=[readings], config=ChargingConfig)
+def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     """Sessions from the readings, then everything energy teams derive from them."""
-    marts = charging_marts(load_charging_readings(lake), config)
-    with warehouse.connect() as con:
-        for name, frame in marts.items():
-            rows = replace_table_from_frame(con, name, frame)
-            result = mart_result(con, name, rows)
-            yield dg.MaterializeResult(asset_key=dg.AssetKey(["marts", name]), metadata=result.metadata)
-    for name, suite in (("charging_sessions", charging_sessions_suite), ("battery_health", battery_health_suite)):
-        outcomes = [o.as_dict() for o in validate(marts[name], suite())]
-        result = check_result(lake, name, f"{name}_suite", {"all": outcomes})
-        # one step, several assets: the check result must name its asset
-        yield dg.AssetCheckResult(asset_key=dg.AssetKey(["marts", name]), check_name=result.check_name,
-                                  passed=result.passed, severity=result.severity, metadata=result.metadata)
+    return charging_marts(load_charging_readings(build.lake), build.config)

@@ -1,21 +1,20 @@
 """Maintenance marts: when each vehicle's oil, tyres, 12 V battery and trouble codes need
 attention (`marts.maintenance_forecast`), and the trouble codes active now
-(`marts.active_trouble_codes`). The rules are in `assets/marts/maintenance/forecast.py`."""
+(`marts.active_trouble_codes`). The per-component rules are in `rules.py`, the fleet loop in `forecast.py`."""
 
-import dagster as dg
 import polars as pl
 
-from assets.marts.core import MART_POOL
+from assets.marts.core import vehicles
 from assets.marts.maintenance.config import MaintenanceConfig
 from assets.marts.maintenance.forecast import distinct_readings, forecast_maintenance
-from assets.marts.maintenance.rules import MAINTENANCE_METRICS, TROUBLE_CODE_SCHEMA, active_trouble_codes
-from assets.marts.warehouse_io import lake_files, mart_result, replace_table_from_frame
+from assets.marts.maintenance.rules import MAINTENANCE_METRICS, TROUBLE_CODE_SCHEMA, active_trouble_codes as active_codes
+from assets.marts.mileage.assets import daily_mileage
+from assets.marts.protocol import Built, MartBuild, MartCheck, mart
 from assets.normalize import READINGS_SCHEMA
 from assets.readings import readings
-from storage.resources import LakeResource, WarehouseResource
-from quality.gx_validation import validate
-from quality.results import check_result
 from quality.suites import maintenance_forecast_suite
+from storage.layout import lake_files
+from storage.resources import LakeResource
 
 READING_COLUMNS = ["event_id", "vehicle_id", "reading_time", "metric", "component", "value", "noted_at",
                    "delivered_at"]
@@ -37,45 +36,29 @@ def load_maintenance_readings(lake: LakeResource) -> tuple[pl.DataFrame, pl.Data
     return pl.concat([maintenance, odometer]).collect(), as_of
 
 
-@dg.asset(key_prefix="marts", group_name="marts", pool=MART_POOL, kinds={"polars", "duckdb"},
-          deps=[readings, dg.AssetKey(["marts", "daily_mileage"]), dg.AssetKey(["marts", "vehicles"])],
-          check_specs=[dg.AssetCheckSpec("maintenance_forecast_suite",
-                                         asset=dg.AssetKey(["marts", "maintenance_forecast"]),
-                                         description="GX suite `maintenance_forecast`: one row per vehicle and "
-                                                     "component, known components and urgencies.")])
-def maintenance_forecast(config: MaintenanceConfig, lake: LakeResource,
-                         warehouse: WarehouseResource) -> dg.MaterializeResult:
+@mart(grain=("vehicle_id", "component"), config=MaintenanceConfig, kinds=("polars", "duckdb"),
+      deps=[readings, daily_mileage, vehicles],
+      check=MartCheck(maintenance_forecast_suite, "GX suite `maintenance_forecast`: one row per vehicle and "
+                                                  "component, known components and urgencies."))
+def maintenance_forecast(build: MartBuild) -> Built:
     """Vehicle × component (engine oil, four tyres, 12 V battery, diagnostics): current value,
     trend per day, predicted due date and odometer, urgency and the readings behind it, as of
     each vehicle's latest reading."""
-    maintenance_readings, as_of = load_maintenance_readings(lake)
-    with warehouse.connect() as con:
-        daily_distance = con.sql("SELECT vehicle_id, day, distance_km FROM marts.daily_mileage").pl()
-        vehicles = con.sql("SELECT vehicle_id, model, powertrain FROM marts.vehicles").pl()
-    frame = forecast_maintenance(maintenance_readings, as_of, daily_distance, vehicles, config)
-    outcomes = [o.as_dict() for o in validate(frame, maintenance_forecast_suite())]
-    with warehouse.connect() as con:
-        rows = replace_table_from_frame(con, "maintenance_forecast", frame.sort("vehicle_id", "component"))
-        counts = dict(frame.group_by("urgency").len().iter_rows())
-        result = mart_result(con, "maintenance_forecast", rows, **{f"urgency_{k}": v for k, v in counts.items()})
-    return dg.MaterializeResult(
-        metadata=result.metadata,
-        check_results=[check_result(lake, "maintenance_forecast", "maintenance_forecast_suite", {"all": outcomes})],
-    )
+    maintenance_readings, as_of = load_maintenance_readings(build.lake)
+    daily_distance = build.con.sql("SELECT vehicle_id, day, distance_km FROM marts.daily_mileage").pl()
+    fleet = build.con.sql("SELECT vehicle_id, model, powertrain FROM marts.vehicles").pl()
+    frame = forecast_maintenance(maintenance_readings, as_of, daily_distance, fleet, build.config)
+    counts = dict(frame.group_by("urgency").len().iter_rows())
+    return Built(frame.sort("vehicle_id", "component"), {f"urgency_{k}": v for k, v in counts.items()})
 
 
-@dg.asset(name="active_trouble_codes", key_prefix="marts", group_name="marts", pool=MART_POOL,
-          kinds={"polars", "duckdb"}, deps=[readings])
-def active_trouble_codes_mart(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+@mart(grain=("vehicle_id", "code"), deps=[readings], kinds=("polars", "duckdb"))
+def active_trouble_codes(build: MartBuild) -> pl.DataFrame:
     """One row per trouble code active in a vehicle's latest trouble-code list: its system
     (P powertrain, C chassis, B body, U network), severity, first-seen time and reports."""
-    maintenance_readings, _ = load_maintenance_readings(lake)
+    maintenance_readings, _ = load_maintenance_readings(build.lake)
     distinct = distinct_readings(maintenance_readings)
-    frame = active_trouble_codes(
-        distinct.filter(pl.col("metric") == "dtc_count"),
-        distinct.filter(pl.col("metric") == "dtc_code").rename({"component": "code"}),
-    ) if not distinct.is_empty() else pl.DataFrame(schema=TROUBLE_CODE_SCHEMA)
-    with warehouse.connect() as con:
-        rows = replace_table_from_frame(con, "active_trouble_codes", frame)
-        return mart_result(con, "active_trouble_codes", rows)
-
+    if distinct.is_empty():
+        return pl.DataFrame(schema=TROUBLE_CODE_SCHEMA)
+    return active_codes(distinct.filter(pl.col("metric") == "dtc_count"),
+                        distinct.filter(pl.col("metric") == "dtc_code").rename({"component": "code"}))

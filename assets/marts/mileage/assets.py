@@ -8,25 +8,23 @@ for any period, are built from that table, so they only read what is inside the 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from string import Template
 
-import dagster as dg
 import duckdb
 import polars as pl
 
-from assets.marts.core import MART_POOL, vehicles
+from assets.marts.core import vehicles
 from assets.marts.mileage.odometer import (
     GAP_HOURS, ODOMETER_SCHEMA, SOURCE_SCHEMA, TOLERANCE_KM, assess_odometer, daily_mileage as daily_mileage_frame,
     distinct_odometer_readings, odometer_anomalies as odometer_anomalies_frame,
 )
-from assets.marts.warehouse_io import (
-    MART_SCHEMA, lake_files, mart_result, replace_table, replace_table_from_frame, sql,
-)
+from assets.marts.protocol import Built, MartBuild, MartCheck, mart
+from assets.marts.warehouse_io import MART_SCHEMA, sql
 from assets.readings import readings
-from storage.resources import LakeResource, WarehouseResource
-from quality.gx_validation import validate
-from quality.results import check_result
+from storage.layout import lake_files
+from storage.resources import LakeResource
 from quality.suites import daily_mileage_suite, mileage_verification_suite, odometer_readings_suite
 
 MILEAGE_SQL_DIR = Path(__file__).parent / "sql"
@@ -66,91 +64,63 @@ def verification_sql(periods_sql: str) -> str:
             f"SELECT * FROM ({mileage_sql('verification')})")
 
 
-def write_odometer_readings(con: duckdb.DuckDBPyConnection, assessed: pl.DataFrame) -> int:
-    return replace_table_from_frame(con, "odometer_readings", assessed.sort("vehicle_id", "reading_time"))
-
-
-def write_mileage_verification(con: duckdb.DuckDBPyConnection) -> int:
+def create_mileage_macros(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the macros marts.verified_mileage(...) and marts.mileage_evidence(...)
-    (and their helpers), then marts.mileage_verification, from marts.odometer_readings
-    and marts.vehicles."""
+    (and their helpers), over marts.odometer_readings and marts.vehicles."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
     period = "FROM marts.mileage_period(vehicle_id, start_date, end_date)"
     con.execute(mileage_sql("macros", EVIDENCE=mileage_sql("evidence"), VERIFIED_MILEAGE=verification_sql(period)))
-    return replace_table(con, "mileage_verification",
-                         verification_sql(mileage_sql("months")) + " ORDER BY vehicle_id, period_start")
 
 
-@dg.asset(key_prefix="marts", group_name="marts", deps=[readings], pool=MART_POOL, kinds={"polars", "duckdb"},
-          check_specs=[dg.AssetCheckSpec("odometer_readings_suite", asset=dg.AssetKey(["marts", "odometer_readings"]),
-                                         blocking=True,
-                                         description="GX suite `odometer_readings`: odometer non-negative and not "
-                                                     "decreasing outside anomalies; one reading per vehicle and time.")])
-def odometer_readings(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def monthly_verification_sql() -> str:
+    """The verified mileage of every vehicle × calendar month: marts.mileage_verification."""
+    return verification_sql(mileage_sql("months")) + " ORDER BY vehicle_id, period_start"
+
+
+def odometer_steps(assessed: pl.DataFrame) -> pl.DataFrame:
+    """The assessed readings with the step from the valid reading before each, for the suite."""
+    return assessed.with_columns(step_km=pl.col("odometer_km") - pl.col("previous_odometer_km"))
+
+
+@mart(grain=("vehicle_id", "reading_time"), deps=[readings], kinds=("polars", "duckdb"),
+      check=MartCheck(partial(odometer_readings_suite, TOLERANCE_KM), blocking=True, prepare=odometer_steps,
+                      description="GX suite `odometer_readings`: odometer non-negative and not decreasing outside "
+                                  "anomalies; one reading per vehicle and time."))
+def odometer_readings(build: MartBuild) -> Built:
     """Every distinct odometer reading, assessed over each vehicle's whole series: its
     status (`valid`, `spike`, `rollback`, `implausible_speed`), the distance credited to it,
     the valid reading before it, whether a gap ends at it, and its sources (event, unit,
     delivery time, landing file and line). The one assessment every mileage mart uses."""
-    assessed = assess_odometer(load_odometer(lake)).readings
-    steps = assessed.with_columns(step_km=pl.col("odometer_km") - pl.col("previous_odometer_km"))
-    outcomes = [o.as_dict() for o in validate(steps, odometer_readings_suite(TOLERANCE_KM))]
-    with warehouse.connect() as con:
-        rows = write_odometer_readings(con, assessed)
-        result = mart_result(con, "odometer_readings", rows, spikes=int((assessed["status"] == "spike").sum()))
-    return dg.MaterializeResult(
-        metadata=result.metadata,
-        check_results=[check_result(lake, "odometer_readings", "odometer_readings_suite", {"all": outcomes})],
-    )
+    assessed = assess_odometer(load_odometer(build.lake)).readings.sort("vehicle_id", "reading_time")
+    return Built(assessed, {"spikes": int((assessed["status"] == "spike").sum())})
 
 
-@dg.asset(key_prefix="marts", group_name="marts", deps=[odometer_readings], pool=MART_POOL, kinds={"polars", "duckdb"})
-def odometer_anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
+@mart(grain=("vehicle_id", "detected_at", "kind"), deps=[odometer_readings], kinds=("polars", "duckdb"))
+def odometer_anomalies(build: MartBuild) -> Built:
     """One row per odometer anomaly (`ROLLBACK`, `SPIKE`, `IMPLAUSIBLE_SPEED`, `GAP`), at the
     reading that shows it, with the odometer before and after and what was seen."""
-    with warehouse.connect() as con:
-        frame = odometer_anomalies_frame(read_assessed(con))
-        rows = replace_table_from_frame(con, "odometer_anomalies", frame)
-        return mart_result(con, "odometer_anomalies", rows,
-                           **{kind.lower(): int((frame["kind"] == kind).sum()) for kind in frame["kind"].unique()})
+    frame = odometer_anomalies_frame(read_assessed(build.con))
+    return Built(frame, {kind.lower(): int((frame["kind"] == kind).sum()) for kind in frame["kind"].unique()})
 
 
-@dg.asset(key_prefix="marts", group_name="marts", deps=[odometer_readings], pool=MART_POOL, kinds={"polars", "duckdb"},
-          check_specs=[dg.AssetCheckSpec("daily_mileage_suite", asset=dg.AssetKey(["marts", "daily_mileage"]),
-                                         description="GX suite `daily_mileage`: one row per vehicle and day, "
-                                                     "distance within what a car can drive in a day.")])
-def daily_mileage(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+@mart(grain=("vehicle_id", "day"), deps=[odometer_readings], kinds=("polars", "duckdb"),
+      check=MartCheck(daily_mileage_suite, description="GX suite `daily_mileage`: one row per vehicle and day, "
+                                                       "distance within what a car can drive in a day."))
+def daily_mileage(build: MartBuild) -> pl.DataFrame:
     """Vehicle × UTC day: odometer at the first and last reading, distance driven (spikes
     excluded, rollbacks not counted), and the number of odometer readings."""
-    with warehouse.connect() as con:
-        frame = daily_mileage_frame(read_assessed(con))
-        outcomes = [o.as_dict() for o in validate(frame, daily_mileage_suite())]
-        rows = replace_table_from_frame(con, "daily_mileage", frame)
-        result = mart_result(con, "daily_mileage", rows)
-    return dg.MaterializeResult(
-        metadata=result.metadata,
-        check_results=[check_result(lake, "daily_mileage", "daily_mileage_suite", {"all": outcomes})],
-    )
+    return daily_mileage_frame(read_assessed(build.con))
 
 
-@dg.asset(key_prefix="marts", group_name="marts", deps=[odometer_readings, vehicles], pool=MART_POOL,
-          kinds={"duckdb"},
-          check_specs=[dg.AssetCheckSpec("mileage_verification_suite",
-                                         asset=dg.AssetKey(["marts", "mileage_verification"]),
-                                         description="GX suite `mileage_verification`: one row per vehicle and "
-                                                     "month, statuses from the contract, coverage 0–100 %.")])
-def mileage_verification(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+@mart(grain=("vehicle_id", "period_start"), deps=[odometer_readings, vehicles],
+      check=MartCheck(mileage_verification_suite,
+                      description="GX suite `mileage_verification`: one row per vehicle and month, statuses from "
+                                  "the contract, coverage 0–100 %."))
+def mileage_verification(build: MartBuild) -> str:
     """Every vehicle × calendar month (UTC): odometer at the start and end, distance, the
     readings behind it, coverage, anomalies and status (`VERIFIED`, `NEEDS_REVIEW`,
     `INSUFFICIENT_DATA`) with the reason. Also (re)creates the macros
     `marts.verified_mileage(vehicle_id, start_date, end_date)` (the same for any period) and
     `marts.mileage_evidence(vehicle_id, start_date, end_date)` (the readings behind it)."""
-    with warehouse.connect() as con:
-        rows = write_mileage_verification(con)
-        table = con.sql(f"SELECT * EXCLUDE (anomalies) FROM {MART_SCHEMA}.mileage_verification").pl()
-        statuses = table["status"].value_counts().rows()
-        result = mart_result(con, "mileage_verification", rows, **{s.lower(): n for s, n in statuses})
-    outcomes = [o.as_dict() for o in validate(table, mileage_verification_suite())]
-    return dg.MaterializeResult(
-        metadata=result.metadata,
-        check_results=[check_result(lake, "mileage_verification", "mileage_verification_suite", {"all": outcomes})],
-    )
+    create_mileage_macros(build.con)
+    return monthly_verification_sql()

@@ -1,15 +1,21 @@
-"""Fast JSON-line building for Smartcar webhook deliveries (payload version 4.0).
+"""Delivery bodies as JSON lines (Smartcar webhooks, payload version 4.0).
 
-Lines are concatenated column-wise with Polars from precompiled fragments; every
-number is formatted by Polars from an already-rounded float, which is valid JSON.
+VEHICLE_STATE lines are concatenated column-wise with Polars from precompiled fragments;
+every number is formatted by Polars from an already-rounded float, which is valid JSON.
+The few VEHICLE_ERROR and VERIFY lines are dumped one by one.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
+import numpy as np
 import polars as pl
 
+from . import catalog as C
 from .catalog import SIGNALS
+from .geo import compass
 
 TRIGGER_CODES = (
     "odometer-traveleddistance",
@@ -19,22 +25,183 @@ TRIGGER_CODES = (
     "lowvoltagebattery-stateofcharge",
     "internalcombustionengine-fuellevel",
 )
+TRIGGER_ODOMETER, TRIGGER_CABLE, TRIGGER_CHARGING, TRIGGER_SOC, TRIGGER_LOW_VOLTAGE, TRIGGER_FUEL = range(6)
 TRIGGER_OBJ = tuple(
     '{"type":"SIGNAL_UPDATED","signal":{"code":"%s","name":"%s","group":"%s"}}' % (c, *SIGNALS[c])
     for c in TRIGGER_CODES
 )
 TRIGGER_STR = tuple('{"type":"SIGNAL_UPDATED","signal":"%s"}' % c for c in TRIGGER_CODES)
+# Polars builds its intermediate string columns for this many lines at a time (bounds memory).
+ENCODE_ROWS = 8192
 
 
 def dumps(obj) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def vehicle_fragment(user_id: str, vehicle_id: str, make: str, model: str, year: int, vin: str | None) -> str:
-    veh = {"id": vehicle_id, "make": make, "model": model, "year": int(year)}
-    if vin:
-        veh["vin"] = vin
-    return '"user":' + dumps({"id": user_id}) + ',"vehicle":' + dumps(veh)
+def _status_error(error_type: str, code: str, description: str) -> str:
+    return dumps({"value": "ERROR", "error": {"type": error_type, "code": code, "description": description}})
+
+
+REVOKED_STATUS = _status_error("PERMISSION", "PERMISSION_REVOKED", C.REVOKED_DESCRIPTION)
+TRANSIENT_STATUS = _status_error(*C.TRANSIENT_ERROR)
+
+
+def _vehicle(fleet, v: int) -> dict:
+    vehicle = {"id": str(fleet.vehicle_id[v]), "make": fleet.make[v], "model": fleet.model[v],
+               "year": int(fleet.year[v])}
+    if fleet.vin[v]:
+        vehicle["vin"] = fleet.vin[v]
+    return vehicle
+
+
+def vehicle_fragment(fleet, v: int) -> str:
+    return '"user":' + dumps({"id": str(fleet.user_id[v])}) + ',"vehicle":' + dumps(_vehicle(fleet, v))
+
+
+@dataclass
+class PayloadFormats:
+    """Per vehicle (indexed by vehicle): what its deliveries look like, fixed for the whole run."""
+
+    webhook_ids: np.ndarray  # per webhook
+    vehicle_fragment: np.ndarray
+    webhook_tail: np.ndarray
+    delivered_at_in_seconds: np.ndarray
+    plain_string_triggers: np.ndarray
+    has_battery: np.ndarray
+    has_engine: np.ndarray
+    reports_wattage: np.ndarray
+    wattage_unit: np.ndarray
+    without_oem_time: dict  # signal code -> bool per vehicle
+    nominal_capacity: np.ndarray  # text, as reported
+    vehicles_with_dtcs: set
+
+
+def payload_formats(fleet, webhook_ids: np.ndarray) -> PayloadFormats:
+    webhook_tails = np.array([',"webhookId":"%s","webhookName":"%s","mode":"TEST"' % (webhook_ids[i], webhook[0])
+                              for i, webhook in enumerate(C.WEBHOOKS)], dtype=object)
+    return PayloadFormats(
+        webhook_ids=webhook_ids,
+        vehicle_fragment=np.array([vehicle_fragment(fleet, v) for v in range(fleet.n)], dtype=object),
+        webhook_tail=webhook_tails[fleet.webhook],
+        delivered_at_in_seconds=np.array([webhook[2] for webhook in C.WEBHOOKS])[fleet.webhook],
+        plain_string_triggers=np.array([webhook[3] for webhook in C.WEBHOOKS])[fleet.webhook],
+        has_battery=fleet.powertrain != C.ICE,
+        has_engine=fleet.powertrain != C.BEV,
+        reports_wattage=np.array([unit is not None for unit in fleet.wattage_unit]),
+        wattage_unit=np.array([unit or "W" for unit in fleet.wattage_unit], dtype=object),
+        without_oem_time={code: np.array([code in signals for signals in fleet.no_oem]) for code in C.SIGNALS},
+        nominal_capacity=np.array(["%s" % x for x in np.round(fleet.nominal_kwh, 1)], dtype=object),
+        vehicles_with_dtcs={v for v in range(fleet.n) if fleet.dtcs[v]},
+    )
+
+
+def triggers_json(formats: PayloadFormats, vehicle: np.ndarray, event_trigger: np.ndarray, driving: np.ndarray,
+                  charging: np.ndarray, slow: np.ndarray) -> np.ndarray:
+    """An event reading names its event; a grid reading the signal most likely to have changed."""
+    grid_trigger = np.where(driving, TRIGGER_ODOMETER, np.where(
+        charging, TRIGGER_SOC, np.where(slow, TRIGGER_LOW_VOLTAGE,
+                                        np.where(formats.has_battery[vehicle], TRIGGER_SOC, TRIGGER_FUEL))))
+    trigger = np.where(event_trigger < 0, grid_trigger, event_trigger)
+    return np.where(formats.plain_string_triggers[vehicle], np.array(TRIGGER_STR, dtype=object)[trigger],
+                    np.array(TRIGGER_OBJ, dtype=object)[trigger])
+
+
+def _iso_seconds(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def dtc_lists_json(formats: PayloadFormats, fleet, vehicle: np.ndarray, at: np.ndarray,
+                   slow: np.ndarray) -> np.ndarray:
+    """The active trouble codes, in the readings that carry slow signals ("[]" elsewhere)."""
+    dtc_json = np.full(len(vehicle), "[]", dtype=object)
+    if formats.vehicles_with_dtcs:
+        for i in np.nonzero(slow & np.isin(vehicle, list(formats.vehicles_with_dtcs)))[0]:
+            v, t = int(vehicle[i]), float(at[i])
+            active = [{"code": code, "timestamp": _iso_seconds(first_seen)} for code, first_seen, cleared
+                      in fleet.dtcs[v] if first_seen <= t and (cleared is None or t < cleared)]
+            dtc_json[i] = dumps(active)
+    return dtc_json
+
+
+def _strings(values) -> pl.Series:
+    return pl.Series(np.asarray(values, dtype=object).tolist(), dtype=pl.String)
+
+
+def _text(column: str, override: str | None = None) -> pl.Expr:
+    """A number or flag as its JSON text, unless a fault put raw text in its place."""
+    as_text = pl.col(column).cast(pl.String)
+    if override is not None:
+        as_text = pl.coalesce(pl.col(override), as_text)
+    return as_text.alias(column)
+
+
+@dataclass
+class StateLines:
+    """VEHICLE_STATE lines: ``prefix + deliveryId + '","deliveredAt":' + number + tail``."""
+
+    prefix: pl.Series  # kept apart so that a duplicate can be re-sent with a new deliveryId
+    tail: pl.Series
+    lines: list
+    signal_count: int
+
+
+def vehicle_state_lines(fleet, formats: PayloadFormats, readings, state, values, odometer_value: np.ndarray,
+                        odometer_unit: np.ndarray, signal_faults, times, delivered_number: np.ndarray,
+                        event_id: np.ndarray, delivery_id: np.ndarray, slow: np.ndarray,
+                        trigger_json: np.ndarray, dtc_json: np.ndarray) -> StateLines:
+    vehicle = readings.vehicle
+    without_oem_time = formats.without_oem_time
+    overrides, errors = signal_faults.overrides, signal_faults.errors
+    frame = pl.DataFrame({
+        "event_id": event_id, "vehicle_fragment": _strings(formats.vehicle_fragment[vehicle]),
+        "has_battery": formats.has_battery[vehicle], "has_engine": formats.has_engine[vehicle], "slow": slow,
+        "reports_wattage": formats.reports_wattage[vehicle],
+        "wattage_unit": _strings(formats.wattage_unit[vehicle]),
+        "reports_voltage_amperage": fleet.volt_amp[vehicle],
+        "reports_energy_added": fleet.reports_energy_added[vehicle],
+        "oem_updated_ms": times.oem_updated_ms, "retrieved_ms": times.retrieved_ms,
+        "no_oem_time_odometer": without_oem_time["odometer-traveleddistance"][vehicle],
+        "no_oem_time_location": without_oem_time["location-preciselocation"][vehicle],
+        "no_oem_time_tires": without_oem_time["wheel-tires"][vehicle],
+        "no_oem_time_oil_life": without_oem_time["internalcombustionengine-oillife"][vehicle],
+        "no_oem_time_fuel": without_oem_time["internalcombustionengine-fuellevel"][vehicle],
+        "no_oem_time_low_voltage_soc": without_oem_time["lowvoltagebattery-stateofcharge"][vehicle],
+        "odometer": odometer_value, "odometer_unit": _strings(odometer_unit), "soc": values.soc_pct,
+        "nominal_capacity": _strings(formats.nominal_capacity[vehicle]),
+        "is_charging": state.charging, "is_plugged": state.plugged, "wattage": values.wattage,
+        "voltage": values.voltage, "amperage": values.amperage, "energy_added": values.energy_added_kwh,
+        "lat": values.lat, "lon": values.lon, "heading": values.heading,
+        "direction": _strings(compass(values.heading).astype(object)),
+        "tire_front_left": values.tires[:, 0], "tire_front_right": values.tires[:, 1],
+        "tire_rear_left": values.tires[:, 2], "tire_rear_right": values.tires[:, 3],
+        "tire_unit": _strings(values.tire_unit), "oil_life": values.oil_life_pct, "fuel": values.fuel_pct,
+        "low_voltage_soc": values.low_voltage_soc_pct,
+        "dtc_list_json": _strings(dtc_json), "triggers_json": _strings(trigger_json),
+        "webhook_tail": _strings(formats.webhook_tail[vehicle]),
+        **{name + "_override": _strings(raw) for name, raw in overrides.items()},
+        **{name + "_error": _strings(status) for name, status in errors.items()},
+    }, strict=False)
+    frame = frame.with_columns(
+        iso_ms(pl.col("oem_updated_ms")).alias("oem_updated_at"),
+        iso_ms(pl.col("retrieved_ms")).alias("retrieved_at"),
+        _text("odometer", "odometer_override"),
+        pl.coalesce(pl.col("odometer_unit_override"), pl.col("odometer_unit")).alias("odometer_unit"),
+        _text("soc", "soc_override"),
+        _text("is_charging"), _text("is_plugged"), _text("wattage"), _text("voltage"), _text("amperage"),
+        _text("energy_added"), _text("lat"), _text("lon"), _text("heading"),
+        _text("tire_front_left", "tire_front_left_override"), _text("tire_front_right"), _text("tire_rear_left"),
+        _text("tire_rear_right"), _text("oil_life"), _text("fuel", "fuel_override"),
+        _text("low_voltage_soc", "low_voltage_soc_override"),
+    )
+    encoded = pl.concat([build_state_lines(frame.slice(offset, ENCODE_ROWS))
+                         for offset in range(0, max(len(frame), 1), ENCODE_ROWS)])
+    del frame
+    lines = pl.DataFrame({"prefix": encoded["prefix"], "delivery_id": pl.Series(delivery_id),
+                          "delivered_at": pl.Series(delivered_number), "tail": encoded["tail"]}).select(
+        pl.concat_str([pl.col("prefix"), pl.col("delivery_id"), pl.lit('","deliveredAt":'),
+                       pl.col("delivered_at").cast(pl.String), pl.col("tail")]).alias("line"))["line"]
+    return StateLines(encoded["prefix"], encoded["tail"], lines.to_list(), int(encoded["signal_count"].sum()))
 
 
 def _head(code: str) -> str:
@@ -46,93 +213,91 @@ def _s(x: str) -> pl.Expr:
     return pl.lit(x, dtype=pl.String)
 
 
-def _signal(code: str, body: list, include: pl.Expr, noem: str | None = None,
-            err: str | None = None) -> pl.Expr:
+def _signal(code: str, body: list, include: pl.Expr, without_oem_time: str | None = None,
+            error: str | None = None) -> pl.Expr:
     head = _head(code)
-    meta = pl.col("meta_ret") if noem == "always" else (
-        pl.when(pl.col(noem)).then(pl.col("meta_ret")).otherwise(pl.col("meta_full"))
-        if noem else pl.col("meta_full"))
+    meta = (pl.when(pl.col(without_oem_time)).then(pl.col("meta_retrieved_only")).otherwise(pl.col("meta_full"))
+            if without_oem_time else pl.col("meta_full"))
     normal = pl.concat_str([_s(head + ',"body":'), *body, _s(',"status":{"value":"SUCCESS"}'), meta])
-    if err is not None:
-        normal = (pl.when(pl.col(err).is_not_null())
-                  .then(pl.concat_str([_s(head + ',"status":'), pl.col(err), pl.col("meta_ret")]))
+    if error is not None:
+        normal = (pl.when(pl.col(error).is_not_null())
+                  .then(pl.concat_str([_s(head + ',"status":'), pl.col(error), pl.col("meta_retrieved_only")]))
                   .otherwise(normal))
     return pl.when(include).then(normal)
 
 
-def _num_body(col: str, unit: str | None = None, unit_col: str | None = None) -> list:
-    parts = [_s('{"value":'), pl.col(col)]
+def _number_body(column: str, unit: str | None = None, unit_column: str | None = None) -> list:
+    parts = [_s('{"value":'), pl.col(column)]
     if unit is not None:
         parts.append(_s(',"unit":"%s"}' % unit))
-    elif unit_col is not None:
-        parts += [_s(',"unit":"'), pl.col(unit_col), _s('"}')]
+    elif unit_column is not None:
+        parts += [_s(',"unit":"'), pl.col(unit_column), _s('"}')]
     else:
         parts.append(_s("}"))
     return parts
 
 
-def build_state_lines(df: pl.DataFrame) -> pl.DataFrame:
-    """Add ``prefix`` and ``tail`` columns: line = prefix + deliveryId + '","deliveredAt":' + n + tail.
-
-    Expected columns (strings unless noted): eid, vfrag, ev (bool), ice_or_phev (bool),
-    slow (bool), has_watt (bool), watt_unit, volt_amp (bool), has_ea (bool), oem_iso, ret_iso,
-    noem_odo/noem_loc/noem_tires/noem_oil/noem_fuel/noem_lv (bool), odo_val, odo_unit,
-    soc_val, nominal_val, charging, plugged, watt_val, volt_val, amp_val, eadd_val, lat, lon,
-    heading, direction, t_fl, t_fr, t_rl, t_rr, tire_unit, oil_val, fuel_val, lv_val, dtc_json,
-    err_loc, err_tires, err_soc, err_fuel, err_lv (nullable status JSON), trig_json,
-    webhook_tail.
-    """
+def build_state_lines(frame: pl.DataFrame) -> pl.DataFrame:
+    """``prefix``, ``tail`` and ``signal_count`` of each VEHICLE_STATE line (columns as built by
+    ``vehicle_state_lines``: values already as JSON text, errors as nullable status JSON)."""
     meta = [
-        pl.concat_str([_s(',"meta":{"oemUpdatedAt":"'), pl.col("oem_iso"), _s('","retrievedAt":"'),
-                       pl.col("ret_iso"), _s('"}}')]).alias("meta_full"),
-        pl.concat_str([_s(',"meta":{"retrievedAt":"'), pl.col("ret_iso"), _s('"}}')]).alias("meta_ret"),
+        pl.concat_str([_s(',"meta":{"oemUpdatedAt":"'), pl.col("oem_updated_at"), _s('","retrievedAt":"'),
+                       pl.col("retrieved_at"), _s('"}}')]).alias("meta_full"),
+        pl.concat_str([_s(',"meta":{"retrievedAt":"'), pl.col("retrieved_at"), _s('"}}')])
+        .alias("meta_retrieved_only"),
     ]
-    ev = pl.col("ev")
+    has_battery = pl.col("has_battery")
+    has_engine = pl.col("has_engine")
     slow = pl.col("slow")
-    sigs = [
-        _signal("odometer-traveleddistance", _num_body("odo_val", unit_col="odo_unit"), pl.lit(True), "noem_odo"),
-        _signal("tractionbattery-stateofcharge", _num_body("soc_val", "percent"), ev, None, "err_soc"),
+    signals = [
+        _signal("odometer-traveleddistance", _number_body("odometer", unit_column="odometer_unit"), pl.lit(True),
+                "no_oem_time_odometer"),
+        _signal("tractionbattery-stateofcharge", _number_body("soc", "percent"), has_battery, None, "soc_error"),
         _signal("tractionbattery-nominalcapacity",
-                [_s('{"capacity":'), pl.col("nominal_val"), _s(',"unit":"kWh"}')], ev & slow),
-        _signal("charge-ischarging", _num_body("charging"), ev),
-        _signal("charge-ischargingcableconnected", _num_body("plugged"), ev),
-        _signal("charge-wattage", _num_body("watt_val", unit_col="watt_unit"), ev & pl.col("has_watt")),
-        _signal("charge-voltage", _num_body("volt_val", "volts"), ev & pl.col("volt_amp")),
-        _signal("charge-amperage", _num_body("amp_val", "amperes"), ev & pl.col("volt_amp")),
-        _signal("charge-energyadded", _num_body("eadd_val", "kWh"), ev & pl.col("has_ea")),
+                [_s('{"capacity":'), pl.col("nominal_capacity"), _s(',"unit":"kWh"}')], has_battery & slow),
+        _signal("charge-ischarging", _number_body("is_charging"), has_battery),
+        _signal("charge-ischargingcableconnected", _number_body("is_plugged"), has_battery),
+        _signal("charge-wattage", _number_body("wattage", unit_column="wattage_unit"),
+                has_battery & pl.col("reports_wattage")),
+        _signal("charge-voltage", _number_body("voltage", "volts"), has_battery & pl.col("reports_voltage_amperage")),
+        _signal("charge-amperage", _number_body("amperage", "amperes"),
+                has_battery & pl.col("reports_voltage_amperage")),
+        _signal("charge-energyadded", _number_body("energy_added", "kWh"),
+                has_battery & pl.col("reports_energy_added")),
         _signal("location-preciselocation",
                 [_s('{"latitude":'), pl.col("lat"), _s(',"longitude":'), pl.col("lon"),
                  _s(',"heading":'), pl.col("heading"), _s(',"direction":"'), pl.col("direction"),
-                 _s('","locationType":"GPS"}')], pl.lit(True), "noem_loc", "err_loc"),
+                 _s('","locationType":"GPS"}')], pl.lit(True), "no_oem_time_location", "location_error"),
         _signal("wheel-tires",
-                [_s('{"values":[{"row":0,"column":0,"tirePressure":'), pl.col("t_fl"),
-                 _s('},{"row":0,"column":1,"tirePressure":'), pl.col("t_fr"),
-                 _s('},{"row":1,"column":0,"tirePressure":'), pl.col("t_rl"),
-                 _s('},{"row":1,"column":1,"tirePressure":'), pl.col("t_rr"),
-                 _s('}],"unit":"'), pl.col("tire_unit"), _s('"}')], slow, "noem_tires", "err_tires"),
-        _signal("internalcombustionengine-oillife", _num_body("oil_val", "percent"),
-                pl.col("ice_or_phev") & slow, "noem_oil"),
-        _signal("internalcombustionengine-fuellevel", _num_body("fuel_val", "percent"),
-                pl.col("ice_or_phev"), "noem_fuel", "err_fuel"),
-        _signal("lowvoltagebattery-stateofcharge", _num_body("lv_val", "percent"), slow, "noem_lv", "err_lv"),
-        _signal("diagnostics-dtclist", [_s('{"values":'), pl.col("dtc_json"), _s("}")], slow),
+                [_s('{"values":[{"row":0,"column":0,"tirePressure":'), pl.col("tire_front_left"),
+                 _s('},{"row":0,"column":1,"tirePressure":'), pl.col("tire_front_right"),
+                 _s('},{"row":1,"column":0,"tirePressure":'), pl.col("tire_rear_left"),
+                 _s('},{"row":1,"column":1,"tirePressure":'), pl.col("tire_rear_right"),
+                 _s('}],"unit":"'), pl.col("tire_unit"), _s('"}')], slow, "no_oem_time_tires", "tires_error"),
+        _signal("internalcombustionengine-oillife", _number_body("oil_life", "percent"), has_engine & slow,
+                "no_oem_time_oil_life"),
+        _signal("internalcombustionengine-fuellevel", _number_body("fuel", "percent"), has_engine,
+                "no_oem_time_fuel", "fuel_error"),
+        _signal("lowvoltagebattery-stateofcharge", _number_body("low_voltage_soc", "percent"), slow,
+                "no_oem_time_low_voltage_soc", "low_voltage_soc_error"),
+        _signal("diagnostics-dtclist", [_s('{"values":'), pl.col("dtc_list_json"), _s("}")], slow),
     ]
-    count = (pl.lit(2, dtype=pl.Int32) + ev.cast(pl.Int32) * 3
-             + (ev & slow).cast(pl.Int32)
-             + (ev & pl.col("has_watt")).cast(pl.Int32)
-             + (ev & pl.col("volt_amp")).cast(pl.Int32) * 2
-             + (ev & pl.col("has_ea")).cast(pl.Int32)
-             + slow.cast(pl.Int32) * 3
-             + (pl.col("ice_or_phev") & slow).cast(pl.Int32)
-             + pl.col("ice_or_phev").cast(pl.Int32))
-    out = df.with_columns(meta).with_columns(
-        pl.concat_str(sigs, separator=",", ignore_nulls=True).alias("signals"),
-        count.alias("signal_count"),
+    signal_count = (pl.lit(2, dtype=pl.Int32) + has_battery.cast(pl.Int32) * 3
+                    + (has_battery & slow).cast(pl.Int32)
+                    + (has_battery & pl.col("reports_wattage")).cast(pl.Int32)
+                    + (has_battery & pl.col("reports_voltage_amperage")).cast(pl.Int32) * 2
+                    + (has_battery & pl.col("reports_energy_added")).cast(pl.Int32)
+                    + slow.cast(pl.Int32) * 3
+                    + (has_engine & slow).cast(pl.Int32)
+                    + has_engine.cast(pl.Int32))
+    out = frame.with_columns(meta).with_columns(
+        pl.concat_str(signals, separator=",", ignore_nulls=True).alias("signals"),
+        signal_count.alias("signal_count"),
     )
     return out.select(
-        pl.concat_str([_s('{"eventId":"'), pl.col("eid"), _s('","eventType":"VEHICLE_STATE","data":{'),
-                       pl.col("vfrag"), _s(',"signals":['), pl.col("signals"), _s(']},"triggers":['),
-                       pl.col("trig_json"), _s('],"meta":{"version":"4.0","deliveryId":"')]).alias("prefix"),
+        pl.concat_str([_s('{"eventId":"'), pl.col("event_id"), _s('","eventType":"VEHICLE_STATE","data":{'),
+                       pl.col("vehicle_fragment"), _s(',"signals":['), pl.col("signals"), _s(']},"triggers":['),
+                       pl.col("triggers_json"), _s('],"meta":{"version":"4.0","deliveryId":"')]).alias("prefix"),
         pl.concat_str([pl.col("webhook_tail"), _s(',"signalCount":'),
                        pl.col("signal_count").cast(pl.String), _s("}}")]).alias("tail"),
         pl.col("signal_count"),
@@ -141,3 +306,27 @@ def build_state_lines(df: pl.DataFrame) -> pl.DataFrame:
 
 def iso_ms(ms: pl.Expr) -> pl.Expr:
     return ms.cast(pl.Datetime("ms")).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+
+
+def _meta(formats: PayloadFormats, webhook: int, delivery_id: str, delivered_ms: int, in_seconds: bool) -> dict:
+    return {"version": "4.0", "deliveryId": delivery_id,
+            "deliveredAt": delivered_ms // 1000 if in_seconds else delivered_ms,
+            "webhookId": str(formats.webhook_ids[webhook]), "webhookName": C.WEBHOOKS[webhook][0], "mode": "TEST"}
+
+
+def vehicle_error_line(fleet, formats: PayloadFormats, v: int, event_id: str, delivery_id: str,
+                       delivered_ms: int, error: tuple, state: str) -> str:
+    error_type, code, description, resolution = error
+    webhook = int(fleet.webhook[v])
+    return dumps({"eventId": event_id, "eventType": "VEHICLE_ERROR",
+                  "data": {"user": {"id": str(fleet.user_id[v])}, "vehicle": _vehicle(fleet, v),
+                           "errors": [{"type": error_type, "code": code, "state": state,
+                                       "description": description, "resolution": {"type": resolution}}]},
+                  "meta": _meta(formats, webhook, delivery_id, delivered_ms,
+                                formats.delivered_at_in_seconds[v])})
+
+
+def verify_line(formats: PayloadFormats, webhook: int, event_id: str, delivery_id: str, delivered_ms: int,
+                challenge: str) -> str:
+    return dumps({"eventId": event_id, "eventType": "VERIFY", "data": {"challenge": challenge},
+                  "meta": _meta(formats, webhook, delivery_id, delivered_ms, C.WEBHOOKS[webhook][2])})

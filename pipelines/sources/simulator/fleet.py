@@ -255,24 +255,3 @@ def build_fleet(cfg, rng: np.random.Generator) -> Fleet:
         slow_period_s=slow_period, slow_phase_s=slow_phase, stations=stations,
     )
 
-
-def tire_pressure(fleet: Fleet, v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """True tyre pressures (kPa), shape (len(t), 4), for vehicles ``v`` at times ``t``."""
-    t = np.asarray(t, dtype=float)[:, None]
-    base = fleet.tire_base[v]
-    slow = fleet.tire_slow[v]
-    leak = fleet.tire_leak[v]
-    ls = fleet.tire_leak_start[v]
-    ri = fleet.tire_reinflate[v]
-    after = t >= ri
-    ref = np.where(after, ri, fleet.t0)
-    leak_from = np.where(after, np.maximum(ri, ls), ls)
-    leak_days = np.where(np.isfinite(leak_from), np.maximum(0.0, t - np.where(np.isfinite(leak_from), leak_from, 0.0)), 0.0) / DAY
-    return base - slow * (t - ref) / DAY - leak * leak_days
-
-
-def lv_soc(fleet: Fleet, v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """True 12 V state of charge (%), without sensor noise."""
-    days = (np.asarray(t, dtype=float) - fleet.t0) / DAY
-    daily = 1.5 * np.sin(2 * np.pi * (days % 1.0))
-    return np.clip(fleet.lv_base[v] + fleet.lv_rate[v] * days + daily, 0.0, 100.0)

@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from . import catalog as C
-from .fleet import DAY, lv_soc, tire_pressure
+from .fleet import DAY
 from .ids import uuids
+from .wear import OIL_DUE_PCT, low_voltage_soc, tire_pressure
 
 TS = pl.Datetime("us", "UTC")
 TIRES = ("tire_front_left", "tire_front_right", "tire_rear_left", "tire_rear_right")
-OIL_DUE_PCT = 15.0
 TIRE_DUE_SHARE = 0.75
 LV_DUE_PCT = 50.0
 FAULT_KINDS = ("SPIKE", "ROLLBACK", "GAP", "UNIT_CHANGE", "DUPLICATE", "LATE", "MALFORMED", "OUT_OF_ORDER",
@@ -35,9 +35,11 @@ def _write_parquet(df: pl.DataFrame, path: Path) -> None:
 
 
 class TruthBuilder:
+    """Collects the truth while the days run (faults, daily distance, oil events) and writes it at the end."""
+
     def __init__(self, cfg, fleet, plan, faults: list):
         self.cfg = cfg
-        self.f = fleet
+        self.fleet = fleet
         self.plan = plan
         self.faults = faults
         self.daily: list = []
@@ -63,7 +65,7 @@ class TruthBuilder:
         day = (datetime.fromtimestamp(d0, tz=timezone.utc)).date()
         self.odo_end[d] = odo_end
         self.daily.append(pl.DataFrame({
-            "vehicle_id": self.f.vehicle_id.astype(object), "day": [day] * self.f.n,
+            "vehicle_id": self.fleet.vehicle_id.astype(object), "day": [day] * self.fleet.n,
             "distance_km": np.round(odo_end - odo_start, 4),
             "odometer_start_km": np.round(odo_start, 4), "odometer_end_km": np.round(odo_end, 4)},
             schema={"vehicle_id": pl.String, "day": pl.Date, "distance_km": pl.Float64,
@@ -81,59 +83,68 @@ class TruthBuilder:
 
     # -- output -----------------------------------------------------------------------
     def write(self, sessions: list, rng: np.random.Generator, out: Path) -> dict:
-        f, cfg = self.f, self.cfg
+        fleet, cfg = self.fleet, self.cfg
         out = Path(out)
-        vid = f.vehicle_id.astype(object)
-        clean = np.ones(f.n, dtype=bool)
+        vehicle_ids = fleet.vehicle_id.astype(object)
+        clean = np.ones(fleet.n, dtype=bool)
         for v in self.plan.odometer_fault_vehicles:
             clean[v] = False
-        pt_names = np.array(C.POWERTRAINS, dtype=object)[f.powertrain]
+        powertrain_names = np.array(C.POWERTRAINS, dtype=object)[fleet.powertrain]
         vehicles = pl.DataFrame({
-            "vehicle_id": vid, "user_id": f.user_id.astype(object), "make": f.make, "model": f.model,
-            "year": f.year, "vin": f.vin, "powertrain": pt_names,
-            "nominal_capacity_kwh": [None if np.isnan(x) else float(x) for x in f.nominal_kwh],
-            "usable_capacity_kwh": [None if np.isnan(x) else round(float(x), 4) for x in f.usable_kwh],
-            "state_of_health": [None if np.isnan(x) else round(float(x), 4) for x in f.soh],
-            "consumption_kwh_per_km": [None if np.isnan(x) else round(float(x), 5) for x in f.cons_kwh_per_km],
-            "odometer_unit": np.where(f.odo_miles, "mi", "km").astype(object),
-            "odometer_unit_spelling": [f.mi_spelling[v] if f.odo_miles[v] else f.km_spelling[v] for v in range(f.n)],
-            "reports_energy_added": f.reports_energy_added, "reports_wattage": [u is not None for u in f.wattage_unit],
-            "wattage_unit": f.wattage_unit, "reports_voltage_amperage": f.volt_amp,
-            "tire_unit": f.tire_unit,
-            "clean_odometer": clean, "home_lat": np.round(f.home_lat, 6), "home_lon": np.round(f.home_lon, 6),
-            "metro": [C.METROS[m][0] for m in f.metro], "commuter": f.commuter,
-            "has_home_charger": f.has_home_charger,
-            "home_charger_kw": [None if np.isnan(x) or not f.has_home_charger[i] else float(x)
-                                for i, x in enumerate(f.home_kw)],
-            "has_work_charger": f.work_charger,
-            "charge_limit_pct": [None if f.powertrain[i] == C.ICE else float(x) for i, x in enumerate(f.charge_limit)],
-            "webhook_name": [C.WEBHOOKS[w][0] for w in f.webhook],
-            "delivered_at_unit": ["s" if C.WEBHOOKS[w][2] else "ms" for w in f.webhook],
+            "vehicle_id": vehicle_ids, "user_id": fleet.user_id.astype(object), "make": fleet.make,
+            "model": fleet.model,
+            "year": fleet.year, "vin": fleet.vin, "powertrain": powertrain_names,
+            "nominal_capacity_kwh": [None if np.isnan(x) else float(x) for x in fleet.nominal_kwh],
+            "usable_capacity_kwh": [None if np.isnan(x) else round(float(x), 4) for x in fleet.usable_kwh],
+            "state_of_health": [None if np.isnan(x) else round(float(x), 4) for x in fleet.soh],
+            "consumption_kwh_per_km": [None if np.isnan(x) else round(float(x), 5)
+                                       for x in fleet.cons_kwh_per_km],
+            "odometer_unit": np.where(fleet.odo_miles, "mi", "km").astype(object),
+            "odometer_unit_spelling": [fleet.mi_spelling[v] if fleet.odo_miles[v] else fleet.km_spelling[v]
+                                       for v in range(fleet.n)],
+            "reports_energy_added": fleet.reports_energy_added,
+            "reports_wattage": [u is not None for u in fleet.wattage_unit],
+            "wattage_unit": fleet.wattage_unit, "reports_voltage_amperage": fleet.volt_amp,
+            "tire_unit": fleet.tire_unit,
+            "clean_odometer": clean, "home_lat": np.round(fleet.home_lat, 6), "home_lon": np.round(fleet.home_lon, 6),
+            "metro": [C.METROS[m][0] for m in fleet.metro], "commuter": fleet.commuter,
+            "has_home_charger": fleet.has_home_charger,
+            "home_charger_kw": [None if np.isnan(x) or not fleet.has_home_charger[i] else float(x)
+                                for i, x in enumerate(fleet.home_kw)],
+            "has_work_charger": fleet.work_charger,
+            "charge_limit_pct": [None if fleet.powertrain[i] == C.ICE else float(x)
+                                 for i, x in enumerate(fleet.charge_limit)],
+            "webhook_name": [C.WEBHOOKS[w][0] for w in fleet.webhook],
+            "delivered_at_unit": ["s" if C.WEBHOOKS[w][2] else "ms" for w in fleet.webhook],
         }, strict=False)
         _write_parquet(vehicles, out / "vehicles.parquet")
         _write_parquet(pl.concat(self.daily), out / "daily_distance.parquet")
 
         # charging sessions
-        sess = [s for s in sessions if s[1] < f.t_end]
-        sess.sort(key=lambda s: (s[1], s[0]))
-        ids = uuids(rng, len(sess))
-        self.n_sessions = len(sess)
-        cs = pl.DataFrame({
+        ended_sessions = [s for s in sessions if s[1] < fleet.t_end]
+        ended_sessions.sort(key=lambda s: (s[1], s[0]))
+        ids = uuids(rng, len(ended_sessions))
+        self.n_sessions = len(ended_sessions)
+        sessions_frame = pl.DataFrame({
             "session_id": ids.astype(object),
-            "vehicle_id": [str(f.vehicle_id[s[0]]) for s in sess],
-            "plugged_at": [_ts(s[1]) for s in sess], "charge_started_at": [_ts(s[2]) for s in sess],
-            "charge_ended_at": [_ts(s[3]) for s in sess], "unplugged_at": [_ts(s[4]) for s in sess],
-            "location_type": [s[5] for s in sess], "is_dc_fast": [bool(s[6]) for s in sess],
-            "soc_start_pct": [round(s[7], 4) for s in sess], "soc_end_pct": [round(s[8], 4) for s in sess],
-            "energy_added_kwh": [round(s[9], 4) for s in sess], "avg_power_kw": [round(s[10], 4) for s in sess],
-            "max_power_kw": [round(s[11], 4) for s in sess],
-            "ends_after_window": [bool(s[4] >= f.t_end) for s in sess],
+            "vehicle_id": [str(fleet.vehicle_id[s[0]]) for s in ended_sessions],
+            "plugged_at": [_ts(s[1]) for s in ended_sessions],
+            "charge_started_at": [_ts(s[2]) for s in ended_sessions],
+            "charge_ended_at": [_ts(s[3]) for s in ended_sessions],
+            "unplugged_at": [_ts(s[4]) for s in ended_sessions],
+            "location_type": [s[5] for s in ended_sessions], "is_dc_fast": [bool(s[6]) for s in ended_sessions],
+            "soc_start_pct": [round(s[7], 4) for s in ended_sessions],
+            "soc_end_pct": [round(s[8], 4) for s in ended_sessions],
+            "energy_added_kwh": [round(s[9], 4) for s in ended_sessions],
+            "avg_power_kw": [round(s[10], 4) for s in ended_sessions],
+            "max_power_kw": [round(s[11], 4) for s in ended_sessions],
+            "ends_after_window": [bool(s[4] >= fleet.t_end) for s in ended_sessions],
         }, schema={"session_id": pl.String, "vehicle_id": pl.String, "plugged_at": TS,
                    "charge_started_at": TS, "charge_ended_at": TS, "unplugged_at": TS,
                    "location_type": pl.String, "is_dc_fast": pl.Boolean, "soc_start_pct": pl.Float64,
                    "soc_end_pct": pl.Float64, "energy_added_kwh": pl.Float64, "avg_power_kw": pl.Float64,
                    "max_power_kw": pl.Float64, "ends_after_window": pl.Boolean})
-        _write_parquet(cs, out / "charging_sessions.parquet")
+        _write_parquet(sessions_frame, out / "charging_sessions.parquet")
 
         # faults
         for v, g in self.gaps.items():
@@ -143,50 +154,51 @@ class TruthBuilder:
                                      f"({(te - ts) / 3600:.1f} h) while the vehicle kept driving", before, after)
         rows = []
         for r in self.faults:
-            vi = r.get("vehicle_index")
+            vehicle_index = r.get("vehicle_index")
             rows.append({
-                "vehicle_id": None if vi is None else str(f.vehicle_id[vi]), "kind": r["kind"],
+                "vehicle_id": None if vehicle_index is None else str(fleet.vehicle_id[vehicle_index]),
+                "kind": r["kind"],
                 "at": _ts(r["at"]) if r.get("at") is not None else None, "detail": r.get("detail"),
                 "odometer_before_km": r.get("odometer_before_km"), "odometer_after_km": r.get("odometer_after_km"),
                 "event_id": r.get("event_id"), "file": r.get("file"), "line_number": r.get("line_number"),
             })
-        fschema = {"vehicle_id": pl.String, "kind": pl.String, "at": TS, "detail": pl.String,
+        faults_schema = {"vehicle_id": pl.String, "kind": pl.String, "at": TS, "detail": pl.String,
                    "odometer_before_km": pl.Float64, "odometer_after_km": pl.Float64, "event_id": pl.String,
                    "file": pl.String, "line_number": pl.Int64}
-        fdf = pl.DataFrame(rows, schema=fschema) if rows else pl.DataFrame(schema=fschema)
-        fdf = fdf.sort(["kind", "at", "vehicle_id", "file", "event_id"], nulls_last=True)
-        _write_parquet(fdf, out / "faults.parquet")
-        counts = {k: int((fdf["kind"] == k).sum()) for k in FAULT_KINDS}
+        faults_frame = pl.DataFrame(rows, schema=faults_schema) if rows else pl.DataFrame(schema=faults_schema)
+        faults_frame = faults_frame.sort(["kind", "at", "vehicle_id", "file", "event_id"], nulls_last=True)
+        _write_parquet(faults_frame, out / "faults.parquet")
+        counts = {k: int((faults_frame["kind"] == k).sum()) for k in FAULT_KINDS}
 
         _write_parquet(self._maintenance(), out / "maintenance.parquet")
 
         dtc_rows = []
-        for v in range(f.n):
-            for code, first, cleared in f.dtcs[v]:
-                if first >= f.t_end:
+        for v in range(fleet.n):
+            for code, first, cleared in fleet.dtcs[v]:
+                if first >= fleet.t_end:
                     continue
-                dtc_rows.append({"vehicle_id": str(f.vehicle_id[v]), "code": code,
+                dtc_rows.append({"vehicle_id": str(fleet.vehicle_id[v]), "code": code,
                                  "description": dict(C.DTC_CODES)[code], "first_seen_at": _ts(first),
-                                 "cleared_at": _ts(cleared) if cleared is not None and cleared < f.t_end else None})
-        dschema = {"vehicle_id": pl.String, "code": pl.String, "description": pl.String,
+                                 "cleared_at": _ts(cleared) if cleared is not None and cleared < fleet.t_end else None})
+        dtc_schema = {"vehicle_id": pl.String, "code": pl.String, "description": pl.String,
                    "first_seen_at": TS, "cleared_at": TS}
-        _write_parquet(pl.DataFrame(dtc_rows, schema=dschema) if dtc_rows else pl.DataFrame(schema=dschema),
+        _write_parquet(pl.DataFrame(dtc_rows, schema=dtc_schema) if dtc_rows else pl.DataFrame(schema=dtc_schema),
                        out / "dtc.parquet")
         return counts
 
     def _maintenance(self) -> pl.DataFrame:
-        f, cfg = self.f, self.cfg
-        t_end = f.t_end
+        fleet, cfg = self.fleet, self.cfg
+        t_end = fleet.t_end
         last = cfg.days - 1
         stretch = min(14, cfg.days)
         odo_end = self.odo_end[last]
-        odo_before = self.odo_end[last - stretch] if cfg.days > stretch else f.odo_start_km
+        odo_before = self.odo_end[last - stretch] if cfg.days > stretch else fleet.odo_start_km
         km_per_day = (odo_end - odo_before) / stretch
         rows = []
-        for v in range(f.n):
-            vid = str(f.vehicle_id[v])
-            if f.powertrain[v] != C.BEV:
-                life = float(f.oil_life_km[v])
+        for v in range(fleet.n):
+            vehicle_id = str(fleet.vehicle_id[v])
+            if fleet.powertrain[v] != C.BEV:
+                life = float(fleet.oil_life_km[v])
                 oil = float(self.oil_end[last, v])
                 rate = -float(km_per_day[v]) / life * 100.0
                 due_odo = float(odo_end[v] + (oil - OIL_DUE_PCT) / 100.0 * life)
@@ -198,41 +210,43 @@ class TruthBuilder:
                 else:
                     due = None
                 reset = self.oil_resets.get(v)
-                rows.append(dict(vehicle_id=vid, component="engine_oil", baseline_value=100.0,
+                rows.append(dict(vehicle_id=vehicle_id, component="engine_oil", baseline_value=100.0,
                                  threshold_value=OIL_DUE_PCT, value_at_end=round(max(0.0, oil), 3),
                                  unit="percent", rate_per_day=round(rate, 5), is_leaking=None, is_weak=None,
                                  due_at=_ts(due), due_odometer_km=round(due_odo, 3),
                                  last_reset_at=_ts(reset[0]) if reset else None))
-            p_end = tire_pressure(f, np.array([v]), np.array([t_end]))[0]
+            p_end = tire_pressure(fleet, np.array([v]), np.array([t_end]))[0]
             for k, comp in enumerate(TIRES):
-                base = float(f.tire_base[v, k])
-                thr = TIRE_DUE_SHARE * base
-                slow = float(f.tire_slow[v, k])
-                ls = float(f.tire_leak_start[v, k])
-                leak = float(f.tire_leak[v, k])
-                leaking = leak > 0 and ls < t_end
+                base = float(fleet.tire_base[v, k])
+                threshold = TIRE_DUE_SHARE * base
+                slow = float(fleet.tire_slow[v, k])
+                leak_start = float(fleet.tire_leak_start[v, k])
+                leak = float(fleet.tire_leak[v, k])
+                leaking = leak > 0 and leak_start < t_end
                 rate = -(slow + (leak if leaking else 0.0))
-                ri = float(f.tire_reinflate[v, k])
-                reset = ri if ri < t_end else None
-                pe = float(p_end[k])
-                if pe < thr:
-                    ref = reset if reset is not None else f.t0
-                    lf = max(ref, ls) if leaking else np.inf
-                    t1 = ref + (base - thr) / slow * DAY
-                    if t1 <= lf:
-                        due = t1
+                reinflated_at = float(fleet.tire_reinflate[v, k])
+                reset = reinflated_at if reinflated_at < t_end else None
+                pressure_at_end = float(p_end[k])
+                if pressure_at_end < threshold:
+                    ref = reset if reset is not None else fleet.t0
+                    leak_from = max(ref, leak_start) if leaking else np.inf
+                    slow_due = ref + (base - threshold) / slow * DAY
+                    if slow_due <= leak_from:
+                        due = slow_due
                     else:
-                        due = (base - thr + slow * ref / DAY + leak * lf / DAY) / (slow + leak) * DAY
+                        due = (base - threshold + slow * ref / DAY + leak * leak_from / DAY) / (slow + leak) * DAY
                 else:
-                    due = t_end + (pe - thr) / -rate * DAY
-                rows.append(dict(vehicle_id=vid, component=comp, baseline_value=round(base, 3),
-                                 threshold_value=round(thr, 3), value_at_end=round(pe, 3), unit="kPa",
+                    due = t_end + (pressure_at_end - threshold) / -rate * DAY
+                rows.append(dict(vehicle_id=vehicle_id, component=comp, baseline_value=round(base, 3),
+                                 threshold_value=round(threshold, 3), value_at_end=round(pressure_at_end, 3),
+                                 unit="kPa",
                                  rate_per_day=round(rate, 5), is_leaking=bool(leak > 0), is_weak=None,
                                  due_at=_ts(due), due_odometer_km=None, last_reset_at=_ts(reset)))
-            rate = float(f.lv_rate[v])
-            lv_end = float(lv_soc(f, np.array([v]), np.array([t_end]))[0])
-            due = f.t0 + (LV_DUE_PCT - float(f.lv_base[v])) / rate * DAY if rate < 0 else None
-            rows.append(dict(vehicle_id=vid, component="low_voltage_battery", baseline_value=round(float(f.lv_base[v]), 3),
+            rate = float(fleet.lv_rate[v])
+            lv_end = float(low_voltage_soc(fleet, np.array([v]), np.array([t_end]))[0])
+            due = fleet.t0 + (LV_DUE_PCT - float(fleet.lv_base[v])) / rate * DAY if rate < 0 else None
+            rows.append(dict(vehicle_id=vehicle_id, component="low_voltage_battery",
+                             baseline_value=round(float(fleet.lv_base[v]), 3),
                              threshold_value=LV_DUE_PCT, value_at_end=round(lv_end, 3), unit="percent",
                              rate_per_day=round(rate, 5), is_leaking=None, is_weak=bool(rate < 0), due_at=_ts(due),
                              due_odometer_km=None, last_reset_at=None))
@@ -245,7 +259,7 @@ class TruthBuilder:
     def write_summary(self, summary, out: Path) -> None:
         doc = {"config": self.cfg.to_dict(), "counts": {k: v for k, v in summary.to_dict().items()
                                                        if k not in ("landing_dir", "truth_dir")},
-               "window": {"start": _ts(self.f.t0).isoformat(), "end": _ts(self.f.t_end).isoformat()}}
+               "window": {"start": _ts(self.fleet.t0).isoformat(), "end": _ts(self.fleet.t_end).isoformat()}}
         path = Path(out) / "summary.json"
         tmp = path.with_name("." + path.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
