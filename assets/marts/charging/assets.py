@@ -57,7 +57,7 @@ class ChargingConfig(dg.Config):
 SESSION_COLUMNS = (
     "session_id", "vehicle_id", "started_at", "ended_at", "duration_min", "plugged_in_at", "unplugged_at",
     "plugged_in_min", "idle_min", "charge_start_estimated_at", "charge_end_estimated_at", "charging_readings",
-    "soc_start_pct", "soc_end_pct", "energy_added_kwh", "energy_source", "grid_energy_kwh", "avg_power_kw",
+    "soc_start_pct", "soc_end_pct", "energy_added_kwh", "energy_source", "energy_low_kwh", "energy_high_kwh", "grid_energy_kwh", "avg_power_kw",
     "max_power_kw", "power_source", "is_dc_fast", "location_type", "area", "peak_energy_kwh",
     "off_peak_energy_kwh", "cost", "currency",
 )
