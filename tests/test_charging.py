@@ -273,6 +273,20 @@ def test_soc_times_nominal_capacity_states_its_range():
     assert s["energy_low_kwh"] <= 0.5 * 54.0 <= s["energy_high_kwh"]
 
 
+def test_a_car_without_energy_or_power_uses_the_usable_ratio_its_model_measured():
+    deliveries = ac_session(MONDAY.replace(hour=18), vehicle="measured", usable=54.0, soc0=20.0, limit=90.0)
+    deliveries += ac_session(MONDAY.replace(hour=18), vehicle="silent", usable=54.0, counter=False, power=False)
+    deliveries += [snap(MONDAY, vehicle=v, nominal=60.0) for v in ("measured", "silent")]
+    vehicles = pl.DataFrame({"vehicle_id": ["measured", "silent"], "make": ["NISSAN"] * 2, "model": ["Leaf"] * 2})
+    s = charging_sessions(frame(*deliveries), vehicles).filter(pl.col("vehicle_id") == "silent").row(0, named=True)
+    assert s["energy_source"] == "soc_x_model_ratio"
+    assert s["energy_added_kwh"] == pytest.approx(0.5 * 54.0, rel=0.05)  # not 0.5 × 60
+    assert s["energy_low_kwh"] <= 0.5 * 54.0 <= s["energy_high_kwh"]
+    # without the model, the nominal capacity it is
+    alone = charging_sessions(frame(*deliveries)).filter(pl.col("vehicle_id") == "silent")
+    assert alone["energy_source"].to_list() == ["soc_x_nominal_capacity"]
+
+
 def test_no_readings_give_empty_marts():
     marts = charging_marts(frame(), ChargingConfig())
     assert marts["charging_sessions"].is_empty() and marts["battery_health"].is_empty()
@@ -315,6 +329,7 @@ def test_charging_marts_against_ground_truth(default_fleet):
     assert nominal.select((soc_error <= 0.05).mean()).item() >= 0.95
     # and the truth lies inside the stated range for at least 95 % of them
     inside = pl.col("energy_added_kwh_true").is_between(pl.col("energy_low_kwh"), pl.col("energy_high_kwh"))
+    print(f"\nsoc_x_nominal sessions: {nominal.height}, truth inside range: {nominal.select(inside.mean()).item():.3f}")
     assert nominal.height > 0 and nominal.select(inside.mean()).item() >= 0.95
     assert done.select((pl.col("is_dc_fast") == pl.col("is_dc_fast_true")).mean()).item() >= 0.98
     assert done.select((pl.col("location_type") == pl.col("location_type_true")).mean()).item() >= 0.95
@@ -323,6 +338,8 @@ def test_charging_marts_against_ground_truth(default_fleet):
     health = health.join(vehicles, on="vehicle_id")
     assert health.height >= 20
     capacity_error = (health["estimated_capacity_kwh"] / health["usable_capacity_kwh"] - 1).abs()
+    print(f"battery health: {health.height} months, capacity error max {capacity_error.max():.4f}, "
+          f"median {capacity_error.median():.4f}, SoH max {health['state_of_health_pct'].max():.2f}")
     assert capacity_error.max() <= 0.05
     # no month above 105 % on a fleet whose true state of health is at most 100 %
     assert health["state_of_health_pct"].max() <= 105.0

@@ -296,8 +296,9 @@ def _midpoint_h(gap_h: pl.Expr) -> pl.Expr:
 def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: pl.DataFrame) -> pl.DataFrame:
     """Energy, SoC, power and the estimated charging interval of each session.
 
-    `capacity` has `vehicle_id, capacity_kwh, capacity_source` (the usable capacity to turn
-    SoC points into energy, and where it came from).
+    `capacity` has `vehicle_id, capacity_kwh, capacity_source, share_low, share_high` (the
+    usable capacity to turn SoC points into energy, where it came from, and the range of it
+    that the energy's low and high estimates use).
 
     The charge began between the reading before the first charging one and that reading,
     and stopped between the last charging reading and the one after. Where a rate of
@@ -313,9 +314,7 @@ def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: p
     soc_end = pl.coalesce(c("soc_after"), c("soc_last"))
     soc_energy = ((soc_end - soc_start).clip(lower_bound=0.0) / 100.0 * c("capacity_kwh"))
     soc_gain = (soc_end - soc_start).clip(lower_bound=0.0)
-    nominal_range = c("capacity_source") == "nominal_capacity"
-    low_share = pl.when(nominal_range).then(USABLE_SHARE_RANGE[0]).otherwise(1.0)
-    high_share = pl.when(nominal_range).then(USABLE_SHARE_RANGE[1]).otherwise(1.0)
+    low_share, high_share = c("share_low").fill_null(1.0), c("share_high").fill_null(1.0)
     frame = frame.with_columns(
         soc_start.alias("soc_start_pct"), soc_end.alias("soc_end_pct"),
         pl.coalesce(c("counter_kwh"), soc_energy).alias("energy_added_kwh"),
@@ -367,24 +366,48 @@ def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: p
     ).drop("_at_first", "_at_last", "_rate")
 
 
-def vehicle_capacity(estimates: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFrame:
+def vehicle_capacity(estimates: pl.DataFrame, nominal: pl.DataFrame,
+                     vehicles: pl.DataFrame | None = None) -> pl.DataFrame:
     """The usable capacity that turns a vehicle's SoC points into energy: the median of its
-    sessions' estimates where it has any, else its nominal capacity."""
+    sessions' estimates where it has any; else, where other cars of the same make and model
+    (`vehicles`: vehicle_id, make, model) measured theirs, its nominal capacity times their
+    median usable/nominal ratio (`model_ratio`, with the ratios' range); else its nominal
+    capacity."""
     estimated = (estimates.filter(pl.col("capacity_estimate_kwh").is_not_null())
                  .group_by("vehicle_id").agg(pl.col("capacity_estimate_kwh").median().alias("estimated_kwh")))
-    vehicles = pl.concat([estimated.select("vehicle_id"), nominal.select("vehicle_id")]).unique()
-    return (vehicles.join(estimated, on="vehicle_id", how="left").join(nominal, on="vehicle_id", how="left")
-            .select("vehicle_id",
-                    pl.coalesce("estimated_kwh", "nominal_capacity_kwh").alias("capacity_kwh"),
-                    pl.when(pl.col("estimated_kwh").is_not_null()).then(pl.lit("estimated_capacity"))
-                    .otherwise(pl.lit("nominal_capacity")).alias("capacity_source")))
+    frame = (pl.concat([estimated.select("vehicle_id"), nominal.select("vehicle_id")]).unique()
+             .join(estimated, on="vehicle_id", how="left").join(nominal, on="vehicle_id", how="left"))
+    if vehicles is not None and not vehicles.is_empty():
+        models = vehicles.select("vehicle_id", "make", "model").unique("vehicle_id")
+        ratios = (frame.join(models, on="vehicle_id")
+                  .filter(pl.col("estimated_kwh").is_not_null() & pl.col("nominal_capacity_kwh").is_not_null())
+                  .with_columns((pl.col("estimated_kwh") / pl.col("nominal_capacity_kwh")).alias("ratio"))
+                  .group_by("make", "model")
+                  .agg(pl.col("ratio").median().alias("model_ratio"), pl.col("ratio").min().alias("ratio_low"),
+                       pl.col("ratio").max().alias("ratio_high")))
+        frame = frame.join(models, on="vehicle_id", how="left").join(ratios, on=["make", "model"], how="left")
+    else:
+        frame = frame.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("model_ratio", "ratio_low", "ratio_high"))
+    by_model = pl.col("estimated_kwh").is_null() & pl.col("model_ratio").is_not_null()
+    return frame.select(
+        "vehicle_id",
+        pl.coalesce("estimated_kwh", pl.col("nominal_capacity_kwh") * pl.col("model_ratio"),
+                    "nominal_capacity_kwh").alias("capacity_kwh"),
+        pl.when(pl.col("estimated_kwh").is_not_null()).then(pl.lit("estimated_capacity"))
+        .when(by_model).then(pl.lit("model_ratio"))
+        .otherwise(pl.lit("nominal_capacity")).alias("capacity_source"),
+        # the share of the capacity above that the energy range spans (1 where it is the car's own)
+        pl.when(by_model).then(pl.col("ratio_low") / pl.col("model_ratio"))
+        .when(pl.col("estimated_kwh").is_null()).then(USABLE_SHARE_RANGE[0]).otherwise(1.0).alias("share_low"),
+        pl.when(by_model).then(pl.col("ratio_high") / pl.col("model_ratio"))
+        .when(pl.col("estimated_kwh").is_null()).then(USABLE_SHARE_RANGE[1]).otherwise(1.0).alias("share_high"))
 
 
-def charging_sessions(readings: pl.DataFrame) -> pl.DataFrame:
+def charging_sessions(readings: pl.DataFrame, vehicles: pl.DataFrame | None = None) -> pl.DataFrame:
     """All sessions with their times, SoC, energy and power, from readings (long format:
     vehicle_id, reading_time, metric, component, value)."""
     distinct = charging_readings(readings)
     sessions = find_sessions(plug_timeline(distinct))
     measured = session_capacity_estimates(session_readings(distinct, sessions))
-    capacity = vehicle_capacity(measured, nominal_capacity(distinct))
+    capacity = vehicle_capacity(measured, nominal_capacity(distinct), vehicles)
     return measure_sessions(sessions, measured, capacity)
