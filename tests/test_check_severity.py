@@ -1,9 +1,10 @@
-import pytest
 """Severities mean what they say: a failed non-blocking check is reported and the build goes
 on (exit 0); only a failed blocking check stops what depends on it (tested with the safety
 net of the build's reporting)."""
 
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from conftest import build, mart
 from deliveries import delivery, signal, write_landing
