@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from assets.parsing import connect
-from assets.signal_catalog import SIGNALS, TIRE_POSITIONS, UNIT_FACTORS
+from assets.signal_catalog import ASSUMED, BODY_TEXTS, SIGNALS, TIRE_POSITIONS, UNIT_FACTORS
 from storage.partitions import plausible_reading_time, reading_day
 
 NUMERIC_JSON = ["UBIGINT", "BIGINT", "DOUBLE"]
@@ -45,14 +45,30 @@ class NormalizedSignals:
     quarantine: pl.DataFrame
 
 
-_BODY_FIELDS_SQL = """
+# Body fields that may carry a signal's number (which one is the catalog's `field` /
+# `alt_field`), and text fields kept beside a value.
+NUMBER_FIELDS = ("value", "capacity", "percentage", "activeLimit")
+TEXT_FIELDS = ("source", "locationType")
+
+
+def _number_sql(field: str) -> str:
+    path = f"'$.{field}'"
+    return (f"json_type(body, {path}) AS \"{field}_type\", "
+            f"CASE WHEN json_type(body, {path}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
+            f"THEN CAST(body -> {path} AS DOUBLE) END AS \"{field}_number\"")
+
+
+def _text_sql(field: str) -> str:
+    return f"CASE WHEN json_type(body, '$.{field}') = 'VARCHAR' THEN body ->> '$.{field}' END AS \"{field}_text\""
+
+
+_BODY_FIELDS_SQL = f"""
 SELECT row_id,
     json_type(body) AS body_type,
-    json_type(body, '$.value') AS value_type,
-    CASE WHEN json_type(body, '$.value') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.value' AS DOUBLE) END AS value_number,
+    {", ".join(_number_sql(f) for f in NUMBER_FIELDS)},
     CASE WHEN json_type(body, '$.value') = 'BOOLEAN' THEN CAST(body -> '$.value' AS BOOLEAN) END AS value_bool,
-    json_type(body, '$.capacity') AS capacity_type,
-    CASE WHEN json_type(body, '$.capacity') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.capacity' AS DOUBLE) END AS capacity_number,
+    CASE WHEN json_type(body, '$.value') = 'VARCHAR' THEN body ->> '$.value' END AS value_text,
+    {", ".join(_text_sql(f) for f in TEXT_FIELDS)},
     json_type(body, '$.unit') AS unit_type,
     body ->> '$.unit' AS unit,
     json_type(body, '$.latitude') AS latitude_type,
@@ -78,7 +94,9 @@ SELECT row_id, item_index,
     CASE WHEN json_type(item, '$.tirePressure') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.tirePressure' AS DOUBLE) END AS pressure,
     json_type(item, '$.code') AS dtc_type,
     item ->> '$.code' AS dtc_code,
-    json_time(item -> '$.timestamp') AS dtc_timestamp
+    json_time(item -> '$.timestamp') AS dtc_timestamp,
+    upper(item ->> '$.type') AS limit_kind,
+    CASE WHEN json_type(item, '$.limit') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN TRY_CAST(item -> '$.limit' AS DOUBLE) END AS limit_number
 FROM items
 ORDER BY row_id, item_index
 """
@@ -95,10 +113,12 @@ def _read_bodies(signals: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def _catalog() -> pl.DataFrame:
     return pl.DataFrame(
-        [{"code": s.code, "shape": s.shape, "metric": s.metric, "field": s.field, "quantity": s.quantity,
-          "low": s.low, "high": s.high} for s in SIGNALS.values()],
+        [{"code": s.code, "shape": s.shape, "metric": s.metric, "field": s.field, "alt_field": s.alt_field,
+          "quantity": s.quantity, "default_unit": s.default_unit, "levels": list(s.levels), "low": s.low,
+          "high": s.high} for s in SIGNALS.values()],
         schema={"code": pl.String, "shape": pl.String, "metric": pl.String, "field": pl.String,
-                "quantity": pl.String, "low": pl.Float64, "high": pl.Float64},
+                "alt_field": pl.String, "quantity": pl.String, "default_unit": pl.String,
+                "levels": pl.List(pl.String), "low": pl.Float64, "high": pl.Float64},
     )
 
 
@@ -115,9 +135,13 @@ def _number_reason(type_col: str, number_col: str) -> pl.Expr:
     )
 
 
+def _absent(type_col: str) -> pl.Expr:
+    return pl.col(type_col).is_null() | (pl.col(type_col) == "NULL")
+
+
 def _unit_reason() -> pl.Expr:
     return (
-        pl.when(pl.col("unit_type").is_null() | (pl.col("unit_type") == "NULL")).then(pl.lit("missing_unit"))
+        pl.when(_absent("unit_type") & pl.col("default_unit").is_null()).then(pl.lit("missing_unit"))
         .when(pl.col("unit_type") != "VARCHAR").then(pl.lit("wrong_type"))
         .when(pl.col("factor").is_null()).then(pl.lit("unknown_unit"))
     )
@@ -149,7 +173,11 @@ def normalize_signals(signals: pl.DataFrame) -> NormalizedSignals:
     candidates = (
         candidates.join(fields, on="row_id", how="left")
         .join(_catalog(), on="code", how="left")
-        .with_columns(pl.col("unit").str.strip_chars().str.to_lowercase().alias("unit_key"))
+        # a body without a unit is in the signal's documented unit, and says it was assumed
+        .with_columns(pl.when(_absent("unit_type")).then(pl.col("default_unit")).otherwise(pl.col("unit"))
+                      .str.strip_chars().str.to_lowercase().alias("unit_key"),
+                      pl.when(_absent("unit_type") & pl.col("default_unit").is_not_null())
+                      .then(pl.col("default_unit") + ASSUMED).otherwise(pl.col("unit")).alias("unit"))
         .join(_units(), on=["quantity", "unit_key"], how="left")
     )
     candidates, not_objects = _split(candidates, pl.when(pl.col("body_type") != "OBJECT").then(pl.lit("malformed_body")))
@@ -205,11 +233,29 @@ def _reading(metric: pl.Expr, value: pl.Expr, component: pl.Expr | None = None,
     ]
 
 
+def _field_column(which: str, kind: str) -> pl.Expr:
+    """The `kind` ("type" or "number") column of the body field that the catalog's `which`
+    ("field" or "alt_field") names."""
+    out = pl.lit(None, pl.String if kind == "type" else pl.Float64)
+    for name in NUMBER_FIELDS:
+        out = pl.when(pl.col(which) == name).then(pl.col(f"{name}_{kind}")).otherwise(out)
+    return out
+
+
+def _texts(good: pl.DataFrame) -> pl.DataFrame:
+    """The text fields the analysts keep (BODY_TEXTS), one reading each where present."""
+    parts = [good.filter((pl.col("code") == code) & pl.col(f"{name}_text").is_not_null())
+             .with_columns(_reading(pl.lit(metric), pl.lit(None, pl.Float64), component=pl.col(f"{name}_text")))
+             for (code, name), metric in BODY_TEXTS.items()]
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
 def _numbers(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    is_capacity = pl.col("field") == "capacity"
-    part = part.with_columns(
-        raw_type=pl.when(is_capacity).then(pl.col("capacity_type")).otherwise(pl.col("value_type")),
-        raw_number=pl.when(is_capacity).then(pl.col("capacity_number")).otherwise(pl.col("value_number")),
+    use_alt = _absent("_primary_type") & pl.col("alt_field").is_not_null()
+    part = part.with_columns(_field_column("field", "type").alias("_primary_type")).with_columns(
+        raw_type=pl.when(use_alt).then(_field_column("alt_field", "type")).otherwise(pl.col("_primary_type")),
+        raw_number=pl.when(use_alt).then(_field_column("alt_field", "number"))
+        .otherwise(_field_column("field", "number")),
     ).with_columns(converted=pl.col("raw_number") * pl.col("factor"))
     reason = pl.coalesce(
         _number_reason("raw_type", "raw_number"),
@@ -218,7 +264,40 @@ def _numbers(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl
     )
     good, bad = _split(part, reason)
     bad = bad.with_columns(detail=pl.format("{} {}", pl.col("raw_number"), pl.col("unit")))
-    return good.with_columns(_reading(pl.col("metric"), pl.col("converted"), unit=pl.col("unit"))), bad
+    values = good.with_columns(_reading(pl.col("metric"), pl.col("converted"), unit=pl.col("unit")))
+    return pl.concat([values, _texts(good)], how="diagonal_relaxed"), bad
+
+
+def _limits(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Charge limits: the active limit where the car says which applies, else the global one."""
+    global_limit = (items.filter(pl.col("limit_kind") == "GLOBAL").group_by("row_id")
+                    .agg(pl.col("limit_number").first().alias("global_limit")))
+    part = part.join(global_limit, on="row_id", how="left").with_columns(
+        pl.when(pl.col("activeLimit_type").is_in(NUMERIC_JSON)).then(pl.col("activeLimit_number"))
+        .otherwise(pl.col("global_limit")).alias("limit_pct"))
+    reason = pl.coalesce(
+        pl.when(pl.col("limit_pct").is_null()).then(pl.lit("missing_value")),
+        _unit_reason(),
+        pl.when(~_in_range(pl.col("limit_pct") * pl.col("factor"))).then(pl.lit("out_of_range")),
+    )
+    good, bad = _split(part, reason)
+    return good.with_columns(_reading(pl.col("metric"), pl.col("limit_pct") * pl.col("factor"),
+                                      unit=pl.col("unit"))), bad
+
+
+def _levels(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A documented status word (GOOD / WARN / BAD): its index is the value, the word the component."""
+    indexed = pl.DataFrame([(sp.code, name, i) for sp in SIGNALS.values() for i, name in enumerate(sp.levels)],
+                           schema={"code": pl.String, "_level": pl.String, "_index": pl.Int64}, orient="row")
+    part = (part.with_columns(pl.col("value_text").str.strip_chars().str.to_uppercase().alias("_level"))
+            .join(indexed, on=["code", "_level"], how="left"))
+    reason = (
+        pl.when(_absent("value_type")).then(pl.lit("missing_value"))
+        .when(pl.col("value_type") != "VARCHAR").then(pl.lit("wrong_type"))
+        .when(pl.col("_index").is_null()).then(pl.lit("unknown_value"))
+    )
+    good, bad = _split(part, reason)
+    return good.with_columns(_reading(pl.col("metric"), pl.col("_index"), component=pl.col("_level"))), bad
 
 
 def _booleans(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -242,7 +321,7 @@ def _locations(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, 
     longitude = good.with_columns(_reading(pl.lit("longitude_deg"), pl.col("longitude")))
     heading = good.filter(pl.col("heading").is_between(0, 360)).with_columns(
         _reading(pl.lit("heading_deg"), pl.col("heading")))
-    return pl.concat([latitude, longitude, heading]), bad
+    return pl.concat([latitude, longitude, heading, _texts(good)], how="diagonal_relaxed"), bad
 
 
 def _item_reasons(part: pl.DataFrame, items: pl.DataFrame, item_reason: pl.Expr) -> pl.DataFrame:
@@ -302,4 +381,5 @@ def _dtcs(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
     return pl.concat([totals, codes], how="diagonal_relaxed"), bad
 
 
-_SHAPES = {"number": _numbers, "boolean": _booleans, "location": _locations, "tires": _tires, "dtc": _dtcs}
+_SHAPES = {"number": _numbers, "boolean": _booleans, "location": _locations, "tires": _tires, "dtc": _dtcs,
+           "limits": _limits, "level": _levels}

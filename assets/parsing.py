@@ -153,17 +153,19 @@ _TIME_MACROS = [
 
 # Each line is parsed once, into this structure (fields of another JSON type become null);
 # signal and error lists stay JSON and are parsed once more, only for the deliveries kept.
+# Smartcar's pages disagree on where some fields live: `vehicleId` at the top level or
+# `data.vehicle.id`, `triggers` at the top level or under `data`; both are read.
 _DELIVERY_STRUCTURE = """{
-    "eventId": "VARCHAR", "eventType": "VARCHAR",
+    "eventId": "VARCHAR", "eventType": "VARCHAR", "vehicleId": "VARCHAR", "triggers": "JSON",
     "data": {"vehicle": {"id": "VARCHAR", "make": "VARCHAR", "model": "VARCHAR", "year": "VARCHAR", "vin": "VARCHAR"},
-             "user": {"id": "VARCHAR"}, "signals": "JSON", "errors": "JSON"},
+             "user": {"id": "VARCHAR"}, "signals": "JSON", "errors": "JSON", "triggers": "JSON"},
     "meta": {"deliveryId": "VARCHAR", "deliveredAt": "JSON", "webhookId": "VARCHAR", "mode": "VARCHAR",
              "version": "VARCHAR"}
 }"""
 _SIGNALS_STRUCTURE = """[{"code": "VARCHAR", "name": "VARCHAR", "group": "VARCHAR", "body": "JSON", "status": "JSON",
-                         "meta": {"oemUpdatedAt": "JSON", "retrievedAt": "JSON"}}]"""
+                         "meta": {"oemUpdatedAt": "JSON", "retrievedAt": "JSON", "fetchedAt": "JSON"}}]"""
 _ERRORS_STRUCTURE = """[{"type": "VARCHAR", "code": "VARCHAR", "state": "VARCHAR", "description": "VARCHAR",
-                        "resolution": "JSON"}]"""
+                        "resolution": "JSON", "signals": "JSON"}]"""
 
 _ENVELOPE_SQL = f"""
 WITH checked AS (
@@ -181,7 +183,7 @@ WITH checked AS (
     SELECT seq, line_no, text, syntax_error,
         d.eventId AS event_id,
         d.eventType AS event_type,
-        d.data.vehicle.id AS vehicle_id,
+        coalesce(d.data.vehicle.id, d.vehicleId) AS vehicle_id,
         d.data.vehicle.make AS make,
         d.data.vehicle.model AS model,
         TRY_CAST(d.data.vehicle.year AS INTEGER) AS year,
@@ -193,7 +195,8 @@ WITH checked AS (
         d.meta.mode AS mode,
         d.meta.version AS payload_version,
         d.data.signals AS signals,
-        d.data.errors AS errors
+        d.data.errors AS errors,
+        coalesce(d.triggers, d.data.triggers) AS triggers
     FROM parsed
 )
 SELECT * EXCLUDE (syntax_error, seq),
@@ -228,17 +231,20 @@ SELECT event_id, vehicle_id, signal_index,
     sig.status ->> '$.error.code' AS error_code,
     sig.status ->> '$.error.description' AS error_description,
     json_time(sig.meta.oemUpdatedAt) AS oem_updated_at,
-    json_time(sig.meta.retrievedAt) AS retrieved_at,
+    json_time(retrieved) AS retrieved_at,
     delivered_at,
     -- The contract's time: when the car recorded it, else when it was read, else delivery.
     -- A time that is present but unreadable stays null here and is quarantined downstream.
     CASE WHEN coalesce(json_type(sig.meta.oemUpdatedAt), 'NULL') <> 'NULL' THEN json_time(sig.meta.oemUpdatedAt)
-         WHEN coalesce(json_type(sig.meta.retrievedAt), 'NULL') <> 'NULL' THEN json_time(sig.meta.retrievedAt)
+         WHEN coalesce(json_type(retrieved), 'NULL') <> 'NULL' THEN json_time(retrieved)
          ELSE delivered_at END AS reading_time,
     CASE WHEN coalesce(json_type(sig.meta.oemUpdatedAt), 'NULL') <> 'NULL' THEN 'oem'
-         WHEN coalesce(json_type(sig.meta.retrievedAt), 'NULL') <> 'NULL' THEN 'retrieved'
+         WHEN coalesce(json_type(retrieved), 'NULL') <> 'NULL' THEN 'retrieved'
          ELSE 'delivered' END AS time_source
-FROM items
+FROM (SELECT *,  -- some pages call the time Smartcar read the signal `fetchedAt`
+             CASE WHEN coalesce(json_type(sig.meta.retrievedAt), 'NULL') <> 'NULL' THEN sig.meta.retrievedAt
+                  ELSE sig.meta.fetchedAt END AS retrieved
+      FROM items)
 ORDER BY event_id, signal_index
 """
 
@@ -254,9 +260,41 @@ SELECT event_id, vehicle_id, error_index, delivered_at AS occurred_at,
     err.type AS type, err.code AS code, err.state AS state,
     CASE WHEN json_type(err.resolution) = 'OBJECT' THEN err.resolution ->> '$.type'
          ELSE err.resolution ->> '$' END AS resolution,
-    err.description AS description
+    err.description AS description,
+    -- the signals the error says it affects (objects with a code, or plain codes): why they are stale
+    CASE WHEN json_type(err.signals) = 'ARRAY' THEN list_filter(list_transform(
+        from_json(err.signals, '["JSON"]'),
+        lambda x: CASE WHEN json_type(x) = 'VARCHAR' THEN x ->> '$' ELSE x ->> '$.code' END),
+        lambda x: x IS NOT NULL)
+    END AS signals
 FROM items
 ORDER BY event_id, error_index
+"""
+
+# Trigger shapes on Smartcar's pages: {type, signal: {code, ...}}, {type, signal: "code"},
+# {code, name, group} (a signal that changed), {code: "FIRST_DELIVERY"}, {type: "FIRST_DELIVERY"}.
+_TRIGGERS_SQL = """
+WITH items AS (
+    SELECT event_id, unnest(from_json(triggers, '["JSON"]')) AS t
+    FROM accepted WHERE json_type(triggers) = 'ARRAY'
+), typed AS (
+    SELECT event_id,
+        CASE WHEN json_type(t) = 'VARCHAR' THEN
+                 CASE WHEN upper(t ->> '$') = 'FIRST_DELIVERY' THEN 'FIRST_DELIVERY' ELSE 'SIGNAL_UPDATED' END
+             WHEN json_type(t, '$.type') = 'VARCHAR' THEN upper(t ->> '$.type')
+             WHEN upper(t ->> '$.code') = 'FIRST_DELIVERY' THEN 'FIRST_DELIVERY'
+             WHEN t ->> '$.code' IS NOT NULL THEN 'SIGNAL_UPDATED' END AS trigger_type,
+        CASE WHEN json_type(t) = 'VARCHAR' AND upper(t ->> '$') <> 'FIRST_DELIVERY' THEN t ->> '$'
+             WHEN json_type(t, '$.signal') = 'VARCHAR' THEN t ->> '$.signal'
+             WHEN json_type(t, '$.signal') = 'OBJECT' THEN t ->> '$.signal.code'
+             WHEN json_type(t, '$.type') IS NULL AND upper(t ->> '$.code') <> 'FIRST_DELIVERY' THEN t ->> '$.code'
+        END AS trigger_signal
+    FROM items
+)
+SELECT event_id,
+    list(DISTINCT trigger_type ORDER BY trigger_type) FILTER (WHERE trigger_type IS NOT NULL) AS trigger_types,
+    list(DISTINCT trigger_signal ORDER BY trigger_signal) FILTER (WHERE trigger_signal IS NOT NULL) AS trigger_signals
+FROM typed GROUP BY event_id
 """
 
 
@@ -298,9 +336,11 @@ def parse_lines(lines: pl.DataFrame, seen_event_ids: pl.Series | None = None,
             "batch_id", "source_file", "line_no", "landed_on", "event_id", "vehicle_id", "delivered_at")
         accepted = accepted.filter(~pl.col("duplicate"))
 
-        con.register("accepted", accepted.select("event_id", "event_type", "vehicle_id", "delivered_at", "signals", "errors"))
+        con.register("accepted", accepted.select("event_id", "event_type", "vehicle_id", "delivered_at", "signals", "errors",
+                                                 "triggers"))
         signals = con.sql(_SIGNALS_SQL).pl()
-        errors = con.sql(_ERRORS_SQL).pl()
+        errors = con.sql(_ERRORS_SQL).pl().with_columns(pl.col("signals").cast(pl.List(pl.String)))
+        triggers = con.sql(_TRIGGERS_SQL).pl()
     finally:
         con.unregister("lines")
         con.unregister("accepted")
@@ -313,9 +353,14 @@ def parse_lines(lines: pl.DataFrame, seen_event_ids: pl.Series | None = None,
     signal_counts = signals.group_by("event_id").len("signal_count")
     deliveries = (
         accepted.join(signal_counts, on="event_id", how="left")
-        .with_columns(pl.col("signal_count").fill_null(0).cast(pl.Int32))
+        .join(triggers, on="event_id", how="left")
+        .with_columns(pl.col("signal_count").fill_null(0).cast(pl.Int32),
+                      pl.col("trigger_types", "trigger_signals").cast(pl.List(pl.String)))
+        # a first delivery is the car's state when it was subscribed, not a change of state
+        .with_columns(pl.col("trigger_types").list.contains("FIRST_DELIVERY").fill_null(False).alias("first_delivery"))
         .select("event_id", "event_type", "vehicle_id", "user_id", "make", "model", "year", "vin",
                 "delivered_at", "delivery_id", "webhook_id", "mode", "payload_version", "signal_count",
+                "trigger_types", "trigger_signals", "first_delivery",
                 "landed_on", "source_file", "line_no", "batch_id", pl.col("text").alias("payload"))
     )
     return RawBatch(deliveries=deliveries, signals=signals, vehicle_errors=errors,

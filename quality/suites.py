@@ -7,7 +7,7 @@ import great_expectations.expectations as gxe
 
 from assets.marts.maintenance.rules import COMPONENTS, URGENCIES
 from assets.normalize import READINGS_SCHEMA
-from assets.signal_catalog import METRIC_RANGES, METRIC_UNITS
+from assets.signal_catalog import METRIC_RANGES, METRIC_UNITS, TEXT_METRICS
 from quality.gx_validation import gx_context
 
 
@@ -36,7 +36,7 @@ def readings_ranges_suite() -> gx.ExpectationSuite:
             column="value", min_value=low, max_value=high,
             row_condition=f'metric=="{metric}"', condition_parser="pandas"))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(
-        column="value", row_condition='metric!="dtc_code"', condition_parser="pandas"))
+        column="value", row_condition=" and ".join(f'metric!="{m}"' for m in TEXT_METRICS), condition_parser="pandas"))
     return suite
 
 

@@ -243,6 +243,50 @@ def test_battery_health_estimates_capacity_from_large_sessions():
     assert (health["sessions_used"], health["sessions"]) == (1, 2)
 
 
+def test_battery_health_is_not_biased_by_a_limit_reached_between_sparse_readings():
+    from fleets import steady_charging_fleet
+
+    health = charging_marts(steady_charging_fleet(vehicles=60), ChargingConfig())["battery_health"]
+    assert health.height == 60 and health["estimated_capacity_kwh"].null_count() == 0
+    # true state of health is 100 %: within 5 % of the usable capacity, no month above 105 %
+    assert (health["estimated_capacity_kwh"] / 60.0 - 1).abs().max() <= 0.05
+    assert health["state_of_health_pct"].max() <= 105.0
+    assert health["health_flag"].null_count() == health.height
+
+
+def test_an_implausible_state_of_health_is_flagged_not_fatal():
+    deliveries = ac_session(MONDAY.replace(hour=18), usable=54.0, soc0=20.0, limit=90.0)
+    deliveries.append(snap(MONDAY, nominal=40.0))  # a wrong nominal capacity: 135 %
+    health = charging_marts(frame(*deliveries), ChargingConfig())["battery_health"].row(0, named=True)
+    assert health["state_of_health_pct"] == pytest.approx(135.0, rel=0.01)
+    assert health["health_flag"] == "implausible"
+
+
+def test_soc_times_nominal_capacity_states_its_range():
+    deliveries = ac_session(MONDAY.replace(hour=18), counter=False, power=False, usable=54.0)
+    deliveries.append(snap(MONDAY.replace(hour=17), nominal=60.0))
+    s = charging_sessions(frame(*deliveries)).row(0, named=True)
+    assert s["energy_source"] == "soc_x_nominal_capacity"
+    # 50 points ± 1 of 60 kWh, of which 80-100 % is usable; the truth (27 kWh) lies inside
+    assert s["energy_low_kwh"] == pytest.approx(0.49 * 60 * 0.8)
+    assert s["energy_high_kwh"] == pytest.approx(0.51 * 60 * 1.0)
+    assert s["energy_low_kwh"] <= 0.5 * 54.0 <= s["energy_high_kwh"]
+
+
+def test_a_car_without_energy_or_power_uses_the_usable_ratio_its_model_measured():
+    deliveries = ac_session(MONDAY.replace(hour=18), vehicle="measured", usable=54.0, soc0=20.0, limit=90.0)
+    deliveries += ac_session(MONDAY.replace(hour=18), vehicle="silent", usable=54.0, counter=False, power=False)
+    deliveries += [snap(MONDAY, vehicle=v, nominal=60.0) for v in ("measured", "silent")]
+    vehicles = pl.DataFrame({"vehicle_id": ["measured", "silent"], "make": ["NISSAN"] * 2, "model": ["Leaf"] * 2})
+    s = charging_sessions(frame(*deliveries), vehicles).filter(pl.col("vehicle_id") == "silent").row(0, named=True)
+    assert s["energy_source"] == "soc_x_model_ratio"
+    assert s["energy_added_kwh"] == pytest.approx(0.5 * 54.0, rel=0.05)  # not 0.5 × 60
+    assert s["energy_low_kwh"] <= 0.5 * 54.0 <= s["energy_high_kwh"]
+    # without the model, the nominal capacity it is
+    alone = charging_sessions(frame(*deliveries)).filter(pl.col("vehicle_id") == "silent")
+    assert alone["energy_source"].to_list() == ["soc_x_nominal_capacity"]
+
+
 def test_no_readings_give_empty_marts():
     marts = charging_marts(frame(), ChargingConfig())
     assert marts["charging_sessions"].is_empty() and marts["battery_health"].is_empty()
@@ -283,6 +327,10 @@ def test_charging_marts_against_ground_truth(default_fleet):
     soc_error = (pl.col("energy_added_kwh") / pl.col("energy_added_kwh_true")
                  / (pl.col("nominal_capacity_kwh") / pl.col("usable_capacity_kwh")) - 1).abs()
     assert nominal.select((soc_error <= 0.05).mean()).item() >= 0.95
+    # and the truth lies inside the stated range for at least 95 % of them
+    inside = pl.col("energy_added_kwh_true").is_between(pl.col("energy_low_kwh"), pl.col("energy_high_kwh"))
+    print(f"\nsoc_x_nominal sessions: {nominal.height}, truth inside range: {nominal.select(inside.mean()).item():.3f}")
+    assert nominal.height > 0 and nominal.select(inside.mean()).item() >= 0.95
     assert done.select((pl.col("is_dc_fast") == pl.col("is_dc_fast_true")).mean()).item() >= 0.98
     assert done.select((pl.col("location_type") == pl.col("location_type_true")).mean()).item() >= 0.95
 
@@ -290,7 +338,11 @@ def test_charging_marts_against_ground_truth(default_fleet):
     health = health.join(vehicles, on="vehicle_id")
     assert health.height >= 20
     capacity_error = (health["estimated_capacity_kwh"] / health["usable_capacity_kwh"] - 1).abs()
+    print(f"battery health: {health.height} months, capacity error max {capacity_error.max():.4f}, "
+          f"median {capacity_error.median():.4f}, SoH max {health['state_of_health_pct'].max():.2f}")
     assert capacity_error.max() <= 0.05
+    # no month above 105 % on a fleet whose true state of health is at most 100 %
+    assert health["state_of_health_pct"].max() <= 105.0
 
     profile = mart(default_fleet, "charging_load_profile")
     assert profile["energy_kwh"].sum() == pytest.approx(found["grid_energy_kwh"].sum(), rel=1e-6)

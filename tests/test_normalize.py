@@ -43,6 +43,8 @@ def value_of(result, metric, component=None):
     ("tractionbattery-stateofcharge", {"value": 55.5, "unit": "percent"}, "soc_pct", 55.5),
     ("internalcombustionengine-oillife", {"value": 40, "unit": "percent"}, "oil_life_pct", 40),
     ("lowvoltagebattery-stateofcharge", {"value": 88, "unit": "percent"}, "lv_battery_soc_pct", 88),
+    ("charge-amperage", {"value": 16, "unit": "ampere"}, "charge_current_a", 16),
+    ("tractionbattery-nominalcapacity", {"capacity": 64, "unit": "kWhr"}, "battery_capacity_kwh", 64),
 ])
 def test_values_are_converted_by_the_unit_that_came_with_them(tmp_path, code, body, metric, expected):
     result = normalize(tmp_path, [signal(code, body, AT)])
@@ -99,6 +101,7 @@ def test_booleans_location_and_trouble_codes(tmp_path):
     (signal("odometer-traveleddistance", {"value": 1, "unit": "km"}, "2026-09-09T00:00:00Z"), "implausible_timestamp"),
     (signal("odometer-traveleddistance", {"value": 1, "unit": "km"}, "2019-12-31T00:00:00Z"), "implausible_timestamp"),
     (signal("climate-cabintemperature", {"value": 21, "unit": "celsius"}, AT), "unsupported_signal"),
+    (signal("lowvoltagebattery-status", {"value": "SO-SO"}, AT), "unknown_value"),
 ])
 def test_bad_values_are_quarantined_with_a_reason(tmp_path, sig, reason):
     result = normalize(tmp_path, [sig])

@@ -57,7 +57,7 @@ class ChargingConfig(dg.Config):
 SESSION_COLUMNS = (
     "session_id", "vehicle_id", "started_at", "ended_at", "duration_min", "plugged_in_at", "unplugged_at",
     "plugged_in_min", "idle_min", "charge_start_estimated_at", "charge_end_estimated_at", "charging_readings",
-    "soc_start_pct", "soc_end_pct", "energy_added_kwh", "energy_source", "grid_energy_kwh", "avg_power_kw",
+    "soc_start_pct", "soc_end_pct", "energy_added_kwh", "energy_source", "energy_low_kwh", "energy_high_kwh", "grid_energy_kwh", "avg_power_kw",
     "max_power_kw", "power_source", "is_dc_fast", "location_type", "area", "peak_energy_kwh",
     "off_peak_energy_kwh", "cost", "currency",
 )
@@ -74,15 +74,17 @@ def session_ids(frame: pl.DataFrame) -> pl.Series:
         for v, t in frame.select("vehicle_id", "started_at").iter_rows()], dtype=pl.String)
 
 
-def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig) -> dict[str, pl.DataFrame]:
-    """The charging marts from readings (long format: `CHARGING_READING_COLUMNS`)."""
+def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
+                   vehicles: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
+    """The charging marts from readings (long format: `CHARGING_READING_COLUMNS`) and, where
+    known, each vehicle's make and model (`vehicles`: same-model cars share capacity ratios)."""
     parse_windows(config.peak_windows)  # a bad window fails before any work
     distinct = charging_readings(readings_frame)
     timeline = plug_timeline(distinct)
     found = find_sessions(timeline)
     measured = session_capacity_estimates(session_readings(distinct, found))
     nominal = nominal_capacity(distinct)
-    sessions = measure_sessions(found, measured, vehicle_capacity(measured, nominal))
+    sessions = measure_sessions(found, measured, vehicle_capacity(measured, nominal, vehicles))
     sessions = sessions.join(session_places(distinct, found), on=["vehicle_id", "plug_id"], how="left")
     sessions = sessions.join(location_types(sessions, config.timezone), on=["vehicle_id", "plug_id"], how="left")
     sessions = sessions.with_columns(
@@ -126,6 +128,16 @@ def load_charging_readings(lake: LakeResource) -> pl.DataFrame:
             .select(CHARGING_READING_COLUMNS).collect())
 
 
+def load_vehicle_models(lake: LakeResource) -> pl.DataFrame:
+    """Each vehicle's make and model, as its deliveries name them (the latest one)."""
+    files = lake_files(lake)["deliveries"]
+    if not files:
+        return pl.DataFrame(schema={"vehicle_id": pl.String, "make": pl.String, "model": pl.String})
+    return (pl.scan_parquet(files).filter(pl.col("make").is_not_null() & pl.col("model").is_not_null())
+            .select("vehicle_id", "make", "model", "delivered_at").collect()
+            .sort("delivered_at").unique("vehicle_id", keep="last").drop("delivered_at"))
+
+
 CHARGING_MARTS = [
     MartSpec("charging_sessions", ("session_id",),
              "One row per charging session: plugged-in and charging times, idle time, SoC, energy into the battery "
@@ -148,4 +160,4 @@ CHARGING_MARTS = [
 @mart_family("charging", CHARGING_MARTS, deps=[readings], config=ChargingConfig)
 def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     """Sessions from the readings, then everything energy teams derive from them."""
-    return charging_marts(load_charging_readings(build.lake), build.config)
+    return charging_marts(load_charging_readings(build.lake), build.config, load_vehicle_models(build.lake))

@@ -45,6 +45,14 @@ MIN_RATE_SPAN_MIN = 10.0
 # Without a rate of charge, the charge is taken to have started (stopped) halfway between
 # the first (last) charging reading and its neighbour, but no more than this many hours away.
 MAX_MIDPOINT_H = 1.0
+# Without an energy counter or power signal, the usable capacity is unknowable from the car:
+# energy is the SoC gain times the nominal capacity, and its uncertainty spans the plausible
+# share of the nominal (gross) capacity that is usable (net capacity and ageing), with the
+# SoC readings' own slack on either end.
+USABLE_SHARE_RANGE = (0.80, 1.00)
+SOC_SLACK_PCT = 1.0
+# A state of health outside this range is flagged in its row (not fatal): implausible.
+PLAUSIBLE_HEALTH_PCT = (60.0, 102.0)
 # Above this average power a session is DC fast charging (DESIGN.md).
 DC_FAST_KW = 22.0
 
@@ -191,35 +199,67 @@ def session_readings(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataF
               / ((t.max() - t.min()).dt.total_microseconds() / 1e6 / 3600.0))
         .otherwise(pl.col("power").mean()).alias("power_mean_kw"),
     )
-    # energy by the power signal between the SoC's first and last charging readings, for
-    # capacity estimates of cars that report power but no energy counter; it needs power
-    # readings at both ends, so that the integral spans exactly the SoC gain
-    power_window = (power.join(soc_stats.select(*key, "soc_first_at", "soc_last_at"), on=key)
-                    .filter((t >= pl.col("soc_first_at")) & (t <= pl.col("soc_last_at")))
-                    .group_by(key).agg(
-                        pl.when((t.min() == pl.col("soc_first_at").first()) & (t.max() == pl.col("soc_last_at").first())
-                                & (pl.len() > 1))
-                        .then(_trapezoid_kwh(t, pl.col("power"))).otherwise(None).alias("power_window_kwh")))
+    intervals = capacity_intervals(distinct, sessions, soc_stats)
     return (sessions.select(key)
             .join(soc_stats, on=key, how="left")
             .join(energy_stats, on=key, how="left")
             .join(power_stats, on=key, how="left")
-            .join(power_window, on=key, how="left"))
+            .join(intervals, on=key, how="left"))
+
+
+# A SoC this close to the session's final SoC may already be where the car stopped.
+FINAL_SOC_MARGIN_PCT = 0.05
+
+
+def capacity_intervals(distinct: pl.DataFrame, sessions: pl.DataFrame, soc_stats: pl.DataFrame) -> pl.DataFrame:
+    """Per session, the energy into the battery and the SoC it added over the intervals between
+    consecutive charging readings in which the car certainly charged all the time: both ends
+    show it charging, the SoC rose, and the later end is still below the session's final SoC.
+    An interval that ends at the final SoC is left out: the car may have reached its limit
+    inside it and stood still for the rest (its power reading is a snapshot from before, and
+    counting it over the whole interval would inflate the capacity). Energy comes from the
+    counter's rise where it reports one at both ends, else from the power signal (trapezoid)."""
+    key = ["vehicle_id", "plug_id"]
+    at = ["vehicle_id", "reading_time"]
+    soc = readings_in_sessions(_series(distinct, "soc_pct", "soc"), sessions, "started_at", "ended_at")
+    points = (soc.join(_series(distinct, "is_charging", "charging").with_columns(pl.col("charging") > 0.5),
+                       on=at, how="left")
+              .join(_series(distinct, "charge_power_kw", "power"), on=at, how="left")
+              .join(_series(distinct, "energy_added_kwh", "counter"), on=at, how="left")
+              .join(soc_stats.select(*key, pl.coalesce("soc_after", "soc_last").alias("soc_final")), on=key,
+                    how="left")
+              .sort(*key, "reading_time"))
+    nxt = {c: pl.col(c).shift(-1).over(key) for c in ("reading_time", "soc", "charging", "power", "counter")}
+    gain = nxt["soc"] - pl.col("soc")
+    hours = (nxt["reading_time"] - pl.col("reading_time")).dt.total_microseconds() / 3.6e9
+    certain = (pl.col("charging").fill_null(False) & nxt["charging"].fill_null(False) & (gain > 0)
+               & (nxt["soc"] < pl.col("soc_final") - FINAL_SOC_MARGIN_PCT))
+    by_counter = certain & pl.col("counter").is_not_null() & nxt["counter"].is_not_null() & (nxt["counter"] >= pl.col("counter"))
+    by_power = certain & (pl.col("power") > 0) & (nxt["power"] > 0)
+    return (points.with_columns(
+        pl.when(by_counter).then(nxt["counter"] - pl.col("counter")).alias("_counter_kwh"),
+        pl.when(by_counter).then(gain).alias("_counter_gain"),
+        pl.when(by_power).then(hours * (pl.col("power") + nxt["power"]) / 2.0).alias("_power_kwh"),
+        pl.when(by_power).then(gain).alias("_power_gain"))
+        .group_by(key).agg(
+            pl.col("_counter_kwh").sum().alias("interval_counter_kwh"),
+            pl.col("_counter_gain").sum().alias("interval_counter_soc_gain"),
+            pl.col("_power_kwh").sum().alias("interval_power_kwh"),
+            pl.col("_power_gain").sum().alias("interval_power_soc_gain")))
 
 
 def session_capacity_estimates(measured: pl.DataFrame) -> pl.DataFrame:
-    """Usable capacity (kWh) from each session whose SoC rose enough between its first and
-    last charging readings: the energy into the battery over that stretch (energy counter,
-    else the power signal integrated) divided by the SoC gain."""
-    soc_gain = pl.col("soc_last") - pl.col("soc_first")
-    counter_aligned = ((pl.col("counter_first_at") == pl.col("soc_first_at"))
-                       & (pl.col("counter_last_at") == pl.col("soc_last_at")))
-    energy = (pl.when(counter_aligned).then(pl.col("counter_last_kwh") - pl.col("counter_first_kwh"))
-              .otherwise(pl.col("power_window_kwh")))
-    enough = (soc_gain >= CAPACITY_MIN_SOC_GAIN_PCT) & energy.is_not_null()
+    """Usable capacity (kWh) from each session whose certain charging intervals
+    (`capacity_intervals`) added enough SoC: their energy into the battery over their SoC
+    gain. The energy counter is preferred; the power signal serves cars without one."""
+    c = pl.col
+    counter_ok = c("interval_counter_soc_gain") >= CAPACITY_MIN_SOC_GAIN_PCT
+    power_ok = c("interval_power_soc_gain") >= CAPACITY_MIN_SOC_GAIN_PCT
     return measured.with_columns(
-        pl.when(enough).then(energy / soc_gain * 100.0).otherwise(None).alias("capacity_estimate_kwh"),
-        pl.when(enough).then(pl.when(counter_aligned).then(pl.lit("energy_added")).otherwise(pl.lit("power_signal")))
+        pl.when(counter_ok).then(c("interval_counter_kwh") / c("interval_counter_soc_gain") * 100.0)
+        .when(power_ok).then(c("interval_power_kwh") / c("interval_power_soc_gain") * 100.0)
+        .otherwise(None).alias("capacity_estimate_kwh"),
+        pl.when(counter_ok).then(pl.lit("energy_added")).when(power_ok).then(pl.lit("power_signal"))
         .otherwise(None).alias("capacity_basis"))
 
 
@@ -236,8 +276,10 @@ def battery_health(sessions: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFram
             .join(nominal, on="vehicle_id", how="left")
             .with_columns((pl.col("estimated_capacity_kwh") / pl.col("nominal_capacity_kwh") * 100.0)
                           .alias("state_of_health_pct"))
+            .with_columns(pl.when(~pl.col("state_of_health_pct").is_between(*PLAUSIBLE_HEALTH_PCT))
+                          .then(pl.lit("implausible")).otherwise(None).alias("health_flag"))
             .select("vehicle_id", "month", "estimated_capacity_kwh", "state_of_health_pct", "nominal_capacity_kwh",
-                    "sessions_used", "sessions", "capacity_basis")
+                    "sessions_used", "sessions", "capacity_basis", "health_flag")
             .sort("vehicle_id", "month"))
 
 
@@ -254,8 +296,9 @@ def _midpoint_h(gap_h: pl.Expr) -> pl.Expr:
 def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: pl.DataFrame) -> pl.DataFrame:
     """Energy, SoC, power and the estimated charging interval of each session.
 
-    `capacity` has `vehicle_id, capacity_kwh, capacity_source` (the usable capacity to turn
-    SoC points into energy, and where it came from).
+    `capacity` has `vehicle_id, capacity_kwh, capacity_source, share_low, share_high` (the
+    usable capacity to turn SoC points into energy, where it came from, and the range of it
+    that the energy's low and high estimates use).
 
     The charge began between the reading before the first charging one and that reading,
     and stopped between the last charging reading and the one after. Where a rate of
@@ -270,12 +313,20 @@ def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: p
     soc_start = pl.coalesce(c("soc_before"), c("soc_first"))
     soc_end = pl.coalesce(c("soc_after"), c("soc_last"))
     soc_energy = ((soc_end - soc_start).clip(lower_bound=0.0) / 100.0 * c("capacity_kwh"))
+    soc_gain = (soc_end - soc_start).clip(lower_bound=0.0)
+    low_share, high_share = c("share_low").fill_null(1.0), c("share_high").fill_null(1.0)
     frame = frame.with_columns(
         soc_start.alias("soc_start_pct"), soc_end.alias("soc_end_pct"),
         pl.coalesce(c("counter_kwh"), soc_energy).alias("energy_added_kwh"),
         pl.when(c("counter_kwh").is_not_null()).then(pl.lit("energy_added"))
         .when(soc_energy.is_not_null()).then(pl.lit("soc_x_") + c("capacity_source"))
         .otherwise(None).alias("energy_source"),
+        # the range the energy lies in: the counter is exact; SoC × capacity carries the SoC
+        # readings' slack and, on the nominal capacity, the plausible usable share
+        pl.coalesce(c("counter_kwh"), (soc_gain - SOC_SLACK_PCT).clip(lower_bound=0.0) / 100.0
+                    * c("capacity_kwh") * low_share).alias("energy_low_kwh"),
+        pl.coalesce(c("counter_kwh"), (soc_gain + SOC_SLACK_PCT) / 100.0 * c("capacity_kwh") * high_share)
+        .alias("energy_high_kwh"),
     )
     # cumulative energy at the first and last charging readings
     at_first = pl.coalesce(
@@ -315,24 +366,48 @@ def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: p
     ).drop("_at_first", "_at_last", "_rate")
 
 
-def vehicle_capacity(estimates: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFrame:
+def vehicle_capacity(estimates: pl.DataFrame, nominal: pl.DataFrame,
+                     vehicles: pl.DataFrame | None = None) -> pl.DataFrame:
     """The usable capacity that turns a vehicle's SoC points into energy: the median of its
-    sessions' estimates where it has any, else its nominal capacity."""
+    sessions' estimates where it has any; else, where other cars of the same make and model
+    (`vehicles`: vehicle_id, make, model) measured theirs, its nominal capacity times their
+    median usable/nominal ratio (`model_ratio`, with the ratios' range); else its nominal
+    capacity."""
     estimated = (estimates.filter(pl.col("capacity_estimate_kwh").is_not_null())
                  .group_by("vehicle_id").agg(pl.col("capacity_estimate_kwh").median().alias("estimated_kwh")))
-    vehicles = pl.concat([estimated.select("vehicle_id"), nominal.select("vehicle_id")]).unique()
-    return (vehicles.join(estimated, on="vehicle_id", how="left").join(nominal, on="vehicle_id", how="left")
-            .select("vehicle_id",
-                    pl.coalesce("estimated_kwh", "nominal_capacity_kwh").alias("capacity_kwh"),
-                    pl.when(pl.col("estimated_kwh").is_not_null()).then(pl.lit("estimated_capacity"))
-                    .otherwise(pl.lit("nominal_capacity")).alias("capacity_source")))
+    frame = (pl.concat([estimated.select("vehicle_id"), nominal.select("vehicle_id")]).unique()
+             .join(estimated, on="vehicle_id", how="left").join(nominal, on="vehicle_id", how="left"))
+    if vehicles is not None and not vehicles.is_empty():
+        models = vehicles.select("vehicle_id", "make", "model").unique("vehicle_id")
+        ratios = (frame.join(models, on="vehicle_id")
+                  .filter(pl.col("estimated_kwh").is_not_null() & pl.col("nominal_capacity_kwh").is_not_null())
+                  .with_columns((pl.col("estimated_kwh") / pl.col("nominal_capacity_kwh")).alias("ratio"))
+                  .group_by("make", "model")
+                  .agg(pl.col("ratio").median().alias("model_ratio"), pl.col("ratio").min().alias("ratio_low"),
+                       pl.col("ratio").max().alias("ratio_high")))
+        frame = frame.join(models, on="vehicle_id", how="left").join(ratios, on=["make", "model"], how="left")
+    else:
+        frame = frame.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("model_ratio", "ratio_low", "ratio_high"))
+    by_model = pl.col("estimated_kwh").is_null() & pl.col("model_ratio").is_not_null()
+    return frame.select(
+        "vehicle_id",
+        pl.coalesce("estimated_kwh", pl.col("nominal_capacity_kwh") * pl.col("model_ratio"),
+                    "nominal_capacity_kwh").alias("capacity_kwh"),
+        pl.when(pl.col("estimated_kwh").is_not_null()).then(pl.lit("estimated_capacity"))
+        .when(by_model).then(pl.lit("model_ratio"))
+        .otherwise(pl.lit("nominal_capacity")).alias("capacity_source"),
+        # the share of the capacity above that the energy range spans (1 where it is the car's own)
+        pl.when(by_model).then(pl.col("ratio_low") / pl.col("model_ratio"))
+        .when(pl.col("estimated_kwh").is_null()).then(USABLE_SHARE_RANGE[0]).otherwise(1.0).alias("share_low"),
+        pl.when(by_model).then(pl.col("ratio_high") / pl.col("model_ratio"))
+        .when(pl.col("estimated_kwh").is_null()).then(USABLE_SHARE_RANGE[1]).otherwise(1.0).alias("share_high"))
 
 
-def charging_sessions(readings: pl.DataFrame) -> pl.DataFrame:
+def charging_sessions(readings: pl.DataFrame, vehicles: pl.DataFrame | None = None) -> pl.DataFrame:
     """All sessions with their times, SoC, energy and power, from readings (long format:
     vehicle_id, reading_time, metric, component, value)."""
     distinct = charging_readings(readings)
     sessions = find_sessions(plug_timeline(distinct))
     measured = session_capacity_estimates(session_readings(distinct, sessions))
-    capacity = vehicle_capacity(measured, nominal_capacity(distinct))
+    capacity = vehicle_capacity(measured, nominal_capacity(distinct), vehicles)
     return measure_sessions(sessions, measured, capacity)

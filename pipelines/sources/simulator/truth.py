@@ -83,7 +83,7 @@ class TruthBuilder:
 
     # -- output -----------------------------------------------------------------------
     def write(self, sessions: list, rng: np.random.Generator, out: Path) -> dict:
-        fleet, cfg = self.fleet, self.cfg
+        fleet = self.fleet
         out = Path(out)
         vehicle_ids = fleet.vehicle_id.astype(object)
         clean = np.ones(fleet.n, dtype=bool)
