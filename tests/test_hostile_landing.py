@@ -187,7 +187,7 @@ def test_poison_files_are_quarantined_and_everything_else_is_ingested_exactly(da
 
     # Nothing from outside landing reached the lake, not even its quarantine.
     for table in ("raw/deliveries", "quarantine/deliveries", "quarantine/files"):
-        text = lake_table(data_dir, *table.split("/")).write_csv()
+        text = lake_table(data_dir, *table.split("/")).write_ndjson()
         assert "secret" not in text and "hidden-car" not in text and "fifo" not in text
 
     # The valid fleet is untouched: exactly what a landing of it alone gives.
