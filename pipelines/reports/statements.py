@@ -30,6 +30,8 @@ from pathlib import Path
 
 import duckdb
 
+from storage.errors import UserError
+
 DIGEST_FORM = "fleetlake-odometer-evidence/1"
 VERIFICATION_COLUMNS = [
     "vehicle_id", "period_start", "period_end", "odometer_start_km", "odometer_end_km", "distance_km",
@@ -43,7 +45,7 @@ EVIDENCE_COLUMNS = [
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-class StatementError(ValueError):
+class StatementError(UserError):
     """Input a statement cannot be made for (the message says why)."""
 
 
