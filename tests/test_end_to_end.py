@@ -80,7 +80,7 @@ def test_vehicles_mart_knows_every_vehicle_and_its_powertrain(default_fleet):
     joined = exact_join(expected, got, on=["vehicle_id"])
     assert joined.height == expected.height == 50
     assert joined.filter(pl.col("powertrain") != pl.col("powertrain_mart")).is_empty()
-    assert joined.select(pl.col("make", "model", "powertrain_mart").null_count().sum_horizontal()).item() == 0
+    assert joined.select(pl.sum_horizontal(pl.col("make", "model", "powertrain_mart").null_count())).item() == 0
     assert (joined["make"] == joined["make_mart"]).all() and (joined["model"] == joined["model_mart"]).all()
     nominal = truth(default_fleet, "vehicles").select("vehicle_id", "nominal_capacity_kwh")
     capacities = got.join(nominal, on="vehicle_id").filter(pl.col("nominal_capacity_kwh").is_not_null())
