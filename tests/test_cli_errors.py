@@ -153,3 +153,17 @@ def test_a_user_mistake_in_a_real_process_exits_2_without_a_traceback(tmp_path, 
     assert done.returncode == 2, done.stderr
     assert f"fleetlake {argv[0]}: error: " in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_user_mistake_found_inside_the_build_exits_2(data_dir, capsys, monkeypatch):
+    import assets.raw
+    from deliveries import delivery, write_landing
+
+    def refuse(*args, **kwargs):
+        raise UserError("landing/a.ndjson is not yours to read")
+
+    monkeypatch.setattr(assets.raw, "write_batch", refuse)  # any layer may raise it
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    write_landing(data_dir / "landing/a.ndjson", [delivery("a")])
+    err = user_mistake(["--data-dir", str(data_dir), "run"], capsys)
+    assert "fleetlake run: error: landing/a.ndjson is not yours to read" in err
