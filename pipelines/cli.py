@@ -58,10 +58,10 @@ def _usable_data_dir(data_dir: str) -> None:
 
 
 def cmd_run(args) -> int:
+    _existing_data_dir(args.data_dir)  # before the imports, which take seconds
     from pipelines.build import build_everything, instance_for_cli
     from pipelines.definitions import build_definitions
 
-    _existing_data_dir(args.data_dir)
     defs = build_definitions(_resources(args.data_dir))
     # Dagster's own log shows with -v; without it, the report below says what failed (and a
     # failed check is no reason for a traceback on the terminal).

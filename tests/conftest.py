@@ -35,8 +35,11 @@ def definitions_on(data_dir: Path):
 
 
 def build(data_dir: Path) -> BuildReport:
-    """What `fleetlake run` does, on a temporary data dir."""
-    return build_everything(definitions_on(data_dir))
+    """What `fleetlake run` does, on a temporary data dir. A step that fails (other than by
+    a check) is reported, not raised, by the build: here it fails the test."""
+    report = build_everything(definitions_on(data_dir))
+    assert not report.errors, report.errors
+    return report
 
 
 def mart(data_dir: Path, table: str, order: str | None = None) -> pl.DataFrame:

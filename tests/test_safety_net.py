@@ -14,7 +14,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from conftest import build, lake_table
+from conftest import build, definitions_on, lake_table
 from deliveries import delivery, odometer, signal, write_landing
 
 import assets.raw
@@ -23,6 +23,7 @@ from assets.marts.mileage.odometer import TOLERANCE_KM, assess_odometer
 from assets.normalize import normalize_signals
 from assets.parsing import RawBatch, parse_lines, read_landing_lines
 from assets.raw import ingest_landing
+from pipelines.build import build_everything
 from pipelines.cli import main as fleetlake
 from quality.accounting import batch_accounting, signal_accounting
 from quality.gx_validation import validate
@@ -353,7 +354,7 @@ def test_a_step_that_fails_is_reported_as_an_error_not_raised(data_dir, monkeypa
 
     monkeypatch.setattr(assets.raw, "write_batch", broken)
     landing_with_a_bad_line(data_dir)
-    report = build(data_dir)
+    report = build_everything(definitions_on(data_dir))
     assert not report.ok and report.failed_checks == []
     assert report.errors == ["step raw_deliveries failed: OSError: disk full"]
 
