@@ -11,6 +11,7 @@ from datetime import date
 import dagster as dg
 
 from assets.readings import stale_days
+from storage.errors import UserError
 from storage.partitions import reading_days
 from storage.resources import LakeResource
 
@@ -24,12 +25,13 @@ class BuildReport:
     stages: list[str] = field(default_factory=list)
     days_rebuilt: list[date] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # steps that failed for another reason
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, dict] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.failed_checks
+        return not self.failed_checks and not self.errors
 
 
 def instance_for_cli() -> dg.DagsterInstance:
@@ -38,14 +40,38 @@ def instance_for_cli() -> dg.DagsterInstance:
     return dg.DagsterInstance.get() if os.getenv("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
 
 
+def _causes(error) -> list:
+    """A Dagster error and the errors under it (Dagster wraps what user code raised)."""
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause
+    return chain
+
+
+def _step_failures(result, report: BuildReport) -> None:
+    """Steps that failed other than by a blocking check (which `failed_checks` names): a
+    user's mistake raised in any layer is raised again as itself; anything else becomes
+    an error of the report."""
+    for event in result.get_step_failure_events():
+        chain = _causes(event.event_specific_data.error)
+        names = [e.cls_name for e in chain]
+        if "DagsterAssetCheckFailedError" in names:
+            continue
+        if "UserError" in names:  # its message reads "storage.errors.UserError: what to do"
+            raise UserError(chain[names.index("UserError")].message.split(": ", 1)[-1].strip())
+        report.errors.append(f"step {event.step_key} failed: {chain[-1].message.strip()}")
+
+
 def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: BuildReport,
          log_level: str, **kwargs) -> bool:
-    # A failed blocking check fails its step: keep the result to report it, and raise only
-    # when a step failed for another reason (the work could not be done).
+    # raise_on_error=False: a failed blocking check (or step) is reported with the counts
+    # of what did run, not raised past the report.
     result = defs.resolve_job_def(job).execute_in_process(
         instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}, **kwargs)
     report.stages.append(job)
+    _step_failures(result, report)
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         if not evaluation.passed:
@@ -57,9 +83,8 @@ def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: B
         materialization = event.event_specific_data.materialization
         report.metadata[materialization.asset_key.to_user_string()] = {
             k: v.value for k, v in materialization.metadata.items() if not isinstance(v, dg.MarkdownMetadataValue)}
-    if not result.success and report.ok:
-        failure = next(e for e in result.all_events if e.is_step_failure)
-        raise RuntimeError(f"{job}: step {failure.step_key} failed: {failure.step_failure_data.error.to_string()}")
+    if not result.success and report.ok:  # failed in a way no event above explains
+        report.errors.append(f"{job} did not succeed")
     return report.ok
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from datetime import date
 from pathlib import Path
+
+from storage.errors import UserError
 
 
 def _resources(data_dir: str) -> dict:
@@ -31,16 +34,39 @@ def _print_report(report, data_dir: str) -> None:
         print(f"warning: {warning}")
     for name in report.failed_checks:
         print(f"FAILED: critical check {name}; the build stopped here. See {data_dir}/lake/quality/", file=sys.stderr)
+    for error in report.errors:
+        print(f"FAILED: {error}", file=sys.stderr)
     if report.ok:
         print(f"warehouse: {Path(data_dir) / 'warehouse.duckdb'} (schema marts)")
 
 
+def _existing_data_dir(data_dir: str) -> None:
+    """The data directory must be there (and be a directory) before anything reads it."""
+    path = Path(data_dir)
+    if not path.exists():
+        raise UserError(f"no data directory at {path}: give --data-dir or FLEETLAKE_DATA_DIR "
+                        "(`fleetlake demo` or `fleetlake simulate` creates one)")
+    _usable_data_dir(data_dir)
+
+
+def _usable_data_dir(data_dir: str) -> None:
+    """A data directory that exists must be a directory Fleetlake can read and write."""
+    path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"the data directory {path} is not a directory")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise UserError(f"the data directory {path} cannot be read and written by this user")
+
+
 def cmd_run(args) -> int:
+    _existing_data_dir(args.data_dir)  # before the imports, which take seconds
     from pipelines.build import build_everything, instance_for_cli
     from pipelines.definitions import build_definitions
 
     defs = build_definitions(_resources(args.data_dir))
-    report = build_everything(defs, instance_for_cli(), log_level="INFO" if args.verbose else "WARNING")
+    # Dagster's own log shows with -v; without it, the report below says what failed (and a
+    # failed check is no reason for a traceback on the terminal).
+    report = build_everything(defs, instance_for_cli(), log_level="INFO" if args.verbose else "CRITICAL")
     _print_report(report, args.data_dir)
     return 0 if report.ok else 1
 
@@ -48,8 +74,12 @@ def cmd_run(args) -> int:
 def cmd_simulate(args) -> int:
     from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
-    config = SimulationConfig(seed=args.seed, vehicles=args.vehicles, days=args.days, start=args.start,
-                              interval_minutes=args.interval)
+    _usable_data_dir(args.data_dir)
+    try:
+        config = SimulationConfig(seed=args.seed, vehicles=args.vehicles, days=args.days, start=args.start,
+                                  interval_minutes=args.interval)
+    except ValueError as error:  # the options' other limits, as the simulator states them
+        raise UserError(f"bad simulation option: {error}") from None
     data_dir = Path(args.data_dir)
     summary = simulate_fleet(config, landing_dir=data_dir / "landing", truth_dir=data_dir / "ground_truth")
     print(f"simulated {config.vehicles} vehicles × {config.days} days at {config.interval_minutes} min: "
@@ -68,11 +98,7 @@ def cmd_maintenance(args) -> int:
     from pipelines.reports.maintenance import attention_table, needing_attention, read_forecast
     from storage.resources import WarehouseResource
 
-    try:
-        forecast = read_forecast(WarehouseResource(data_dir=args.data_dir))
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    forecast = read_forecast(WarehouseResource(data_dir=args.data_dir))
     due = needing_attention(forecast, args.due_within)
     print(attention_table(due) if due.height else f"nothing needs attention within {args.due_within:g} days")
     return 0
@@ -85,22 +111,43 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def _whole(low: int, high: int | None = None):
+    """An argparse type: a whole number from `low` (to `high`)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {limits}: {text!r}")
+        return value
+    return parse
+
+
+def _days(text: str) -> float:
+    """A non-negative number of days (fractions allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of days, 0 or more: {text!r}")
+    return value
+
+
 def cmd_mileage(args) -> int:
     from storage.resources import WarehouseResource
-    from pipelines.reports.statements import (
-        StatementError, known_vehicles, mileage_statement, vehicle_label, write_statement,
-    )
+    from pipelines.reports.statements import known_vehicles, mileage_statement, vehicle_label, write_statement
     from storage.files import inside
 
-    try:
-        with WarehouseResource(data_dir=args.data_dir).connect(read_only=True) as con:
-            vehicles = sorted(known_vehicles(con)) if args.all else args.vehicle_ids
-            statement = mileage_statement(con, vehicles, args.start, args.end)
-    except (StatementError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.all and args.vehicle_ids:
+        raise UserError("give vehicle ids or --all, not both")
+    with WarehouseResource(data_dir=args.data_dir).connect(read_only=True) as con:
+        vehicles = sorted(known_vehicles(con)) if args.all else args.vehicle_ids
+        statement = mileage_statement(con, vehicles, args.start, args.end)
     label = "all" if args.all else vehicle_label(vehicles[0]) if len(vehicles) == 1 else f"{len(vehicles)}-vehicles"
-    # The default name is never a path built from data: see vehicle_label, and it must stay in statements/.
+    # The default name is never a path built from data (see vehicle_label), and it stays in statements/.
     statements = Path(args.data_dir) / "statements"
     stem = Path(args.output) if args.output else inside(statements, statements / f"mileage-{args.start}-{args.end}-{label}")
     for path in write_statement(statement, stem):
@@ -121,8 +168,7 @@ def cmd_check_statement(args) -> int:
         document = json.loads(Path(args.statement).read_text())
         altered = check_statement(document)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        print(f"error: not a readable mileage statement: {args.statement} ({error})", file=sys.stderr)
-        return 2
+        raise UserError(f"not a readable mileage statement: {args.statement} ({error})") from None
     for vehicle_id in altered:
         print(f"ALTERED: the evidence of {vehicle_id} does not match its sha256", file=sys.stderr)
     if not altered:
@@ -134,20 +180,15 @@ def cmd_pull(args) -> int:
     """One pull round from Smartcar into landing; exit 1 when Smartcar refuses the credentials."""
     from pipelines.sources.smartcar.client import CredentialsRejected, SmartcarError
     from pipelines.sources.smartcar.pull import pull_round
-    from pipelines.sources.smartcar.resource import SecretsError, SmartcarResource
+    from pipelines.sources.smartcar.resource import SmartcarResource
     from storage.layout import SmartcarLayout
     from storage.resources import LakeResource
 
     if args.min_interval < 0:
-        print("error: --min-interval must be 0 or more minutes", file=sys.stderr)
-        return 2
+        raise UserError("--min-interval must be 0 or more minutes")
     lake = LakeResource(data_dir=args.data_dir)
-    try:
-        smartcar = SmartcarResource.from_environment().process_config_and_initialize()
-        client = smartcar.client()
-    except SecretsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    smartcar = SmartcarResource.from_environment().process_config_and_initialize()  # SecretsError is a UserError
+    client = smartcar.client()
     try:
         report = pull_round(client, lake.landing, SmartcarLayout(lake), smartcar.limits(args.min_interval),
                             smartcar.bucket())
@@ -168,13 +209,9 @@ def cmd_pull(args) -> int:
 def cmd_serve(args) -> int:
     """The webhook receiver on uvicorn, until interrupted."""
     from pipelines.sources.smartcar.receiver import serve
-    from pipelines.sources.smartcar.resource import SecretsError, SmartcarResource
+    from pipelines.sources.smartcar.resource import SmartcarResource
 
-    try:
-        key = SmartcarResource.from_environment().process_config_and_initialize().webhook_key()
-    except SecretsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    key = SmartcarResource.from_environment().process_config_and_initialize().webhook_key()  # SecretsError: exit 2
     print(f"receiving Smartcar webhooks on http://{args.host}:{args.port}/ (and /webhooks/smartcar) "
           f"into {Path(args.data_dir) / 'landing'}", flush=True)
     serve(Path(args.data_dir) / "landing", key, host=args.host, port=args.port)
@@ -193,7 +230,7 @@ def parser() -> argparse.ArgumentParser:
 
     maintenance = commands.add_parser("maintenance", help="list what needs maintenance, soonest first "
                                       "(reads the warehouse, read-only)")
-    maintenance.add_argument("--due-within", type=float, default=30.0, metavar="DAYS",
+    maintenance.add_argument("--due-within", type=_days, default=30.0, metavar="DAYS",
                              help="due within this many days of each vehicle's latest reading, or a "
                                   "fault found (default 30)")
     maintenance.set_defaults(func=cmd_maintenance)
@@ -234,19 +271,26 @@ def parser() -> argparse.ArgumentParser:
         ("demo", cmd_demo, "simulate a demo fleet into landing, then build everything"),
     ]:
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("--vehicles", type=int, default=50)
-        sub.add_argument("--days", type=int, default=30)
-        sub.add_argument("--interval", type=int, default=15, help="minutes between readings")
-        sub.add_argument("--seed", type=int, default=7)
-        sub.add_argument("--start", type=date.fromisoformat, default=date(2026, 9, 1), help="first day (UTC)")
+        sub.add_argument("--vehicles", type=_whole(1), default=50)
+        sub.add_argument("--days", type=_whole(1), default=30)
+        sub.add_argument("--interval", type=_whole(1, 720), default=15, help="minutes between readings (1-720)")
+        sub.add_argument("--seed", type=_whole(0), default=7)
+        sub.add_argument("--start", type=_day, default=date(2026, 9, 1), help="first day (UTC, YYYY-MM-DD)")
         sub.set_defaults(func=func)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit statuses: 0 done (warnings and failed non-blocking checks are reported); 1 a
+    blocking check failed or the work could not be done; 2 a user mistake (argparse's own
+    errors exit 2 as well)."""
     args = parser().parse_args(argv)
     os.environ["FLEETLAKE_DATA_DIR"] = args.data_dir
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"fleetlake {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

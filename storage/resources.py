@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 
 from storage.files import inside
+from storage.errors import UserError
 
 DEFAULT_DATA_DIR = "data"
 
@@ -63,7 +64,7 @@ class WarehouseResource(dg.ConfigurableResource):
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if read_only and not self.path.exists():
-            raise FileNotFoundError(f"no warehouse at {self.path}: run `fleetlake run` first")
+            raise UserError(f"no warehouse at {self.path}: run `fleetlake run` first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s
         while True:

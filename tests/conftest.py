@@ -12,6 +12,17 @@ from pipelines.definitions import build_definitions  # noqa: E402
 from storage.resources import LakeResource, WarehouseResource  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """Mark tests by the fixtures they use, so that the fast unit tests can be selected
+    (`-m "not fleet and not pipeline"`, as mutation testing does)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "default_fleet" in fixtures:
+            item.add_marker(pytest.mark.fleet)
+        if "data_dir" in fixtures:
+            item.add_marker(pytest.mark.pipeline)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     (tmp_path / "landing").mkdir()
@@ -24,8 +35,11 @@ def definitions_on(data_dir: Path):
 
 
 def build(data_dir: Path) -> BuildReport:
-    """What `fleetlake run` does, on a temporary data dir."""
-    return build_everything(definitions_on(data_dir))
+    """What `fleetlake run` does, on a temporary data dir. A step that fails (other than by
+    a check) is reported, not raised, by the build: here it fails the test."""
+    report = build_everything(definitions_on(data_dir))
+    assert not report.errors, report.errors
+    return report
 
 
 def mart(data_dir: Path, table: str, order: str | None = None) -> pl.DataFrame:

@@ -92,12 +92,14 @@ def test_plugged_in_asleep_waiting_for_a_scheduled_start_counts_as_idle_time():
     # plugged in at 19:00, asleep (a reading every two hours), charging from 00:00
     plug = MONDAY.replace(hour=19)
     deliveries = ac_session(plug, plug_wait_min=300)
-    deliveries[1:1] = [snap(plug + timedelta(hours=h), place=HOME, charging=0, plugged=1, soc=30.0, odo=1000.0,
-                            energy=5.5) for h in (2, 4)]
+    # until the charge starts, the counter still shows the last session's 45 kWh: more than
+    # this one adds, so counting it would show
+    deliveries[0:1] = [snap(plug + timedelta(hours=h), place=HOME, charging=0, plugged=1, soc=30.0, odo=1000.0,
+                            energy=45.0) for h in (0, 2, 4)]
     s = charging_sessions(frame(*deliveries)).row(0, named=True)
     assert s["plugged_in_at"] == plug
     assert s["started_at"] == plug + timedelta(minutes=301)
-    assert s["energy_added_kwh"] == pytest.approx(30.0, abs=0.01)  # the stale 5.5 kWh before the start is ignored
+    assert s["energy_added_kwh"] == pytest.approx(30.0, abs=0.01)  # the stale 45 kWh before the start is ignored
 
 
 def test_plugged_in_but_never_charging_is_no_session():

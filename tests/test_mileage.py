@@ -298,8 +298,9 @@ def test_fleetlake_mileage_explains_bad_input(warehouse, capsys, monkeypatch):
     assert "unknown vehicles: ghost, nobody" in capsys.readouterr().err
     assert fleetlake([*base, "clean", "--from", "2026-09-30", "--to", "2026-09-01"]) == 2
     assert "the period starts after it ends: 2026-09-30 > 2026-09-01" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exited:
         fleetlake([*base, "clean", "--from", "September", "--to", "2026-09-01"])
+    assert exited.value.code == 2
     assert "not a date (YYYY-MM-DD): 'September'" in capsys.readouterr().err
     assert fleetlake(["--data-dir", str(warehouse / "nowhere"), "mileage", "clean", "--from", "2026-09-01",
                       "--to", "2026-09-30"]) == 2
@@ -347,9 +348,11 @@ def _monthly_truth(fleet: Path) -> pl.DataFrame:
 
 def test_clean_vehicle_months_are_verified_within_half_a_percent_of_the_truth(default_fleet):
     clean = truth(default_fleet, "vehicles").filter("clean_odometer").select("vehicle_id")
-    compared = (mart(default_fleet, "mileage_verification").join(clean, on="vehicle_id")
-                .join(_monthly_truth(default_fleet), on=["vehicle_id", "period_start"], how="left")
-                .with_columns(error=(pl.col("distance_km") / pl.col("true_km") - 1).abs()))
+    months = mart(default_fleet, "mileage_verification").join(clean, on="vehicle_id")
+    true = _monthly_truth(default_fleet).join(clean, on="vehicle_id")
+    key = ["vehicle_id", "period_start"]
+    assert months.join(true, on=key, how="anti").is_empty() and true.join(months, on=key, how="anti").is_empty()
+    compared = months.join(true, on=key).with_columns(error=(pl.col("distance_km") / pl.col("true_km") - 1).abs())
     assert compared.height >= 30 and compared["true_km"].null_count() == 0
     worst = compared["error"].max()
     print(f"\nworst clean vehicle-month error: {worst:.4%} over {compared.height} vehicle-months")

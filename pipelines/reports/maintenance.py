@@ -6,6 +6,7 @@ import duckdb
 import polars as pl
 
 from assets.marts.maintenance.rules import URGENCIES
+from storage.errors import UserError
 from storage.resources import WarehouseResource
 
 
@@ -24,12 +25,12 @@ def needing_attention(forecast: pl.DataFrame, within_days: float) -> pl.DataFram
 
 def read_forecast(warehouse: WarehouseResource) -> pl.DataFrame:
     """`marts.maintenance_forecast` from the warehouse (a WarehouseResource), read-only.
-    Raises FileNotFoundError with what to do when there is no warehouse or no forecast yet."""
+    Raises UserError with what to do when there is no warehouse or no forecast yet."""
     with warehouse.connect(read_only=True) as con:
         try:
             return con.sql("SELECT * FROM marts.maintenance_forecast").pl()
         except duckdb.CatalogException:
-            raise FileNotFoundError(f"no marts.maintenance_forecast in {warehouse.path}: "
+            raise UserError(f"no marts.maintenance_forecast in {warehouse.path}: "
                                     "run `fleetlake run` first") from None
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import duckdb
 
+from storage.errors import UserError
+
 DIGEST_FORM = "fleetlake-odometer-evidence/1"
 VERIFICATION_COLUMNS = [
     "vehicle_id", "period_start", "period_end", "odometer_start_km", "odometer_end_km", "distance_km",
@@ -58,7 +60,7 @@ def vehicle_label(vehicle_id: str) -> str:
     return "vehicle." + hashlib.sha256(vehicle_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
-class StatementError(ValueError):
+class StatementError(UserError):
     """Input a statement cannot be made for (the message says why)."""
 
 

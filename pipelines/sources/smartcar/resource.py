@@ -15,6 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from storage.errors import UserError
+
 from pipelines.sources.smartcar.client import (DEFAULT_IAM_ORIGIN, DEFAULT_VEHICLE_API_ORIGIN, Credentials,
                                                RetryPolicy, SmartcarClient)
 from pipelines.sources.smartcar.limits import Limits, RequestBucket
@@ -22,7 +24,7 @@ from pipelines.sources.smartcar.limits import Limits, RequestBucket
 SECRET_NAMES = ("SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET", "SMARTCAR_MANAGEMENT_TOKEN")
 
 
-class SecretsError(Exception):
+class SecretsError(UserError):
     """Configuration is missing or unsafe; the message names what, never a value."""
 
 
