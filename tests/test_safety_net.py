@@ -17,7 +17,8 @@ from conftest import build, definitions_on, lake_table
 from deliveries import delivery, odometer, write_landing
 
 import assets.raw
-from assets.marts.mileage.assets import write_mileage_verification, write_odometer_readings
+from assets.marts.mileage.assets import create_mileage_macros, monthly_verification_sql
+from assets.marts.warehouse_io import replace_table, replace_table_from_frame
 from assets.marts.mileage.odometer import TOLERANCE_KM, assess_odometer
 from assets.normalize import normalize_signals
 from assets.parsing import RawBatch, parse_lines, read_landing_lines
@@ -149,8 +150,10 @@ def mileage_warehouse(tmp_path_factory) -> Path:
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
         con.execute("CREATE SCHEMA marts")
         con.execute("CREATE TABLE marts.vehicles AS SELECT unnest(['whole', 'late']) AS vehicle_id")
-        write_odometer_readings(con, assess_odometer(readings).readings)
-        write_mileage_verification(con)
+        assessed = assess_odometer(readings).readings
+        replace_table_from_frame(con, "odometer_readings", assessed.sort("vehicle_id", "reading_time"))
+        create_mileage_macros(con)
+        replace_table(con, "mileage_verification", monthly_verification_sql())
     return root
 
 
