@@ -316,8 +316,9 @@ def lose_quarantined_lines(monkeypatch) -> None:
     """A bug in ingest: quarantined lines are not stored (the landed-lines check must see it)."""
     write_batch = assets.raw.write_batch
 
-    def lossy(layout, batch: RawBatch, manifest: dict) -> dict:
-        return write_batch(layout, RawBatch(**{**batch.__dict__, "quarantine": batch.quarantine.head(0)}), manifest)
+    def lossy(layout, batch: RawBatch, manifest: dict, *args, **kwargs) -> dict:
+        lost = RawBatch(**{**batch.__dict__, "quarantine": batch.quarantine.head(0)})
+        return write_batch(layout, lost, manifest, *args, **kwargs)
 
     monkeypatch.setattr(assets.raw, "write_batch", lossy)
 
