@@ -166,7 +166,3 @@ def mart_family(name: str, marts: Sequence[MartSpec], *, deps: Sequence, config:
     def declare(fn: Callable) -> dg.AssetsDefinition:
         return _define(name, marts, deps, fn, config, set(kinds), " ".join((fn.__doc__ or "").split()))
     return declare
-
-
-def is_mart(asset: dg.AssetsDefinition) -> bool:
-    return any(key.path[0] == MART_GROUP for key in asset.keys)
