@@ -12,12 +12,6 @@ from pipelines.sources.smartcar.asset import smartcar_pull, smartcar_pull_job, s
 from pipelines.sources.smartcar.resource import SmartcarResource
 from storage.resources import LakeResource, WarehouseResource, data_dir_setting
 
-marts_schedule = dg.ScheduleDefinition(
-    name="hourly_marts", job=marts_job, cron_schedule="30 * * * *", execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Rebuild the marts from the lake every hour, after the sensors have ingested new data.")
-
-
 def default_resources() -> dict:
     data_dir = data_dir_setting()
     return {"lake": LakeResource(data_dir=data_dir), "warehouse": WarehouseResource(data_dir=data_dir)}
@@ -35,7 +29,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*all_assets(), smartcar_pull],  # assets/, and the sources' assets
         jobs=[ingest_job, readings_job, marts_job, smartcar_pull_job],
-        schedules=[marts_schedule, smartcar_pull_schedule],
+        schedules=[smartcar_pull_schedule],  # marts declare their own automation (MART_AUTOMATION)
         sensors=[landing_sensor, stale_readings_sensor],
         # Smartcar's settings come from the environment unless the caller gives its own.
         resources={"smartcar": SmartcarResource.from_environment(), **(resources or default_resources())},

@@ -23,7 +23,7 @@ def test_one_definitions_object_holds_every_asset_check_job_schedule_and_sensor(
     assert {"raw_deliveries:landed_lines_accounted", "readings:readings_schema", "readings:readings_in_range",
             "readings:signals_accounted"} <= checks
     assert {"ingest_job", "readings_job", "marts_job"} <= {j.name for j in defs.resolve_all_job_defs()}
-    assert defs.resolve_schedule_def("hourly_marts")
+    assert defs.resolve_schedule_def("smartcar_pull_every_30_minutes")
     assert defs.resolve_sensor_def("landing_sensor") and defs.resolve_sensor_def("stale_readings_sensor")
 
 
@@ -33,6 +33,27 @@ def test_critical_checks_block_what_depends_on_them():
                  "readings:signals_accounted"):
         assert specs[name].blocking, name
     assert not specs["raw_deliveries:landing_freshness"].blocking
+
+
+def test_marts_are_requested_once_what_they_read_was_updated():
+    """The marts' declared automation: nothing on the first evaluation, every mart that reads
+    readings (and the quality results) once one reading day is materialized, even though the
+    other days were never built, and nothing again until the next update."""
+    instance = dg.DagsterInstance.ephemeral()
+    marts = dg.AssetSelection.groups("marts")
+
+    def requested(cursor):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=marts, cursor=cursor)
+        return {r.key.to_user_string() for r in result.results if r.true_subset.size}, result.cursor
+
+    first, cursor = requested(None)
+    assert first == set()
+    instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey("readings"), partition="2026-09-01"))
+    after_readings, cursor = requested(cursor)
+    assert {"marts/daily_mileage", "marts/mileage_verification", "marts/charging_sessions",
+            "marts/maintenance_forecast", "marts/pipeline_health", "marts/quality_results"} <= after_readings
+    assert "marts/vehicle_errors" not in after_readings  # reads raw deliveries, not readings
+    assert requested(cursor)[0] == set()
 
 
 def test_sensors_request_runs_for_new_files_and_stale_days(data_dir):

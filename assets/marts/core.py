@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets.marts.protocol import MART_GROUP, MART_POOL, MartCheck, mart
+from assets.marts.protocol import MART_AUTOMATION, MART_GROUP, MART_POOL, MartCheck, mart
 from assets.marts.warehouse_io import mart_result, replace_table_from_frame, sql
 from assets.raw import raw_deliveries
 from assets.readings import readings
@@ -44,7 +44,8 @@ def quality_results_asset(checked: list[dg.AssetKey]) -> dg.AssetsDefinition:
     """`marts.quality_results`, after every asset in `checked` (the assets that declare
     checks: the definitions pass them, so a new mart's check cannot be missed)."""
 
-    @dg.asset(key_prefix=MART_GROUP, group_name=MART_GROUP, pool=MART_POOL, kinds={"duckdb"}, deps=checked)
+    @dg.asset(key_prefix=MART_GROUP, group_name=MART_GROUP, pool=MART_POOL, kinds={"duckdb"}, deps=checked,
+              automation_condition=MART_AUTOMATION)
     def quality_results(lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         """The latest result of every quality check, per asset, check and scope (day or 'all'),
         with the failing expectations' details as JSON."""

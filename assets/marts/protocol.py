@@ -38,6 +38,10 @@ from storage.resources import LakeResource, WarehouseResource
 
 MART_POOL = "warehouse"  # DuckDB allows one writer per file: every mart asset runs in this pool
 MART_GROUP = "marts"
+# A mart is rebuilt once whatever it reads was updated (run by Dagster's automation sensor,
+# off until turned on). Unlike `eager()` alone, reading days that hold no data (and so were
+# never materialized) do not hold a mart back.
+MART_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
     return dg.multi_asset(
         name=op_name, description=description, pool=MART_POOL,
         specs=[dg.AssetSpec(spec.key, group_name=MART_GROUP, deps=list(deps), kinds=kinds,
-                            description=spec.description, metadata={
+                            description=spec.description, automation_condition=MART_AUTOMATION, metadata={
                                 "grain": ", ".join(spec.grain),
                                 **({"dagster/column_schema": schema} if (schema := declared_schema(spec.name)) else {})})
                for spec in specs],
