@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from storage.errors import UserError
+from storage.files import make_owner_only
 
 
 def _resources(data_dir: str) -> dict:
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     errors exit 2 as well)."""
     args = parser().parse_args(argv)
     os.environ["FLEETLAKE_DATA_DIR"] = args.data_dir
+    make_owner_only(Path(args.data_dir))  # before any command writes (simulator, receiver, pull, builds)
     try:
         return args.func(args)
     except UserError as error:

@@ -1,6 +1,7 @@
 """Atomic writes: write to a hidden temporary file beside the target, then rename, so a
-reader never sees a half-written file and a crash leaves only the temporary behind. And
-the one guard every written path passes: it must resolve inside its root."""
+reader never sees a half-written file and a crash leaves only the temporary behind. The
+one guard every written path passes: it must resolve inside its root. And the rule that
+what Fleetlake keeps is its owner's alone."""
 
 from __future__ import annotations
 
@@ -36,3 +37,16 @@ def write_text_atomic(text: str, path: Path) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+OWNER_ONLY_UMASK = 0o077  # files 0600, directories 0700
+
+
+def make_owner_only(data_dir: Path) -> None:
+    """Close the data directory to other local users: this process creates every file and
+    directory from now on readable by its owner only (the umask also covers what DuckDB,
+    Dagster and the Parquet writers create), and the data directory itself becomes 0700,
+    which also shuts out anything written there before."""
+    os.umask(OWNER_ONLY_UMASK)
+    if Path(data_dir).is_dir():
+        os.chmod(data_dir, 0o700)

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from storage.files import inside
+from storage.files import inside, make_owner_only
 from storage.errors import UserError
 
 DEFAULT_DATA_DIR = "data"
@@ -27,6 +27,9 @@ class LakeResource(dg.ConfigurableResource):
     """Everything Fleetlake keeps on disk under one data directory (see DESIGN.md)."""
 
     data_dir: str = DEFAULT_DATA_DIR
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        make_owner_only(self.root)  # whichever process runs the assets (CLI, UI, daemon)
 
     @property
     def root(self) -> Path:
@@ -56,6 +59,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     data_dir: str = DEFAULT_DATA_DIR
     lock_timeout_s: float = 30.0
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        make_owner_only(Path(self.data_dir))
 
     @property
     def path(self) -> Path:

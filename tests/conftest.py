@@ -1,3 +1,4 @@
+import stat
 import sys
 from pathlib import Path
 
@@ -68,3 +69,10 @@ def default_fleet(tmp_path_factory) -> Path:
 
 def truth(data_dir: Path, table: str) -> pl.DataFrame:
     return pl.read_parquet(data_dir / "ground_truth" / f"{table}.parquet")
+
+
+def open_to_others(root: Path) -> list[str]:
+    """Every path under `root` (itself included) that a group or other user may read, write or enter."""
+    paths = [root, *root.rglob("*")]
+    return sorted(f"{p.relative_to(root)} {stat.filemode(p.lstat().st_mode)}" for p in paths
+                  if not p.is_symlink() and p.lstat().st_mode & 0o077)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from conftest import build, definitions_on
+from conftest import build, definitions_on, open_to_others
 from deliveries import delivery, odometer, write_landing
 
 from pipelines.definitions import defs
@@ -79,6 +79,7 @@ def test_fleetlake_demo_then_run_from_the_command_line(tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "marts.daily_mileage" in demo.stdout
+    assert open_to_others(tmp_path) == []  # the simulator's landing files included
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM marts.vehicles").fetchall()[0][0] == 3
     again = subprocess.run([sys.executable, "-m", "pipelines.cli", "run"], cwd=REPO, env=env,

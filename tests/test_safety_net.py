@@ -362,6 +362,7 @@ def test_a_step_that_fails_is_reported_as_an_error_not_raised(data_dir, monkeypa
     assert report.errors == ["step raw_deliveries failed: OSError: disk full"]
 
 
+@pytest.mark.pipeline  # a whole `fleetlake run` in a subprocess: not a unit test (nor one for mutants)
 def test_fleetlake_run_with_a_failed_check_shows_no_traceback_in_a_real_process(tmp_path):
     landing_with_a_bad_line(tmp_path)
     script = (
