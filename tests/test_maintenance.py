@@ -446,3 +446,76 @@ def test_the_maintenance_command_lists_what_is_due(default_fleet, capsys, monkey
     between = forecast.filter(pl.col("days_until_due").is_between(7, 30, closed="right") & pl.col("finding").is_null()
                               & (pl.col("urgency") != "PAST_DUE"))
     assert between.height >= 1  # the window matters on this fleet
+
+
+# --- the edges of each rule ------------------------------------------------------------------
+
+EMPTY = series([], component=None)
+
+
+def unknown_row(component: str, unit: str, detail: str, as_of_day: float = 20_000.0) -> dict:
+    as_of = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=as_of_day)
+    return {"vehicle_id": "v1", "component": component, "as_of": as_of, "current_value": None, "unit": unit,
+            "baseline_value": None, "threshold_value": None, "trend_per_day": None, "trend_since": None,
+            "predicted_due_at": None, "predicted_due_date": None, "predicted_due_odometer_km": None,
+            "days_until_due": None, "urgency": "UNKNOWN", "finding": None, "detail": detail,
+            "evidence_readings": 0}
+
+
+def test_a_component_with_no_readings_is_unknown_and_says_so():
+    assert forecast_oil("v1", oil_frame(np.array([]), np.array([])), 50.0, 20_000.0, CONFIG) == \
+        unknown_row("engine_oil", "percent", "no oil-life readings")
+    assert forecast_tire("v1", "tire_front_left", EMPTY, None, 20_000.0, CONFIG) == \
+        unknown_row("tire_front_left", "kPa", "no pressure readings")
+    assert forecast_low_voltage("v1", EMPTY, 20_000.0, CONFIG) == \
+        unknown_row("low_voltage_battery", "percent", "no 12 V readings")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(15.0, "PAST_DUE"), (15.1, "UNKNOWN")])
+def test_oil_with_too_few_readings_for_a_trend_is_past_due_only_at_or_below_due(value, expected):
+    frame = oil_frame(np.array([value] * 3), np.array([1_000.0] * 3))
+    row = forecast_oil("v1", frame, 50.0, last_day(frame), CONFIG)
+    assert (row["urgency"], row["detail"], row["current_value"], row["threshold_value"], row["baseline_value"],
+            row["unit"], row["evidence_readings"]) == (expected, "too few readings for a trend", value, 15.0,
+                                                         100.0, "percent", 3)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(180.0, "PAST_DUE"), (181.0, "UNKNOWN")])
+def test_a_tyre_with_too_few_readings_for_a_trend_is_past_due_only_at_or_below_its_threshold(value, expected):
+    frame = series([value] * 3)
+    row = forecast_tire("v1", "tire_front_left", frame, 240.0, last_day(frame), CONFIG)  # threshold 180 kPa
+    assert (row["urgency"], row["detail"], row["current_value"], row["threshold_value"], row["baseline_value"],
+            row["unit"], row["evidence_readings"], row["as_of"]) == \
+        (expected, "too few readings for a trend", value, 180.0, 240.0, "kPa", 3, T0 + timedelta(hours=8))
+
+
+@pytest.mark.parametrize(("value", "expected"), [(50.0, "PAST_DUE"), (50.5, "UNKNOWN")])
+def test_a_12v_battery_with_too_few_readings_for_a_trend_is_past_due_only_at_or_below_due(value, expected):
+    frame = series([value] * 3, metric="lv_battery_soc_pct", component=None)
+    row = forecast_low_voltage("v1", frame, last_day(frame), CONFIG)
+    assert (row["vehicle_id"], row["urgency"], row["detail"], row["current_value"], row["threshold_value"],
+            row["unit"], row["evidence_readings"], row["as_of"]) == \
+        ("v1", expected, "too few readings for a trend", value, 50.0, "percent", 3, T0 + timedelta(hours=8))
+
+
+def test_a_12v_trend_reports_its_level_to_two_decimals():
+    days = np.arange(20 * 6) / 6
+    frame = series(list(80.123456 - 1.0 * days), metric="lv_battery_soc_pct", component=None)
+    row = forecast_low_voltage("v1", frame, last_day(frame), CONFIG)
+    assert row["current_value"] == round(row["current_value"], 2)
+    assert row["current_value"] == pytest.approx(80.123456 - days[-1], abs=0.01)
+
+
+def test_urgency_windows_include_their_last_day():
+    assert [urgency(d, CONFIG) for d in (7.0, 7.01, 30.0, 30.01)] == ["URGENT", "SOON", "SOON", "OK"]
+
+
+def test_a_silent_component_is_unknown_unless_it_was_already_past_due():
+    stale_by = CONFIG.stale_after_days + 1
+    low = series([170.0] * 3)  # below a 240 kPa placard's 180 kPa threshold
+    row = forecast_tire("v1", "tire_front_left", low, 240.0, last_day(low) + stale_by, CONFIG)
+    assert row["urgency"] == "PAST_DUE"
+    assert row["detail"] == "too few readings for a trend; no reading since 2026-09-01"
+    healthy = series([235.0] * 3)
+    assert forecast_tire("v1", "tire_front_left", healthy, 240.0, last_day(healthy) + stale_by,
+                         CONFIG)["urgency"] == "UNKNOWN"
