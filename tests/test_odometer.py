@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from assets.marts.mileage.odometer import assess_odometer, daily_mileage
+from assets.marts.mileage.odometer import assess_odometer, daily_mileage, distinct_odometer_readings
 
 START = datetime(2026, 9, 1, 6, tzinfo=UTC)
 
@@ -93,3 +93,20 @@ def test_vehicles_are_assessed_independently():
     both = pl.concat([series([100, 110, 120], vehicle="a"), series([5, 6, 7], vehicle="b")])
     credited = assess_odometer(both).readings.group_by("vehicle_id").agg(pl.col("credited_km").sum()).sort("vehicle_id")
     assert credited.rows() == [("a", 20.0), ("b", 2.0)]
+
+
+def test_odometer_readings_are_one_per_vehicle_and_time_the_first_delivered_with_its_sources():
+    t = [START, START + timedelta(hours=1)]
+    delivered = [START + timedelta(minutes=m) for m in (5, 50, 65, 70)]
+    readings = pl.DataFrame({
+        "event_id": ["e1", "e2", "e3", "e4"], "vehicle_id": ["v", "v", "v", "v"],
+        "reading_time": [t[0], t[0], t[1], t[1]], "metric": ["odometer_km", "odometer_km", "odometer_km", "oil_life_pct"],
+        "component": [None] * 4, "value": [100.0, 100.0, 112.5, 80.0], "source_unit": ["km", "mi", "km", "percent"],
+        "delivered_at": delivered, "line_no": [1, 2, 3, 4], "unrelated": [0, 0, 0, 0]},
+        schema_overrides={"reading_time": pl.Datetime("us", "UTC"), "delivered_at": pl.Datetime("us", "UTC"),
+                          "component": pl.String})
+    distinct = distinct_odometer_readings(readings)
+    assert distinct.columns == ["vehicle_id", "reading_time", "odometer_km", "event_id", "source_unit",
+                                "delivered_at", "line_no"]
+    assert distinct.rows() == [("v", t[0], 100.0, "e1", "km", delivered[0], 1),
+                               ("v", t[1], 112.5, "e3", "km", delivered[2], 3)]
