@@ -300,6 +300,18 @@ def _levels(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.
     return good.with_columns(_reading(pl.col("metric"), pl.col("_index"), component=pl.col("_level"))), bad
 
 
+def _words(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """An open status word (no documented list): kept upper-cased as the component, value null."""
+    word = pl.col("value_text").str.strip_chars().str.to_uppercase()
+    reason = (
+        pl.when(_absent("value_type")).then(pl.lit("missing_value"))
+        .when(pl.col("value_type") != "VARCHAR").then(pl.lit("wrong_type"))
+        .when(word.str.len_chars() == 0).then(pl.lit("missing_value"))
+    )
+    good, bad = _split(part, reason)
+    return good.with_columns(_reading(pl.col("metric"), pl.lit(None, pl.Float64), component=word)), bad
+
+
 def _booleans(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     reason = (
         pl.when(pl.col("value_type").is_null() | (pl.col("value_type") == "NULL")).then(pl.lit("missing_value"))
@@ -382,4 +394,4 @@ def _dtcs(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
 
 
 _SHAPES = {"number": _numbers, "boolean": _booleans, "location": _locations, "tires": _tires, "dtc": _dtcs,
-           "limits": _limits, "level": _levels}
+           "limits": _limits, "level": _levels, "word": _words}

@@ -36,7 +36,7 @@ TIRE_POSITIONS: dict[tuple[int, int], str] = {
 @dataclass(frozen=True)
 class SignalSpec:
     code: str
-    shape: str            # "number" | "boolean" | "location" | "tires" | "dtc" | "level"
+    shape: str            # "number" | "boolean" | "location" | "tires" | "dtc" | "level" | "word" | "limits"
     metric: str           # canonical metric (for "location": the latitude metric)
     field: str = "value"  # body field that carries a number/boolean/level
     quantity: str | None = None
@@ -69,6 +69,9 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec("charge-energyadded", "number", "energy_added_kwh", quantity="energy", low=0, high=500),
         SignalSpec("location-preciselocation", "location", "latitude_deg"),
         SignalSpec("charge-isfastchargerpresent", "boolean", "is_fast_charger"),
+        # an open string: Smartcar publishes no list of values, so the word is kept as the car
+        # sent it (upper-cased); the charging marts read AC or DC from it where it names one
+        SignalSpec("charge-detailedchargingstatus", "word", "charging_status"),
         SignalSpec("charge-chargelimits", "limits", "charge_limit_pct", field="activeLimit", quantity="percent",
                    low=0, high=100, default_unit="percent"),
         # the wheel page documents no unit field: pressures are in kPa
@@ -92,6 +95,7 @@ METRIC_UNITS: dict[str, str] = {
     "lv_battery_soc_pct": "percent", "dtc_count": "count", "dtc_code": "code",
     "range_km": "km", "is_fast_charger": "boolean", "charge_limit_pct": "percent",
     "lv_battery_status": "level",  # index into the signal's levels; the level's name is the component
+    "charging_status": "text",  # the car's own word for its charging state (component); value null
     # text the payload carries beside a value, kept for analysts: the value is null, the text
     # is the component (nominal capacity's `source`, location's `locationType`)
     "battery_capacity_source": "text", "location_type": "text",
@@ -102,7 +106,7 @@ BODY_TEXTS: dict[tuple[str, str], str] = {
     ("tractionbattery-nominalcapacity", "source"): "battery_capacity_source",
     ("location-preciselocation", "locationType"): "location_type",
 }
-TEXT_METRICS = ("dtc_code", *BODY_TEXTS.values())
+TEXT_METRICS = ("dtc_code", "charging_status", *BODY_TEXTS.values())
 
 # Physical range of every numeric metric, for the quality suite (normalization quarantines
 # anything outside it, so a failure there means a bug, not bad input).

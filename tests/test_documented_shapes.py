@@ -50,6 +50,8 @@ DOCUMENTED_SIGNALS = [
                  {"type": "location", "limit": 90, "condition": {"name": "Home", "address": "123 Main St",
                                                                  "latitude": 37.7749, "longitude": -122.4194}}]},
      "charge_limit_pct", None, 80.0, "percent (assumed)"),
+    # the charge page documents the fast-charger signal as a boolean `{value}`
+    (CHARGE, "charge-isfastchargerpresent", {"value": True}, "is_fast_charger", None, 1.0, None),
     (GET_SIGNAL, "charge-voltage", {"unit": "volts", "value": 85}, "charge_voltage_v", None, 85.0, "volts"),
     (LOW_VOLTAGE, "lowvoltagebattery-stateofcharge", {"unit": "percent", "value": 95}, "lv_battery_soc_pct", None,
      95.0, "percent"),
@@ -86,6 +88,18 @@ def test_every_documented_signal_example_is_read_with_its_value_and_unit(tmp_pat
         assert rows.height == 1, (page, code)
         assert rows["value"].item() == pytest.approx(value), (page, code)
         assert rows["source_unit"].item() == unit, (page, code)
+
+
+def test_the_detailed_charging_status_word_is_kept_as_sent(tmp_path):
+    # The charge page documents `charge-detailedchargingstatus` as `{value: string}` and lists no
+    # values (an open string): every word is kept, upper-cased, as the reading's component.
+    words = ["CHARGING", "Fully_Charged", " DC_FAST_CHARGING "]
+    lines = [delivery(f"w{i}", signals=[_signal("charge-detailedchargingstatus", {"value": w})],
+                      delivered_at=AT_MS + 60_000) for i, w in enumerate(words)]
+    _, result = _normalize(tmp_path, lines)
+    assert result.quarantine.is_empty()
+    rows = result.readings.sort("event_id").select("metric", "component", "value", "source_code").rows()
+    assert rows == [("charging_status", w.strip().upper(), None, "charge-detailedchargingstatus") for w in words]
 
 
 def test_payload_texts_analysts_need_are_kept(tmp_path):
