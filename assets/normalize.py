@@ -48,7 +48,7 @@ class NormalizedSignals:
 # Body fields that may carry a signal's number (which one is the catalog's `field` /
 # `alt_field`), and text fields kept beside a value.
 NUMBER_FIELDS = ("value", "capacity", "percentage", "activeLimit")
-TEXT_FIELDS = ("source", "locationType")
+TEXT_FIELDS = ("source", "locationType", "status")
 
 
 def _number_sql(field: str) -> str:
@@ -69,6 +69,7 @@ SELECT row_id,
     CASE WHEN json_type(body, '$.value') = 'BOOLEAN' THEN CAST(body -> '$.value' AS BOOLEAN) END AS value_bool,
     CASE WHEN json_type(body, '$.value') = 'VARCHAR' THEN body ->> '$.value' END AS value_text,
     {", ".join(_text_sql(f) for f in TEXT_FIELDS)},
+    json_type(body, '$.status') AS status_type,
     json_type(body, '$.unit') AS unit_type,
     body ->> '$.unit' AS unit,
     json_type(body, '$.latitude') AS latitude_type,
@@ -300,6 +301,23 @@ def _levels(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.
     return good.with_columns(_reading(pl.col("metric"), pl.col("_index"), component=pl.col("_level"))), bad
 
 
+def _systems(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A diagnostics system's status (`{status: OK | ALERT}`): the system is the component, the
+    index of the status word the value."""
+    indexed = pl.DataFrame([(sp.code, name, i) for sp in SIGNALS.values() for i, name in enumerate(sp.levels)],
+                           schema={"code": pl.String, "_level": pl.String, "_index": pl.Int64}, orient="row")
+    part = (part.with_columns(pl.col("status_text").str.strip_chars().str.to_uppercase().alias("_level"))
+            .join(indexed, on=["code", "_level"], how="left"))
+    reason = (
+        pl.when(_absent("status_type")).then(pl.lit("missing_value"))
+        .when(pl.col("status_type") != "VARCHAR").then(pl.lit("wrong_type"))
+        .when(pl.col("_index").is_null()).then(pl.lit("unknown_value"))
+    )
+    good, bad = _split(part, reason)
+    system = pl.col("code").str.split_exact("-", 1).struct.field("field_1")
+    return good.with_columns(_reading(pl.col("metric"), pl.col("_index"), component=system)), bad
+
+
 def _words(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """An open status word (no documented list): kept upper-cased as the component, value null."""
     word = pl.col("value_text").str.strip_chars().str.to_uppercase()
@@ -394,4 +412,5 @@ def _dtcs(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
 
 
 _SHAPES = {"number": _numbers, "boolean": _booleans, "location": _locations, "tires": _tires, "dtc": _dtcs,
-           "limits": _limits, "level": _levels, "word": _words}
+           "limits": _limits, "level": _levels, "word": _words,
+           "system": _systems}

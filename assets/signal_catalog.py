@@ -51,6 +51,14 @@ class SignalSpec:
     levels: tuple[str, ...] = ()
 
 
+# Every system whose status the diagnostics page documents (signal `diagnostics-<system>`).
+DIAGNOSTIC_SYSTEMS = (
+    "abs", "activesafety", "airbag", "brakefluid", "driverassistance", "evbatteryconditioning", "evcharging",
+    "evdriveunit", "evhvbattery", "emissions", "lighting", "mil", "oillife", "oilpressure", "oiltemperature",
+    "telematics", "tirepressure", "tirepressuremonitoring", "transmission", "washerfluid", "waterinfuel",
+)
+SYSTEM_LEVELS = ("OK", "ALERT")
+
 SIGNALS: dict[str, SignalSpec] = {
     s.code: s
     for s in [
@@ -83,6 +91,10 @@ SIGNALS: dict[str, SignalSpec] = {
                    high=100, default_unit="percent"),
         SignalSpec("lowvoltagebattery-status", "level", "lv_battery_status", levels=("GOOD", "WARN", "BAD")),
         SignalSpec("diagnostics-dtclist", "dtc", "dtc_count"),
+        # the diagnostics page's system statuses: {status: OK | ALERT, description}; the reading's
+        # component is the system (the code's name), its value the index of the status word
+        *(SignalSpec(f"diagnostics-{system}", "system", "system_status", field="status", levels=SYSTEM_LEVELS)
+          for system in DIAGNOSTIC_SYSTEMS),
     ]
 }
 
@@ -95,6 +107,7 @@ METRIC_UNITS: dict[str, str] = {
     "lv_battery_soc_pct": "percent", "dtc_count": "count", "dtc_code": "code",
     "range_km": "km", "is_fast_charger": "boolean", "charge_limit_pct": "percent",
     "lv_battery_status": "level",  # index into the signal's levels; the level's name is the component
+    "system_status": "level",  # a diagnostics system (component) and its status: 0 OK, 1 ALERT
     "charging_status": "text",  # the car's own word for its charging state (component); value null
     # text the payload carries beside a value, kept for analysts: the value is null, the text
     # is the component (nominal capacity's `source`, location's `locationType`)

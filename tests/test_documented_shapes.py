@@ -18,6 +18,8 @@ RESPONSES_V4 = "https://smartcar-docs.mintlify.dev/docs/integrations/webhooks/re
 GET_SIGNAL = "https://smartcar.com/docs/api-reference/get-signal"
 VEHICLE_STATE = "https://smartcar.com/docs/api-reference/webhooks/events/vehicle-state"
 VEHICLE_ERROR = "https://smartcar.com/docs/api-reference/webhooks/events/vehicle-error"
+# The diagnostics page documents every system status as {status: ALERT | OK, description}.
+DIAGNOSTICS = "https://smartcar.com/docs/api-reference/signals/diagnostics"
 # The wheel page documents tyre pressures as {values: [{row, column, tirePressure}]} with no unit.
 WHEEL = "https://smartcar.com/docs/api-reference/signals/wheel"
 
@@ -56,6 +58,10 @@ DOCUMENTED_SIGNALS = [
     (LOW_VOLTAGE, "lowvoltagebattery-stateofcharge", {"unit": "percent", "value": 95}, "lv_battery_soc_pct", None,
      95.0, "percent"),
     (LOW_VOLTAGE, "lowvoltagebattery-status", {"value": "GOOD"}, "lv_battery_status", "GOOD", 0.0, None),
+    (DIAGNOSTICS, "diagnostics-abs", {"status": "OK", "description": "ABS system functioning normally"},
+     "system_status", "abs", 0.0, None),
+    (DIAGNOSTICS, "diagnostics-mil", {"status": "ALERT"}, "system_status", "mil", 1.0, None),
+    (LOW_VOLTAGE, "lowvoltagebattery-status", {"value": "BAD"}, "lv_battery_status", "BAD", 2.0, None),
     (WHEEL, "wheel-tires", {"values": [{"row": r, "column": c, "tirePressure": 240 + r * 10 + c}
                                        for r in (0, 1) for c in (0, 1)]},
      "tire_pressure_kpa", "rear_right", 251.0, "kPa (assumed)"),
@@ -88,6 +94,18 @@ def test_every_documented_signal_example_is_read_with_its_value_and_unit(tmp_pat
         assert rows.height == 1, (page, code)
         assert rows["value"].item() == pytest.approx(value), (page, code)
         assert rows["source_unit"].item() == unit, (page, code)
+
+
+def test_every_documented_diagnostics_system_status_is_read(tmp_path):
+    from assets.signal_catalog import DIAGNOSTIC_SYSTEMS
+
+    lines = [delivery(f"d{i}{status}", signals=[_signal(f"diagnostics-{system}", {"status": status, "description": None})],
+                      delivered_at=AT_MS + 60_000)
+             for i, system in enumerate(DIAGNOSTIC_SYSTEMS) for status in ("OK", "ALERT")]
+    _, result = _normalize(tmp_path, lines)
+    assert result.quarantine.is_empty()
+    got = sorted(result.readings.select("component", "value").rows())
+    assert got == sorted((system, value) for system in DIAGNOSTIC_SYSTEMS for value in (0.0, 1.0))
 
 
 def test_the_detailed_charging_status_word_is_kept_as_sent(tmp_path):

@@ -446,3 +446,56 @@ def test_the_maintenance_command_lists_what_is_due(default_fleet, capsys, monkey
     between = forecast.filter(pl.col("days_until_due").is_between(7, 30, closed="right") & pl.col("finding").is_null()
                               & (pl.col("urgency") != "PAST_DUE"))
     assert between.height >= 1  # the window matters on this fleet
+
+
+def _status(vehicle: str, at: datetime, metric: str, component: str, value: float) -> pl.DataFrame:
+    return pl.DataFrame([{"event_id": f"{vehicle}-{metric}-{component}-{at}", "vehicle_id": vehicle,
+                          "reading_time": at, "metric": metric, "component": component, "value": value,
+                          "noted_at": None, "delivered_at": at}], schema=READING_SCHEMA)
+
+
+def test_the_cars_own_statuses_raise_urgency_and_stale_ones_do_not():
+    fleet, as_of = fleet_readings()
+    base = forecast_maintenance(fleet, as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    assert base["reported_status"].null_count() == base.height  # nothing reported, nothing changes
+    v1_end = as_of.filter(vehicle_id="v1")["as_of"].item()
+    v2_end = as_of.filter(vehicle_id="v2")["as_of"].item()
+    statuses = pl.concat([
+        # v1: 12 V WARN after GOOD, the check-engine lamp lit, the tyre-pressure system alerting
+        _status("v1", v1_end - timedelta(days=2), "lv_battery_status", "GOOD", 0.0),
+        _status("v1", v1_end - timedelta(hours=1), "lv_battery_status", "WARN", 1.0),
+        _status("v1", v1_end - timedelta(hours=2), "system_status", "mil", 1.0),
+        _status("v1", v1_end - timedelta(hours=2), "system_status", "washerfluid", 1.0),
+        _status("v1", v1_end - timedelta(hours=2), "system_status", "tirepressure", 1.0),
+        _status("v1", v1_end - timedelta(hours=2), "system_status", "abs", 0.0),
+        # v2: a BAD 12 V and an alerting high-voltage battery, both a week before its as-of: stale
+        _status("v2", v2_end - timedelta(days=7), "lv_battery_status", "BAD", 2.0),
+        _status("v2", v2_end - timedelta(days=7), "system_status", "evhvbattery", 1.0),
+        # v2, fresh: the high-voltage battery back to OK
+        _status("v2", v2_end - timedelta(hours=3), "system_status", "evhvbattery", 0.0),
+    ])
+    raised = forecast_maintenance(pl.concat([fleet, statuses]), as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    row = {(r["vehicle_id"], r["component"]): r for r in raised.iter_rows(named=True)}
+    before = {(r["vehicle_id"], r["component"]): r for r in base.iter_rows(named=True)}
+    lv = row["v1", "low_voltage_battery"]
+    assert before["v1", "low_voltage_battery"]["urgency"] == "OK"
+    assert (lv["reported_status"], lv["urgency"], lv["finding"]) == ("WARN", "SOON", "STATUS_WARN")
+    assert "12 V status WARN" in lv["detail"]
+    diag = row["v1", "diagnostics"]
+    assert (diag["reported_status"], diag["urgency"], diag["finding"]) == ("ALERT: mil, washerfluid", "URGENT",
+                                                                          "SYSTEM_ALERT")
+    for tyre in TIRE_COMPONENTS.values():
+        r = row["v1", tyre]
+        assert r["reported_status"] == "ALERT: tirepressure" and r["urgency"] in ("URGENT", "PAST_DUE")
+    # a finding of the forecast's own stays; the car's alert is added to the detail
+    assert row["v1", "tire_rear_left"]["finding"] == "LEAKING"
+    assert "the car reports tirepressure ALERT" in row["v1", "tire_rear_left"]["detail"]
+    # stale reports are no evidence; a fresh OK is reported and changes nothing
+    assert row["v2", "low_voltage_battery"]["reported_status"] is None
+    assert row["v2", "low_voltage_battery"]["urgency"] == before["v2", "low_voltage_battery"]["urgency"]
+    assert (row["v2", "diagnostics"]["reported_status"], row["v2", "diagnostics"]["urgency"]) == \
+        ("OK", before["v2", "diagnostics"]["urgency"])
+    # every other row is as it was
+    untouched = [k for k in before if row[k]["reported_status"] is None]
+    assert all(row[k]["urgency"] == before[k]["urgency"] and row[k]["detail"] == before[k]["detail"]
+               for k in untouched)

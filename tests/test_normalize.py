@@ -106,6 +106,9 @@ def test_booleans_location_and_trouble_codes(tmp_path):
     (signal("charge-detailedchargingstatus", {"value": "  "}, AT), "missing_value"),
     (signal("charge-detailedchargingstatus", {}, AT), "missing_value"),
     (signal("charge-isfastchargerpresent", {"value": "yes"}, AT), "wrong_type"),
+    (signal("diagnostics-mil", {"status": "BLINKING"}, AT), "unknown_value"),
+    (signal("diagnostics-mil", {"status": True}, AT), "wrong_type"),
+    (signal("diagnostics-mil", {"description": "no status"}, AT), "missing_value"),
 ])
 def test_bad_values_are_quarantined_with_a_reason(tmp_path, sig, reason):
     result = normalize(tmp_path, [sig])

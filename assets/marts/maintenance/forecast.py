@@ -17,8 +17,8 @@ import polars as pl
 
 from assets.marts.maintenance.config import MaintenanceConfig
 from assets.marts.maintenance.rules import (
-    FORECAST_SCHEMA, MICROS_PER_DAY, TIRE_COMPONENTS, active_trouble_codes, forecast_diagnostics,
-    forecast_low_voltage, forecast_oil, forecast_tire,
+    FORECAST_SCHEMA, MICROS_PER_DAY, TIRE_COMPONENTS, active_trouble_codes, apply_reported_statuses,
+    forecast_diagnostics, forecast_low_voltage, forecast_oil, forecast_tire, reported_statuses,
 )
 from assets.readings import distinct_readings as one_per_time
 
@@ -54,7 +54,7 @@ def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_dist
     (marts.daily_mileage); `vehicles`: vehicle_id, model (for placard pressures by model),
     powertrain (a car with an engine gets an oil row even when it sent no oil life)."""
     if as_of.is_empty():
-        return pl.DataFrame(schema=FORECAST_SCHEMA)
+        return pl.DataFrame(schema={**FORECAST_SCHEMA, "reported_status": pl.String})
     distance = km_per_day(daily_distance, as_of, config.trend_days)
     readings = distinct_readings(readings)
     # Oil life with the odometer the same delivery carried.
@@ -86,4 +86,5 @@ def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_dist
         lists = by_series.get((vehicle_id, "dtc_count", None), empty)["day"].to_numpy()
         rows.append(forecast_diagnostics(vehicle_id, lists, trouble.filter(pl.col("vehicle_id") == vehicle_id),
                                          as_of_day, config))
-    return pl.DataFrame(rows, schema=FORECAST_SCHEMA)
+    return apply_reported_statuses(pl.DataFrame(rows, schema=FORECAST_SCHEMA),
+                                   reported_statuses(readings, as_of, config))
