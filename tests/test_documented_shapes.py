@@ -20,6 +20,9 @@ VEHICLE_STATE = "https://smartcar.com/docs/api-reference/webhooks/events/vehicle
 VEHICLE_ERROR = "https://smartcar.com/docs/api-reference/webhooks/events/vehicle-error"
 # The diagnostics page documents every system status as {status: ALERT | OK, description}.
 DIAGNOSTICS = "https://smartcar.com/docs/api-reference/signals/diagnostics"
+SERVICE = "https://smartcar.com/docs/api-reference/signals/service"
+SERVICE_PREVIEW = "https://deploy-preview-1146--smartcar-home.netlify.app/docs/api-reference/signals/service"
+SERVICE_MINTLIFY = "https://smartcar-docs.mintlify.app/api-reference/signals/service"
 # The wheel page documents tyre pressures as {values: [{row, column, tirePressure}]} with no unit.
 WHEEL = "https://smartcar.com/docs/api-reference/signals/wheel"
 
@@ -106,6 +109,47 @@ def test_every_documented_diagnostics_system_status_is_read(tmp_path):
     assert result.quarantine.is_empty()
     got = sorted(result.readings.select("component", "value").rows())
     assert got == sorted((system, value) for system in DIAGNOSTIC_SYSTEMS for value in (0.0, 1.0))
+
+
+# Both examples the service pages show: ISO time on one, epoch milliseconds on the other; no unit
+# for the odometer (kilometres, as the service-history endpoint documents)
+SERVICE_EXAMPLES = [
+    (SERVICE_PREVIEW, {"values": [{"id": "SVC-2024-001", "cost": {"amount": 150, "currency": "USD"},
+                                   "time": "2024-01-15T14:30:00Z",
+                                   "tasks": [{"id": "TSK-001", "description": "Oil Change"}],
+                                   "details": [{"id": "DTL-001", "description": "5W-30 Synthetic Oil Used"}],
+                                   "odometer": 50000}]},
+     "SVC-2024-001", "2024-01-15T14:30:00+00:00", 50000.0),
+    (SERVICE_MINTLIFY, {"values": [{"id": "SVC-20230427-001", "time": 1682591400000, "odometer": 45231,
+                                    "tasks": [{"id": "task-001", "description": "Oil change"}],
+                                    "details": [{"id": "detail-001", "description": "Used synthetic oil"}],
+                                    "cost": {"currency": "USD", "amount": 349.95}}]},
+     "SVC-20230427-001", "2023-04-27T10:30:00+00:00", 45231.0),
+]
+
+
+@pytest.mark.parametrize(("page", "body", "record", "at", "odometer"), SERVICE_EXAMPLES)
+def test_documented_service_records_are_read_with_their_time_and_odometer(tmp_path, page, body, record, at,
+                                                                           odometer):
+    _, result = _normalize(tmp_path, [delivery("s", signals=[_signal("service-records", body)],
+                                               delivered_at=AT_MS + 60_000)])
+    assert result.quarantine.is_empty(), page
+    rows = {r["metric"]: r for r in result.readings.iter_rows(named=True)}
+    assert rows["service_record_count"]["value"] == 1.0
+    assert rows["service_at"]["component"] == record and rows["service_at"]["noted_at"].isoformat() == at
+    assert rows["service_odometer_km"]["value"] == odometer
+    assert rows["service_odometer_km"]["source_unit"] == "km (assumed)"
+
+
+def test_a_service_list_may_be_empty_and_a_record_need_not_carry_an_odometer(tmp_path):
+    lines = [delivery("none", signals=[_signal("service-records", {"values": []})], delivered_at=AT_MS + 60_000),
+             delivery("bare", signals=[_signal("service-records", {"values": [{"id": "A", "time": "2024-02-01"}]})],
+                      delivered_at=AT_MS + 60_000)]
+    _, result = _normalize(tmp_path, lines)
+    assert result.quarantine.is_empty()
+    got = sorted(result.readings.select("event_id", "metric", "value").rows(), key=str)
+    assert got == sorted([("bare", "service_at", None), ("bare", "service_record_count", 1.0),
+                          ("none", "service_record_count", 0.0)], key=str)
 
 
 def test_the_detailed_charging_status_word_is_kept_as_sent(tmp_path):

@@ -107,6 +107,13 @@ def test_booleans_location_and_trouble_codes(tmp_path):
     (signal("charge-detailedchargingstatus", {}, AT), "missing_value"),
     (signal("charge-isfastchargerpresent", {"value": "yes"}, AT), "wrong_type"),
     (signal("diagnostics-mil", {"status": "BLINKING"}, AT), "unknown_value"),
+    (signal("service-records", {"values": [{"id": "a", "time": "not a time", "odometer": 5}]}, AT),
+     "invalid_timestamp"),
+    (signal("service-records", {"values": [{"id": "a", "odometer": "5"}]}, AT), "wrong_type"),
+    (signal("service-records", {"values": [{"id": "a", "odometer": -5}]}, AT), "out_of_range"),
+    (signal("service-records", {"values": ["oil change"]}, AT), "malformed_body"),
+    (signal("service-records", {"values": {"id": "a"}}, AT), "wrong_type"),
+    (signal("service-records", {}, AT), "missing_value"),
     (signal("diagnostics-mil", {"status": True}, AT), "wrong_type"),
     (signal("diagnostics-mil", {"description": "no status"}, AT), "missing_value"),
 ])

@@ -64,6 +64,11 @@ def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_dist
     trouble = active_trouble_codes(
         readings.filter(pl.col("metric") == "dtc_count"),
         readings.filter(pl.col("metric") == "dtc_code").rename({"component": "code"}))
+    # each vehicle's latest service, by the record's own time (a record without one says not when)
+    serviced = dict(readings.filter((pl.col("metric") == "service_at") & pl.col("noted_at").is_not_null())
+                    .group_by("vehicle_id").agg(pl.col("noted_at").max()).select(
+                        "vehicle_id", pl.col("noted_at").dt.epoch("us").cast(pl.Float64) / MICROS_PER_DAY)
+                    .iter_rows())
     by_series = readings.partition_by("vehicle_id", "metric", "component", as_dict=True)
     oil_by_vehicle = oil.partition_by("vehicle_id", as_dict=True)
     model_of = dict(vehicles.select("vehicle_id", "model").iter_rows())
@@ -76,11 +81,12 @@ def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_dist
         as_of_day = as_of_time.timestamp() * 1e6 / MICROS_PER_DAY
         oil_rows = oil_by_vehicle.get((vehicle_id,), oil.clear())
         if not oil_rows.is_empty() or vehicle_id in has_engine:  # battery-electric cars have no engine oil
-            rows.append(forecast_oil(vehicle_id, oil_rows, km, as_of_day, config))
+            rows.append(forecast_oil(vehicle_id, oil_rows, km, as_of_day, config, serviced.get(vehicle_id)))
         placard = config.tire_placard_kpa.get(vehicle_id, config.tire_placard_kpa.get(model_of.get(vehicle_id)))
         for position, component in TIRE_COMPONENTS.items():
             tire = by_series.get((vehicle_id, "tire_pressure_kpa", position), empty)
-            rows.append(forecast_tire(vehicle_id, component, tire, placard, as_of_day, config))
+            rows.append(forecast_tire(vehicle_id, component, tire, placard, as_of_day, config,
+                                      serviced.get(vehicle_id)))
         lv = by_series.get((vehicle_id, "lv_battery_soc_pct", None), empty)
         rows.append(forecast_low_voltage(vehicle_id, lv, as_of_day, config))
         lists = by_series.get((vehicle_id, "dtc_count", None), empty)["day"].to_numpy()

@@ -44,7 +44,7 @@ TROUBLE_CODE_SCHEMA = {
     "reports": pl.Int64,
 }
 MAINTENANCE_METRICS = ["oil_life_pct", "tire_pressure_kpa", "lv_battery_soc_pct", "dtc_count", "dtc_code",
-                       "lv_battery_status", "system_status"]
+                       "lv_battery_status", "system_status", "service_at", "service_odometer_km"]
 
 # What a car's own ALERT for a diagnostics system (`diagnostics-<system>`) means for the forecast:
 # the components it concerns and the urgency it raises them to at least. The car has already
@@ -143,8 +143,20 @@ def _crossing_day(days: np.ndarray, values: np.ndarray, threshold: float) -> flo
     return float(d0 + (v0 - threshold) / (v0 - v1) * (d1 - d0))
 
 
+def _after_service(days: np.ndarray, serviced_day: float | None) -> int | None:
+    """The index of the first reading after the vehicle's latest service, if any reading follows it."""
+    if serviced_day is None:
+        return None
+    after = np.nonzero(days >= serviced_day)[0]
+    return int(after[0]) if len(after) else None
+
+
+def _service_note(serviced_day: float) -> str:
+    return f"since a service on {_to_datetime(serviced_day):%Y-%m-%d}"
+
+
 def forecast_oil(vehicle_id: str, oil: pl.DataFrame, km_per_day: float | None, as_of_day: float,
-                 config: MaintenanceConfig) -> dict:
+                 config: MaintenanceConfig, serviced_day: float | None = None) -> dict:
     """Engine oil, from oil-life readings with the odometer of the same delivery.
 
     Oil life falls with distance, so the trend is fitted against the odometer (per km) on
@@ -157,9 +169,13 @@ def forecast_oil(vehicle_id: str, oil: pl.DataFrame, km_per_day: float | None, a
     days, values = oil["day"].to_numpy(), oil["value"].to_numpy()
     odometer = oil["odometer_km"].to_numpy().astype(float)
     start = segment_starts(values, config.oil_change_jump_pct)[-1]
+    detail = "since an oil change" if start > 0 else None
+    # a service (`service-records`) restarts the trend: what the oil did before it is history
+    service_start = _after_service(days, serviced_day)
+    if service_start is not None and service_start > start:
+        start, detail = service_start, _service_note(serviced_day)
     days, values, odometer = days[start:], values[start:], odometer[start:]
     current, last_day = float(values[-1]), float(days[-1])
-    detail = "since an oil change" if start > 0 else None
     base = dict(unit="percent", current=current, baseline=100.0, threshold=due, since=float(days[0]),
                 last_seen=last_day)
 
@@ -197,7 +213,7 @@ def tire_baseline(days: np.ndarray, values: np.ndarray, baseline_days: float) ->
 
 
 def forecast_tire(vehicle_id: str, component: str, tire: pl.DataFrame, placard_kpa: float | None,
-                  as_of_day: float, config: MaintenanceConfig) -> dict:
+                  as_of_day: float, config: MaintenanceConfig, serviced_day: float | None = None) -> dict:
     """One tyre, from its pressure readings: baseline (placard if configured, else the
     median of its first days), the segment since the last re-inflation, and the loss rate
     over its last `tire_trend_days`. A re-inflation does not mend a leak: right after one,
@@ -208,9 +224,14 @@ def forecast_tire(vehicle_id: str, component: str, tire: pl.DataFrame, placard_k
     baseline = placard_kpa if placard_kpa is not None else tire_baseline(days, values, config.tire_baseline_days)
     threshold = config.tire_due_share * baseline
     starts = segment_starts(values, config.tire_reinflation_jump_kpa)
+    detail = "since a re-inflation" if len(starts) > 1 else None
+    # a service (`service-records`) checks and sets the tyres: the trend starts after it, and
+    # the loss rate before it stands until the new segment has its own, as after a re-inflation
+    service_start = _after_service(days, serviced_day)
+    if service_start is not None and service_start > starts[-1]:
+        starts, detail = [*starts, service_start], _service_note(serviced_day)
     seg_days, seg_values = days[starts[-1]:], values[starts[-1]:]
     base = dict(unit="kPa", baseline=round(baseline, 2), threshold=round(threshold, 2), last_seen=float(days[-1]))
-    detail = "since a re-inflation" if len(starts) > 1 else None
     if placard_kpa is not None:
         detail = "; ".join(filter(None, ["baseline from the placard", detail]))
 
