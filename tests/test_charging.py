@@ -468,3 +468,35 @@ def test_car_words_that_name_no_current_type_fall_back_to_power_and_a_limit_hold
     assert (s["current_type"], s["current_type_source"]) == ("DC", "charging_status")
     assert s["charge_limit_pct"] == 90.0
     assert s["completion"] == "interrupted"  # it stopped at 80 %, below its 90 % limit, as the next reading shows
+
+
+def test_range_at_full_charge_is_a_second_view_of_battery_health():
+    # A car whose range at full charge is 400 km in September and 376 km in October (6 % down),
+    # reported with the SoC of the same delivery every 3 hours, the estimate scattered ±4 % by
+    # temperature and driving; readings below 20 % SoC (and their rounding) are left out.
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for month, full_km in ((9, 400.0), (10, 376.0)):
+        for k in range(200):
+            t = datetime(2026, month, 1, tzinfo=UTC) + timedelta(hours=3 * k)
+            soc = float(rng.uniform(5, 95))
+            rows += [{"vehicle_id": "v1", "reading_time": t, "metric": "soc_pct", "component": None, "value": soc},
+                     {"vehicle_id": "v1", "reading_time": t, "metric": "range_km", "component": None,
+                      "value": round(full_km * soc / 100 * float(rng.uniform(0.96, 1.04)))}]
+    sessions = [d for month in (9, 10) for d in ac_session(datetime(2026, month, 20, 18, tzinfo=UTC), soc0=30.0,
+                                                             limit=80.0, usable=60.0, odo=1000.0 + month)]
+    health = charging_marts(frame(*sessions, rows), ChargingConfig())["battery_health"].sort("month")
+    assert health["month"].to_list() == [date(2026, 9, 1), date(2026, 10, 1)]
+    sep, oct_ = health.row(0, named=True), health.row(1, named=True)
+    assert sep["range_at_full_km"] == pytest.approx(400.0, rel=0.02)
+    assert oct_["range_at_full_km"] == pytest.approx(376.0, rel=0.02)
+    assert sep["range_index_pct"] == 100.0
+    assert oct_["range_index_pct"] == pytest.approx(94.0, abs=2.0)
+    assert 100 < sep["range_readings"] < 200  # only readings at or above 20 % SoC
+    # a car that reports no range has no range view, and its capacity estimate is unchanged
+    no_range = [r for r in rows if r["metric"] != "range_km"]
+    without = charging_marts(frame(*sessions, no_range), ChargingConfig())["battery_health"].sort("month")
+    assert without["range_at_full_km"].null_count() == 2 and without["range_readings"].to_list() == [0, 0]
+    assert without["estimated_capacity_kwh"].to_list() == health["estimated_capacity_kwh"].to_list()

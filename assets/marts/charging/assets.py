@@ -9,7 +9,7 @@ import polars as pl
 
 from assets.marts.charging.places import location_types, session_places
 from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, charging_readings, find_sessions,
-                                            measure_sessions, nominal_capacity, plug_timeline,
+                                            measure_sessions, nominal_capacity, plug_timeline, range_at_full,
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging.time_of_use import daily_energy, load_profile, parse_windows, session_costs, time_of_use
 from assets.marts.protocol import MartBuild, MartCheck, MartSpec, mart_family
@@ -105,7 +105,7 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
     first_day, last_day = (None, None) if flagged.is_empty() else (
         _local_day(flagged.min(), config.timezone), _local_day(flagged.max(), config.timezone))
     health = battery_health(measured.join(found.select("vehicle_id", "plug_id", "started_at"),
-                                          on=["vehicle_id", "plug_id"]), nominal)
+                                          on=["vehicle_id", "plug_id"]), nominal, range_at_full(distinct))
     return {
         "charging_sessions": sessions,
         "charging_load_profile": load_profile(sessions, config.timezone, first_day, last_day),

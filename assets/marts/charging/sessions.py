@@ -32,7 +32,7 @@ from assets.readings import distinct_readings
 
 CHARGING_METRICS = ("is_charging", "is_plugged_in", "soc_pct", "energy_added_kwh", "charge_power_kw",
                     "odometer_km", "latitude_deg", "longitude_deg", "battery_capacity_kwh", "charge_limit_pct",
-                    "is_fast_charger", "charging_status")
+                    "is_fast_charger", "charging_status", "range_km")
 # Text readings among them: the value is null, the component carries the word.
 CHARGING_TEXT_METRICS = ("charging_status",)
 
@@ -324,10 +324,35 @@ def session_capacity_estimates(measured: pl.DataFrame) -> pl.DataFrame:
         .otherwise(None).alias("capacity_basis"))
 
 
-def battery_health(sessions: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFrame:
+# Range per SoC point is read only from readings at or above this SoC: near empty, a rounded
+# range over a small SoC is noise.
+RANGE_MIN_SOC_PCT = 20.0
+
+
+def range_at_full(distinct: pl.DataFrame) -> pl.DataFrame:
+    """Vehicle × UTC month: the range the car projects for a full battery, the median of its
+    range readings scaled by the SoC of the same moment (`range_km / soc_pct × 100`), and how
+    many readings it rests on. The car's range estimate moves with temperature and driving,
+    so this is a second view of battery health, not a measurement: a fall that lasts across
+    months is what it shows."""
+    pairs = (_series(distinct, "range_km", "range_km")
+             .join(_series(distinct, "soc_pct", "soc"), on=["vehicle_id", "reading_time"])
+             .filter((pl.col("soc") >= RANGE_MIN_SOC_PCT) & (pl.col("range_km") > 0)))
+    return (pairs.group_by("vehicle_id", pl.col("reading_time").dt.truncate("1mo").dt.date().alias("month"))
+            .agg((pl.col("range_km") / pl.col("soc") * 100.0).median().alias("range_at_full_km"),
+                 pl.len().cast(pl.Int64).alias("range_readings")))
+
+
+def battery_health(sessions: pl.DataFrame, nominal: pl.DataFrame, ranges: pl.DataFrame | None = None) -> pl.DataFrame:
     """Vehicle × UTC month of the sessions' start: the usable capacity estimated from the
     month's sessions (median of their estimates; null when none qualified) and the state
-    of health against the nominal capacity the vehicle reports."""
+    of health against the nominal capacity the vehicle reports; beside it, where the car
+    reports range (`ranges`: `range_at_full`), the range at full charge and that range
+    against the vehicle's first month of it (`range_index_pct`)."""
+    if ranges is None:
+        ranges = pl.DataFrame(schema={"vehicle_id": pl.String, "month": pl.Date, "range_at_full_km": pl.Float64,
+                                      "range_readings": pl.Int64})
+    first = ranges.sort("month").group_by("vehicle_id").agg(pl.col("range_at_full_km").first().alias("_first_range"))
     month = pl.col("started_at").dt.truncate("1mo").dt.date().alias("month")
     return (sessions.group_by("vehicle_id", month)
             .agg(pl.col("capacity_estimate_kwh").median().alias("estimated_capacity_kwh"),
@@ -339,8 +364,13 @@ def battery_health(sessions: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFram
                           .alias("state_of_health_pct"))
             .with_columns(pl.when(~pl.col("state_of_health_pct").is_between(*PLAUSIBLE_HEALTH_PCT))
                           .then(pl.lit("implausible")).otherwise(None).alias("health_flag"))
+            .join(ranges, on=["vehicle_id", "month"], how="left")
+            .join(first, on="vehicle_id", how="left")
+            .with_columns((pl.col("range_at_full_km") / pl.col("_first_range") * 100.0).alias("range_index_pct"),
+                          pl.col("range_readings").fill_null(0))
             .select("vehicle_id", "month", "estimated_capacity_kwh", "state_of_health_pct", "nominal_capacity_kwh",
-                    "sessions_used", "sessions", "capacity_basis", "health_flag")
+                    "sessions_used", "sessions", "capacity_basis", "health_flag", "range_at_full_km",
+                    "range_index_pct", "range_readings")
             .sort("vehicle_id", "month"))
 
 
