@@ -77,8 +77,9 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec("charge-energyadded", "number", "energy_added_kwh", quantity="energy", low=0, high=500),
         SignalSpec("location-preciselocation", "location", "latitude_deg"),
         SignalSpec("charge-isfastchargerpresent", "boolean", "is_fast_charger"),
-        # an open string: Smartcar publishes no list of values, so the word is kept as the car
-        # sent it (upper-cased); the charging marts read AC or DC from it where it names one
+        # the charge page lists CHARGING, NOT_CHARGING, FULLY_CHARGED; makes send other words, so
+        # every word is kept as sent (upper-cased); the charging marts read AC or DC from a word
+        # that names one, and FULLY_CHARGED as a charge that reached its limit
         SignalSpec("charge-detailedchargingstatus", "word", "charging_status"),
         SignalSpec("charge-chargelimits", "limits", "charge_limit_pct", field="activeLimit", quantity="percent",
                    low=0, high=100, default_unit="percent"),

@@ -54,9 +54,10 @@ CHARGER_REPORTING = ("status", "fast_charger", "power_only")
 def charger_reports_fleet(vehicles: int = 24, days: int = 20, seed: int = 11) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cars that charge once a day, AC (3.7-11 kW) or DC (35-150 kW, and some DC sessions on a
     weak or cold charger at 15-21 kW, which power alone would take for AC), up to a charge limit
-    that the car reports (70-100 %, changed now and then), or are unplugged before it (about a
-    third). A third of the cars report a detailed charging status word, a third the fast-charger
-    flag, a third neither. Readings every 10-50 minutes. Returns (readings, truth): truth has one
+    that the car reports (70-100 %, changed now and then; every fourth car reports none), or are
+    unplugged before it (about a third). A third of the cars report a detailed charging status word, a third the fast-charger
+    flag, a third neither; the status words are the charge page's (CHARGING, NOT_CHARGING,
+    FULLY_CHARGED) with the current type in the word (CHARGING_AC, CHARGING_DC), as some makes send. Readings every 10-50 minutes. Returns (readings, truth): truth has one
     row per session with `vehicle_id, plugged_at, unplugged_at, current_type, charge_limit_pct,
     completion, reporting, charging_readings` (readings that show it charging: a session
     with none is invisible in the readings)."""
@@ -101,8 +102,7 @@ def charger_reports_fleet(vehicles: int = 24, days: int = 20, seed: int = 11) ->
                 times.append(unplug + timedelta(minutes=2))
             charging_readings = sum(plug + timedelta(minutes=2) <= x < stop for x in times)
             truth.append((vid, plug, unplug, "DC" if dc else "AC", limit if reports_limit else None,
-                          ("interrupted" if interrupted else "complete") if reports_limit else None, reporting,
-                          charging_readings))
+                          "interrupted" if interrupted else "complete", reporting, charging_readings))
             for t in times:
                 plugged = t < unplug
                 charging = plug + timedelta(minutes=2) <= t < stop

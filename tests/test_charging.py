@@ -441,15 +441,19 @@ def test_a_session_that_stopped_at_its_limit_is_complete_and_one_below_it_interr
     assert (m["charge_limit_pct"].is_null() == m["true_charge_limit_pct"].is_null()).all()
     known = m.filter(pl.col("true_charge_limit_pct").is_not_null())
     assert (known["charge_limit_pct"] == known["true_charge_limit_pct"]).all()
-    assert m.filter(pl.col("true_charge_limit_pct").is_null())["completion"].null_count() == \
-        m.filter(pl.col("true_charge_limit_pct").is_null()).height
     # never contradicts the truth; says nothing only where no reading shows where the charge stopped
-    said = known.filter(pl.col("completion").is_not_null())
+    said = m.filter(pl.col("completion").is_not_null())
     assert (said["completion"] == said["true_completion"]).all()
     assert (known.filter(pl.col("true_completion") == "complete")["completion"] == "complete").all()
     interrupted = known.filter(pl.col("true_completion") == "interrupted")
     assert interrupted.height >= 60
     assert (interrupted["completion"] == "interrupted").mean() >= 0.7
+    # without a limit: FULLY_CHARGED from the car says complete; nothing else says anything
+    no_limit = m.filter(pl.col("true_charge_limit_pct").is_null())
+    full = no_limit.filter((pl.col("reporting") == "status") & (pl.col("true_completion") == "complete"))
+    assert full.height > 0 and (full["completion"] == "complete").all()
+    assert no_limit.filter(pl.col("reporting") != "status")["completion"].null_count() == \
+        no_limit.filter(pl.col("reporting") != "status").height
 
 
 def test_car_words_that_name_no_current_type_fall_back_to_power_and_a_limit_holds_until_changed():

@@ -153,9 +153,10 @@ def test_a_service_list_may_be_empty_and_a_record_need_not_carry_an_odometer(tmp
 
 
 def test_the_detailed_charging_status_word_is_kept_as_sent(tmp_path):
-    # The charge page documents `charge-detailedchargingstatus` as `{value: string}` and lists no
-    # values (an open string): every word is kept, upper-cased, as the reading's component.
-    words = ["CHARGING", "Fully_Charged", " DC_FAST_CHARGING "]
+    # The charge page documents `charge-detailedchargingstatus` as `{value: string}`, example
+    # {"value": "CHARGING"}, values CHARGING, NOT_CHARGING, FULLY_CHARGED; other pages and
+    # makes send other words: every word is kept, upper-cased, as the reading's component.
+    words = ["CHARGING", "NOT_CHARGING", "Fully_Charged", " DC_FAST_CHARGING "]
     lines = [delivery(f"w{i}", signals=[_signal("charge-detailedchargingstatus", {"value": w})],
                       delivered_at=AT_MS + 60_000) for i, w in enumerate(words)]
     _, result = _normalize(tmp_path, lines)

@@ -237,19 +237,26 @@ def stop_soc(distinct: pl.DataFrame, sessions: pl.DataFrame, soc_stats: pl.DataF
 
 
 def charger_reports(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
-    """Per session, the current type (`AC`/`DC`) the car itself reported while plugged in:
-    from its detailed charging status where a word names AC or DC (`status_current_type`),
-    and from its fast-charger signal (`fast_charger_current_type`: DC if any reading says a
-    fast charger is present, AC if all say none). Null where the car said nothing."""
+    """Per session, what the car itself reported about the charger and the charge while
+    plugged in: the current type (`AC`/`DC`) from its detailed charging status where a word
+    names AC or DC (`status_current_type`; the charge page documents only CHARGING,
+    NOT_CHARGING and FULLY_CHARGED, which name none, but a word that does is read), and from
+    its fast-charger signal (`fast_charger_current_type`: DC if any reading says a fast
+    charger is present, AC if all say none); and `reported_full`, whether a status after the
+    last charging reading says FULLY_CHARGED (it stopped at its limit). Null where the car
+    said nothing."""
     key = ["vehicle_id", "plug_id"]
     words = (distinct.filter(pl.col("metric") == "charging_status")
              .select("vehicle_id", "reading_time", pl.col("component").alias("word")).sort("vehicle_id", "reading_time"))
-    words = readings_in_sessions(words, sessions, "plugged_in_at", "unplugged_at").with_columns(
-        pl.when(pl.col("word").str.contains(DC_STATUS_PATTERN)).then(pl.lit("DC"))
-        .when(pl.col("word").str.contains(AC_STATUS_PATTERN)).then(pl.lit("AC")).alias("said"))
+    words = (readings_in_sessions(words, sessions, "plugged_in_at", "unplugged_at")
+             .join(sessions.select(*key, "ended_at"), on=key)
+             .with_columns(pl.when(pl.col("word").str.contains(DC_STATUS_PATTERN)).then(pl.lit("DC"))
+                           .when(pl.col("word").str.contains(AC_STATUS_PATTERN)).then(pl.lit("AC")).alias("said")))
     by_status = words.group_by(key).agg(
         pl.when((pl.col("said") == "DC").any()).then(pl.lit("DC"))
-        .when((pl.col("said") == "AC").any()).then(pl.lit("AC")).alias("status_current_type"))
+        .when((pl.col("said") == "AC").any()).then(pl.lit("AC")).alias("status_current_type"),
+        ((pl.col("word") == "FULLY_CHARGED") & (pl.col("reading_time") > pl.col("ended_at"))).any()
+        .alias("reported_full"))
     fast = readings_in_sessions(_series(distinct, "is_fast_charger", "fast"), sessions, "plugged_in_at",
                                 "unplugged_at")
     by_fast = fast.group_by(key).agg(
@@ -455,10 +462,10 @@ def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: p
         pl.coalesce(c("power_max_kw"), pl.max_horizontal(c("avg_power_kw"), c("_rate"))).alias("max_power_kw"),
         (c("avg_power_kw") > DC_FAST_KW).fill_null(False).alias("is_dc_fast"),
     ).drop("_at_first", "_at_last", "_rate")
-    for name in ("status_current_type", "fast_charger_current_type", "charge_limit_pct", "soc_stop_pct"):
+    for name, dtype in (("status_current_type", pl.String), ("fast_charger_current_type", pl.String),
+                        ("charge_limit_pct", pl.Float64), ("soc_stop_pct", pl.Float64), ("reported_full", pl.Boolean)):
         if name not in frame.columns:  # measured without the car's reports (hand-built in tests)
-            frame = frame.with_columns(pl.lit(None, pl.String if name.endswith("_type") else pl.Float64)
-                                       .alias(name))
+            frame = frame.with_columns(pl.lit(None, dtype).alias(name))
     return frame.with_columns(*current_type(), completion())
 
 
@@ -477,14 +484,16 @@ def current_type() -> list[pl.Expr]:
 
 
 def completion() -> pl.Expr:
-    """`complete` when the session stopped at its charge limit, `interrupted` when the first SoC
-    reading after the charge (`soc_stop_pct`) shows it stopped below the limit (unplugged, or
-    stopped by hand); null without a known limit, or when the last SoC seen is below the limit
-    but no reading after the charge says where it stopped."""
+    """`complete` when the session stopped at its charge limit (or the car said FULLY_CHARGED
+    after it), `interrupted` when the first SoC reading after the charge (`soc_stop_pct`) shows
+    it stopped below the limit (unplugged, or stopped by hand); null without a known limit, or
+    when the last SoC seen is below the limit but no reading after the charge says where it
+    stopped."""
     c = pl.col
     stopped_at = pl.coalesce(c("soc_stop_pct"), c("soc_end_pct"))
     floor = c("charge_limit_pct") - LIMIT_SLACK_PCT
-    return (pl.when(c("charge_limit_pct").is_null() | stopped_at.is_null()).then(None)
+    return (pl.when(c("reported_full").fill_null(False)).then(pl.lit("complete"))
+            .when(c("charge_limit_pct").is_null() | stopped_at.is_null()).then(None)
             .when(stopped_at >= floor).then(pl.lit("complete"))
             .when(c("soc_stop_pct").is_not_null()).then(pl.lit("interrupted"))
             .alias("completion"))
