@@ -48,7 +48,7 @@ class NormalizedSignals:
 # Body fields that may carry a signal's number (which one is the catalog's `field` /
 # `alt_field`), and text fields kept beside a value.
 NUMBER_FIELDS = ("value", "capacity", "percentage", "activeLimit")
-TEXT_FIELDS = ("source", "locationType")
+TEXT_FIELDS = ("source", "locationType", "status")
 
 
 def _number_sql(field: str) -> str:
@@ -69,6 +69,7 @@ SELECT row_id,
     CASE WHEN json_type(body, '$.value') = 'BOOLEAN' THEN CAST(body -> '$.value' AS BOOLEAN) END AS value_bool,
     CASE WHEN json_type(body, '$.value') = 'VARCHAR' THEN body ->> '$.value' END AS value_text,
     {", ".join(_text_sql(f) for f in TEXT_FIELDS)},
+    json_type(body, '$.status') AS status_type,
     json_type(body, '$.unit') AS unit_type,
     body ->> '$.unit' AS unit,
     json_type(body, '$.latitude') AS latitude_type,
@@ -96,7 +97,13 @@ SELECT row_id, item_index,
     item ->> '$.code' AS dtc_code,
     json_time(item -> '$.timestamp') AS dtc_timestamp,
     upper(item ->> '$.type') AS limit_kind,
-    CASE WHEN json_type(item, '$.limit') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN TRY_CAST(item -> '$.limit' AS DOUBLE) END AS limit_number
+    CASE WHEN json_type(item, '$.limit') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN TRY_CAST(item -> '$.limit' AS DOUBLE) END AS limit_number,
+    json_type(item) AS item_type,
+    item ->> '$.id' AS item_id,
+    json_type(item, '$.time') AS item_time_type,
+    json_time(item -> '$.time') AS item_time,
+    json_type(item, '$.odometer') AS item_odometer_type,
+    CASE WHEN json_type(item, '$.odometer') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.odometer' AS DOUBLE) END AS item_odometer
 FROM items
 ORDER BY row_id, item_index
 """
@@ -300,6 +307,69 @@ def _levels(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.
     return good.with_columns(_reading(pl.col("metric"), pl.col("_index"), component=pl.col("_level"))), bad
 
 
+def _systems(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A diagnostics system's status (`{status: OK | ALERT}`): the system is the component, the
+    index of the status word the value."""
+    indexed = pl.DataFrame([(sp.code, name, i) for sp in SIGNALS.values() for i, name in enumerate(sp.levels)],
+                           schema={"code": pl.String, "_level": pl.String, "_index": pl.Int64}, orient="row")
+    part = (part.with_columns(pl.col("status_text").str.strip_chars().str.to_uppercase().alias("_level"))
+            .join(indexed, on=["code", "_level"], how="left"))
+    reason = (
+        pl.when(_absent("status_type")).then(pl.lit("missing_value"))
+        .when(pl.col("status_type") != "VARCHAR").then(pl.lit("wrong_type"))
+        .when(pl.col("_index").is_null()).then(pl.lit("unknown_value"))
+    )
+    good, bad = _split(part, reason)
+    system = pl.col("code").str.split_exact("-", 1).struct.field("field_1")
+    return good.with_columns(_reading(pl.col("metric"), pl.col("_index"), component=system)), bad
+
+
+def _services(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Service records: their number (`service_record_count`), and per record a `service_at` reading (its id as component, its time as
+    noted_at) and, where it has one, its odometer (`service_odometer_km`). A record that is not
+    an object, has a time that is no time, or an odometer that is not a number in range
+    quarantines the signal."""
+    present = ~(pl.col("item_odometer_type").is_null() | (pl.col("item_odometer_type") == "NULL"))
+    timed = ~(pl.col("item_time_type").is_null() | (pl.col("item_time_type") == "NULL"))
+    item_reason = pl.coalesce(
+        pl.when(pl.col("item_type") != "OBJECT").then(pl.lit("malformed_body")),
+        pl.when(timed & pl.col("item_time").is_null()).then(pl.lit("invalid_timestamp")),
+        pl.when(present & ~pl.col("item_odometer_type").is_in(NUMERIC_JSON)).then(pl.lit("wrong_type")),
+        pl.when(present & ~_in_range(pl.col("item_odometer") * pl.col("factor"))).then(pl.lit("out_of_range")),
+    )
+    first_bad = _item_reasons(part, items, item_reason)
+    part = part.join(first_bad, on="row_id", how="left")
+    reason = pl.coalesce(
+        pl.when(pl.col("values_type").is_null() | (pl.col("values_type") == "NULL")).then(pl.lit("missing_value")),
+        pl.when(pl.col("values_type") != "ARRAY").then(pl.lit("wrong_type")),
+        _unit_reason(),
+        pl.col("item_reason"),
+    )
+    good, bad = _split(part, reason)
+    # how many records the list holds (none is an answer too: a car never serviced)
+    counts = good.join(items.group_by("row_id").len("n"), on="row_id", how="left").with_columns(
+        _reading(pl.lit("service_record_count"), pl.col("n").fill_null(0)))
+    records = good.join(items.select("row_id", "item_id", "item_time", "item_odometer"), on="row_id", how="inner")
+    at = records.with_columns(_reading(pl.lit("service_at"), pl.lit(None, pl.Float64), component=pl.col("item_id"),
+                                       noted_at=pl.col("item_time")))
+    odometer = records.filter(pl.col("item_odometer").is_not_null()).with_columns(
+        _reading(pl.col("metric"), pl.col("item_odometer") * pl.col("factor"), component=pl.col("item_id"),
+                 unit=pl.col("unit"), noted_at=pl.col("item_time")))
+    return pl.concat([counts, at, odometer], how="diagonal_relaxed"), bad
+
+
+def _words(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """An open status word (no documented list): kept upper-cased as the component, value null."""
+    word = pl.col("value_text").str.strip_chars().str.to_uppercase()
+    reason = (
+        pl.when(_absent("value_type")).then(pl.lit("missing_value"))
+        .when(pl.col("value_type") != "VARCHAR").then(pl.lit("wrong_type"))
+        .when(word.str.len_chars() == 0).then(pl.lit("missing_value"))
+    )
+    good, bad = _split(part, reason)
+    return good.with_columns(_reading(pl.col("metric"), pl.lit(None, pl.Float64), component=word)), bad
+
+
 def _booleans(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     reason = (
         pl.when(pl.col("value_type").is_null() | (pl.col("value_type") == "NULL")).then(pl.lit("missing_value"))
@@ -382,4 +452,5 @@ def _dtcs(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
 
 
 _SHAPES = {"number": _numbers, "boolean": _booleans, "location": _locations, "tires": _tires, "dtc": _dtcs,
-           "limits": _limits, "level": _levels}
+           "limits": _limits, "level": _levels, "word": _words,
+           "system": _systems, "services": _services}

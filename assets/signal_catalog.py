@@ -36,7 +36,7 @@ TIRE_POSITIONS: dict[tuple[int, int], str] = {
 @dataclass(frozen=True)
 class SignalSpec:
     code: str
-    shape: str            # "number" | "boolean" | "location" | "tires" | "dtc" | "level"
+    shape: str            # "number" | "boolean" | "location" | "tires" | "dtc" | "level" | "word" | "limits"
     metric: str           # canonical metric (for "location": the latitude metric)
     field: str = "value"  # body field that carries a number/boolean/level
     quantity: str | None = None
@@ -50,6 +50,14 @@ class SignalSpec:
     # "level": the documented values, in order of severity (the reading's value is the index)
     levels: tuple[str, ...] = ()
 
+
+# Every system whose status the diagnostics page documents (signal `diagnostics-<system>`).
+DIAGNOSTIC_SYSTEMS = (
+    "abs", "activesafety", "airbag", "brakefluid", "driverassistance", "evbatteryconditioning", "evcharging",
+    "evdriveunit", "evhvbattery", "emissions", "lighting", "mil", "oillife", "oilpressure", "oiltemperature",
+    "telematics", "tirepressure", "tirepressuremonitoring", "transmission", "washerfluid", "waterinfuel",
+)
+SYSTEM_LEVELS = ("OK", "ALERT")
 
 SIGNALS: dict[str, SignalSpec] = {
     s.code: s
@@ -69,6 +77,10 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec("charge-energyadded", "number", "energy_added_kwh", quantity="energy", low=0, high=500),
         SignalSpec("location-preciselocation", "location", "latitude_deg"),
         SignalSpec("charge-isfastchargerpresent", "boolean", "is_fast_charger"),
+        # the charge page lists CHARGING, NOT_CHARGING, FULLY_CHARGED; makes send other words, so
+        # every word is kept as sent (upper-cased); the charging marts read AC or DC from a word
+        # that names one, and FULLY_CHARGED as a charge that reached its limit
+        SignalSpec("charge-detailedchargingstatus", "word", "charging_status"),
         SignalSpec("charge-chargelimits", "limits", "charge_limit_pct", field="activeLimit", quantity="percent",
                    low=0, high=100, default_unit="percent"),
         # the wheel page documents no unit field: pressures are in kPa
@@ -80,6 +92,14 @@ SIGNALS: dict[str, SignalSpec] = {
                    high=100, default_unit="percent"),
         SignalSpec("lowvoltagebattery-status", "level", "lv_battery_status", levels=("GOOD", "WARN", "BAD")),
         SignalSpec("diagnostics-dtclist", "dtc", "dtc_count"),
+        # the service page: {values: [{id, time, odometer, tasks, details, cost}]}; the odometer's
+        # unit is not documented (the service-history endpoint gives kilometres)
+        SignalSpec("service-records", "services", "service_odometer_km", quantity="length", low=0, high=2_000_000,
+                   default_unit="km"),
+        # the diagnostics page's system statuses: {status: OK | ALERT, description}; the reading's
+        # component is the system (the code's name), its value the index of the status word
+        *(SignalSpec(f"diagnostics-{system}", "system", "system_status", field="status", levels=SYSTEM_LEVELS)
+          for system in DIAGNOSTIC_SYSTEMS),
     ]
 }
 
@@ -92,6 +112,11 @@ METRIC_UNITS: dict[str, str] = {
     "lv_battery_soc_pct": "percent", "dtc_count": "count", "dtc_code": "code",
     "range_km": "km", "is_fast_charger": "boolean", "charge_limit_pct": "percent",
     "lv_battery_status": "level",  # index into the signal's levels; the level's name is the component
+    "system_status": "level",  # a diagnostics system (component) and its status: 0 OK, 1 ALERT
+    "charging_status": "text",  # the car's own word for its charging state (component); value null
+    # a service record: `service_at` (text: the record's id as component, its time as noted_at)
+    # and, where the record has one, the odometer at the service (component and noted_at alike)
+    "service_at": "text", "service_odometer_km": "km", "service_record_count": "count",
     # text the payload carries beside a value, kept for analysts: the value is null, the text
     # is the component (nominal capacity's `source`, location's `locationType`)
     "battery_capacity_source": "text", "location_type": "text",
@@ -102,7 +127,7 @@ BODY_TEXTS: dict[tuple[str, str], str] = {
     ("tractionbattery-nominalcapacity", "source"): "battery_capacity_source",
     ("location-preciselocation", "locationType"): "location_type",
 }
-TEXT_METRICS = ("dtc_code", *BODY_TEXTS.values())
+TEXT_METRICS = ("dtc_code", "charging_status", "service_at", *BODY_TEXTS.values())
 
 # Physical range of every numeric metric, for the quality suite (normalization quarantines
 # anything outside it, so a failure there means a bug, not bad input).
@@ -111,5 +136,5 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "is_charging": (0, 1), "is_plugged_in": (0, 1), "is_fast_charger": (0, 1),
     **{s.metric: (0, len(s.levels) - 1) for s in SIGNALS.values() if s.levels},
     "latitude_deg": (-90, 90), "longitude_deg": (-180, 180), "heading_deg": (0, 360),
-    "dtc_count": (0, 1_000),
+    "dtc_count": (0, 1_000), "service_record_count": (0, 100_000),
 }

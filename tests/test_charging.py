@@ -397,3 +397,110 @@ def test_deliveries_to_charging_marts_through_dagster_with_run_config(data_dir):
     # plugged in 19:30-04:00 UTC is 12:30-21:00 in Los Angeles: not overnight; charging 13:00-16:00, off-peak
     assert (s["location_type"], s["currency"]) == ("public", "USD")
     assert s["peak_energy_kwh"] == pytest.approx(0.0, abs=1e-9)
+
+
+def _match_truth(sessions: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """Each found session beside the true session whose plug-in it lies in."""
+    renamed = truth.sort("plugged_at").rename({c: "true_" + c for c in ("current_type", "charge_limit_pct",
+                                                                          "completion", "unplugged_at")})
+    matched = sessions.sort("started_at").join_asof(renamed, left_on="started_at", right_on="plugged_at",
+                                                    by="vehicle_id", strategy="backward", check_sortedness=False)
+    return matched.filter(pl.col("started_at") <= pl.col("true_unplugged_at"))
+
+
+def test_current_type_is_the_cars_own_where_it_says_and_from_power_otherwise():
+    from fleets import charger_reports_fleet
+
+    readings, truth = charger_reports_fleet()
+    sessions = charging_marts(readings, ChargingConfig())["charging_sessions"]
+    m = _match_truth(sessions, truth)
+    assert m.height == truth.filter(pl.col("charging_readings") > 0).height  # every visible session, once
+    said = m.filter(pl.col("reporting") != "power_only")
+    assert said.height > 200
+    assert (said["current_type"] == said["true_current_type"]).all()
+    assert (said["current_type_source"] == said["reporting"].replace(
+        {"status": "charging_status", "fast_charger": "fast_charger_signal"})).all()
+    # weak DC chargers (15-21 kW) are DC to the car and AC to the power rule: the car's word wins
+    slow_dc = said.filter((pl.col("true_current_type") == "DC") & ~pl.col("is_dc_fast"))
+    assert slow_dc.height >= 10 and (slow_dc["current_type"] == "DC").all()
+    # where the car says nothing, power decides, as DC fast does
+    by_power = m.filter(pl.col("reporting") == "power_only")
+    assert (by_power["current_type_source"] == "power").all()
+    assert by_power["current_type"].to_list() == ["DC" if fast else "AC" for fast in by_power["is_dc_fast"]]
+    # the grid energy uses the efficiency of the current the car reported
+    dc = said.filter(pl.col("current_type") == "DC")
+    assert (dc["grid_energy_kwh"] - dc["energy_added_kwh"] / ChargingConfig().dc_efficiency).abs().max() < 1e-9
+
+
+def test_a_session_that_stopped_at_its_limit_is_complete_and_one_below_it_interrupted():
+    from fleets import charger_reports_fleet
+
+    readings, truth = charger_reports_fleet()
+    m = _match_truth(charging_sessions(readings), truth)
+    # the limit in force is the one the car reported; none where the car reports none
+    assert (m["charge_limit_pct"].is_null() == m["true_charge_limit_pct"].is_null()).all()
+    known = m.filter(pl.col("true_charge_limit_pct").is_not_null())
+    assert (known["charge_limit_pct"] == known["true_charge_limit_pct"]).all()
+    # never contradicts the truth; says nothing only where no reading shows where the charge stopped
+    said = m.filter(pl.col("completion").is_not_null())
+    assert (said["completion"] == said["true_completion"]).all()
+    assert (known.filter(pl.col("true_completion") == "complete")["completion"] == "complete").all()
+    interrupted = known.filter(pl.col("true_completion") == "interrupted")
+    assert interrupted.height >= 60
+    assert (interrupted["completion"] == "interrupted").mean() >= 0.7
+    # without a limit: FULLY_CHARGED from the car says complete; nothing else says anything
+    no_limit = m.filter(pl.col("true_charge_limit_pct").is_null())
+    full = no_limit.filter((pl.col("reporting") == "status") & (pl.col("true_completion") == "complete"))
+    assert full.height > 0 and (full["completion"] == "complete").all()
+    assert no_limit.filter(pl.col("reporting") != "status")["completion"].null_count() == \
+        no_limit.filter(pl.col("reporting") != "status").height
+
+
+def test_car_words_that_name_no_current_type_fall_back_to_power_and_a_limit_holds_until_changed():
+    deliveries = ac_session(MONDAY.replace(hour=18), soc0=30.0, limit=80.0, kw=7.0)
+    status = [{"vehicle_id": "v1", "reading_time": MONDAY.replace(hour=18, minute=20), "metric": "charging_status",
+               "component": word, "value": None} for word in ("CHARGING", "CHARGE_IN_PROGRESS")]
+    limit = [{"vehicle_id": "v1", "reading_time": MONDAY - timedelta(days=3), "metric": "charge_limit_pct",
+              "component": None, "value": 80.0}]
+    s = charging_sessions(frame(*deliveries, status, limit)).row(0, named=True)
+    assert (s["current_type"], s["current_type_source"]) == ("AC", "power")
+    assert (s["charge_limit_pct"], s["completion"]) == (80.0, "complete")
+    # the same charge, the car saying DC in a word of its own, and a limit raised before it
+    status = [dict(status[0], component="DC_CHARGING")]
+    limit.append(dict(limit[0], reading_time=MONDAY.replace(hour=17), value=90.0))
+    s = charging_sessions(frame(*deliveries, status, limit)).row(0, named=True)
+    assert (s["current_type"], s["current_type_source"]) == ("DC", "charging_status")
+    assert s["charge_limit_pct"] == 90.0
+    assert s["completion"] == "interrupted"  # it stopped at 80 %, below its 90 % limit, as the next reading shows
+
+
+def test_range_at_full_charge_is_a_second_view_of_battery_health():
+    # A car whose range at full charge is 400 km in September and 376 km in October (6 % down),
+    # reported with the SoC of the same delivery every 3 hours, the estimate scattered ±4 % by
+    # temperature and driving; readings below 20 % SoC (and their rounding) are left out.
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for month, full_km in ((9, 400.0), (10, 376.0)):
+        for k in range(200):
+            t = datetime(2026, month, 1, tzinfo=UTC) + timedelta(hours=3 * k)
+            soc = float(rng.uniform(5, 95))
+            rows += [{"vehicle_id": "v1", "reading_time": t, "metric": "soc_pct", "component": None, "value": soc},
+                     {"vehicle_id": "v1", "reading_time": t, "metric": "range_km", "component": None,
+                      "value": round(full_km * soc / 100 * float(rng.uniform(0.96, 1.04)))}]
+    sessions = [d for month in (9, 10) for d in ac_session(datetime(2026, month, 20, 18, tzinfo=UTC), soc0=30.0,
+                                                             limit=80.0, usable=60.0, odo=1000.0 + month)]
+    health = charging_marts(frame(*sessions, rows), ChargingConfig())["battery_health"].sort("month")
+    assert health["month"].to_list() == [date(2026, 9, 1), date(2026, 10, 1)]
+    sep, oct_ = health.row(0, named=True), health.row(1, named=True)
+    assert sep["range_at_full_km"] == pytest.approx(400.0, rel=0.02)
+    assert oct_["range_at_full_km"] == pytest.approx(376.0, rel=0.02)
+    assert sep["range_index_pct"] == 100.0
+    assert oct_["range_index_pct"] == pytest.approx(94.0, abs=2.0)
+    assert 100 < sep["range_readings"] < 200  # only readings at or above 20 % SoC
+    # a car that reports no range has no range view, and its capacity estimate is unchanged
+    no_range = [r for r in rows if r["metric"] != "range_km"]
+    without = charging_marts(frame(*sessions, no_range), ChargingConfig())["battery_health"].sort("month")
+    assert without["range_at_full_km"].null_count() == 2 and without["range_readings"].to_list() == [0, 0]
+    assert without["estimated_capacity_kwh"].to_list() == health["estimated_capacity_kwh"].to_list()

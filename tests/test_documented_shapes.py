@@ -18,6 +18,11 @@ RESPONSES_V4 = "https://smartcar-docs.mintlify.dev/docs/integrations/webhooks/re
 GET_SIGNAL = "https://smartcar.com/docs/api-reference/get-signal"
 VEHICLE_STATE = "https://smartcar.com/docs/api-reference/webhooks/events/vehicle-state"
 VEHICLE_ERROR = "https://smartcar.com/docs/api-reference/webhooks/events/vehicle-error"
+# The diagnostics page documents every system status as {status: ALERT | OK, description}.
+DIAGNOSTICS = "https://smartcar.com/docs/api-reference/signals/diagnostics"
+SERVICE = "https://smartcar.com/docs/api-reference/signals/service"
+SERVICE_PREVIEW = "https://deploy-preview-1146--smartcar-home.netlify.app/docs/api-reference/signals/service"
+SERVICE_MINTLIFY = "https://smartcar-docs.mintlify.app/api-reference/signals/service"
 # The wheel page documents tyre pressures as {values: [{row, column, tirePressure}]} with no unit.
 WHEEL = "https://smartcar.com/docs/api-reference/signals/wheel"
 
@@ -50,10 +55,16 @@ DOCUMENTED_SIGNALS = [
                  {"type": "location", "limit": 90, "condition": {"name": "Home", "address": "123 Main St",
                                                                  "latitude": 37.7749, "longitude": -122.4194}}]},
      "charge_limit_pct", None, 80.0, "percent (assumed)"),
+    # the charge page documents the fast-charger signal as a boolean `{value}`
+    (CHARGE, "charge-isfastchargerpresent", {"value": True}, "is_fast_charger", None, 1.0, None),
     (GET_SIGNAL, "charge-voltage", {"unit": "volts", "value": 85}, "charge_voltage_v", None, 85.0, "volts"),
     (LOW_VOLTAGE, "lowvoltagebattery-stateofcharge", {"unit": "percent", "value": 95}, "lv_battery_soc_pct", None,
      95.0, "percent"),
     (LOW_VOLTAGE, "lowvoltagebattery-status", {"value": "GOOD"}, "lv_battery_status", "GOOD", 0.0, None),
+    (DIAGNOSTICS, "diagnostics-abs", {"status": "OK", "description": "ABS system functioning normally"},
+     "system_status", "abs", 0.0, None),
+    (DIAGNOSTICS, "diagnostics-mil", {"status": "ALERT"}, "system_status", "mil", 1.0, None),
+    (LOW_VOLTAGE, "lowvoltagebattery-status", {"value": "BAD"}, "lv_battery_status", "BAD", 2.0, None),
     (WHEEL, "wheel-tires", {"values": [{"row": r, "column": c, "tirePressure": 240 + r * 10 + c}
                                        for r in (0, 1) for c in (0, 1)]},
      "tire_pressure_kpa", "rear_right", 251.0, "kPa (assumed)"),
@@ -86,6 +97,72 @@ def test_every_documented_signal_example_is_read_with_its_value_and_unit(tmp_pat
         assert rows.height == 1, (page, code)
         assert rows["value"].item() == pytest.approx(value), (page, code)
         assert rows["source_unit"].item() == unit, (page, code)
+
+
+def test_every_documented_diagnostics_system_status_is_read(tmp_path):
+    from assets.signal_catalog import DIAGNOSTIC_SYSTEMS
+
+    lines = [delivery(f"d{i}{status}", signals=[_signal(f"diagnostics-{system}", {"status": status, "description": None})],
+                      delivered_at=AT_MS + 60_000)
+             for i, system in enumerate(DIAGNOSTIC_SYSTEMS) for status in ("OK", "ALERT")]
+    _, result = _normalize(tmp_path, lines)
+    assert result.quarantine.is_empty()
+    got = sorted(result.readings.select("component", "value").rows())
+    assert got == sorted((system, value) for system in DIAGNOSTIC_SYSTEMS for value in (0.0, 1.0))
+
+
+# Both examples the service pages show: ISO time on one, epoch milliseconds on the other; no unit
+# for the odometer (kilometres, as the service-history endpoint documents)
+SERVICE_EXAMPLES = [
+    (SERVICE_PREVIEW, {"values": [{"id": "SVC-2024-001", "cost": {"amount": 150, "currency": "USD"},
+                                   "time": "2024-01-15T14:30:00Z",
+                                   "tasks": [{"id": "TSK-001", "description": "Oil Change"}],
+                                   "details": [{"id": "DTL-001", "description": "5W-30 Synthetic Oil Used"}],
+                                   "odometer": 50000}]},
+     "SVC-2024-001", "2024-01-15T14:30:00+00:00", 50000.0),
+    (SERVICE_MINTLIFY, {"values": [{"id": "SVC-20230427-001", "time": 1682591400000, "odometer": 45231,
+                                    "tasks": [{"id": "task-001", "description": "Oil change"}],
+                                    "details": [{"id": "detail-001", "description": "Used synthetic oil"}],
+                                    "cost": {"currency": "USD", "amount": 349.95}}]},
+     "SVC-20230427-001", "2023-04-27T10:30:00+00:00", 45231.0),
+]
+
+
+@pytest.mark.parametrize(("page", "body", "record", "at", "odometer"), SERVICE_EXAMPLES)
+def test_documented_service_records_are_read_with_their_time_and_odometer(tmp_path, page, body, record, at,
+                                                                           odometer):
+    _, result = _normalize(tmp_path, [delivery("s", signals=[_signal("service-records", body)],
+                                               delivered_at=AT_MS + 60_000)])
+    assert result.quarantine.is_empty(), page
+    rows = {r["metric"]: r for r in result.readings.iter_rows(named=True)}
+    assert rows["service_record_count"]["value"] == 1.0
+    assert rows["service_at"]["component"] == record and rows["service_at"]["noted_at"].isoformat() == at
+    assert rows["service_odometer_km"]["value"] == odometer
+    assert rows["service_odometer_km"]["source_unit"] == "km (assumed)"
+
+
+def test_a_service_list_may_be_empty_and_a_record_need_not_carry_an_odometer(tmp_path):
+    lines = [delivery("none", signals=[_signal("service-records", {"values": []})], delivered_at=AT_MS + 60_000),
+             delivery("bare", signals=[_signal("service-records", {"values": [{"id": "A", "time": "2024-02-01"}]})],
+                      delivered_at=AT_MS + 60_000)]
+    _, result = _normalize(tmp_path, lines)
+    assert result.quarantine.is_empty()
+    got = sorted(result.readings.select("event_id", "metric", "value").rows(), key=str)
+    assert got == sorted([("bare", "service_at", None), ("bare", "service_record_count", 1.0),
+                          ("none", "service_record_count", 0.0)], key=str)
+
+
+def test_the_detailed_charging_status_word_is_kept_as_sent(tmp_path):
+    # The charge page documents `charge-detailedchargingstatus` as `{value: string}`, example
+    # {"value": "CHARGING"}, values CHARGING, NOT_CHARGING, FULLY_CHARGED; other pages and
+    # makes send other words: every word is kept, upper-cased, as the reading's component.
+    words = ["CHARGING", "NOT_CHARGING", "Fully_Charged", " DC_FAST_CHARGING "]
+    lines = [delivery(f"w{i}", signals=[_signal("charge-detailedchargingstatus", {"value": w})],
+                      delivered_at=AT_MS + 60_000) for i, w in enumerate(words)]
+    _, result = _normalize(tmp_path, lines)
+    assert result.quarantine.is_empty()
+    rows = result.readings.sort("event_id").select("metric", "component", "value", "source_code").rows()
+    assert rows == [("charging_status", w.strip().upper(), None, "charge-detailedchargingstatus") for w in words]
 
 
 def test_payload_texts_analysts_need_are_kept(tmp_path):

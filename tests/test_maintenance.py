@@ -519,3 +519,115 @@ def test_a_silent_component_is_unknown_unless_it_was_already_past_due():
     healthy = series([235.0] * 3)
     assert forecast_tire("v1", "tire_front_left", healthy, 240.0, last_day(healthy) + stale_by,
                          CONFIG)["urgency"] == "UNKNOWN"
+
+def _status(vehicle: str, at: datetime, metric: str, component: str, value: float) -> pl.DataFrame:
+    return pl.DataFrame([{"event_id": f"{vehicle}-{metric}-{component}-{at}", "vehicle_id": vehicle,
+                          "reading_time": at, "metric": metric, "component": component, "value": value,
+                          "noted_at": None, "delivered_at": at}], schema=READING_SCHEMA)
+
+
+def test_the_cars_own_statuses_raise_urgency_and_stale_ones_do_not():
+    fleet, as_of = fleet_readings()
+    base = forecast_maintenance(fleet, as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    assert base["reported_status"].null_count() == base.height  # nothing reported, nothing changes
+    v1_end = as_of.filter(vehicle_id="v1")["as_of"].item()
+    v2_end = as_of.filter(vehicle_id="v2")["as_of"].item()
+    statuses = pl.concat([
+        # v1: 12 V WARN after GOOD, the check-engine lamp lit, the tyre-pressure system alerting
+        _status("v1", v1_end - timedelta(days=2), "lv_battery_status", "GOOD", 0.0),
+        _status("v1", v1_end - timedelta(hours=1), "lv_battery_status", "WARN", 1.0),
+        _status("v1", v1_end - timedelta(hours=2), "system_status", "mil", 1.0),
+        _status("v1", v1_end - timedelta(hours=2), "system_status", "washerfluid", 1.0),
+        _status("v1", v1_end - timedelta(hours=2), "system_status", "tirepressure", 1.0),
+        _status("v1", v1_end - timedelta(hours=2), "system_status", "abs", 0.0),
+        # v2: a BAD 12 V and an alerting high-voltage battery, both a week before its as-of: stale
+        _status("v2", v2_end - timedelta(days=7), "lv_battery_status", "BAD", 2.0),
+        _status("v2", v2_end - timedelta(days=7), "system_status", "evhvbattery", 1.0),
+        # v2, fresh: the high-voltage battery back to OK
+        _status("v2", v2_end - timedelta(hours=3), "system_status", "evhvbattery", 0.0),
+    ])
+    raised = forecast_maintenance(pl.concat([fleet, statuses]), as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    row = {(r["vehicle_id"], r["component"]): r for r in raised.iter_rows(named=True)}
+    before = {(r["vehicle_id"], r["component"]): r for r in base.iter_rows(named=True)}
+    lv = row["v1", "low_voltage_battery"]
+    assert before["v1", "low_voltage_battery"]["urgency"] == "OK"
+    assert (lv["reported_status"], lv["urgency"], lv["finding"]) == ("WARN", "SOON", "STATUS_WARN")
+    assert "12 V status WARN" in lv["detail"]
+    diag = row["v1", "diagnostics"]
+    assert (diag["reported_status"], diag["urgency"], diag["finding"]) == ("ALERT: mil, washerfluid", "URGENT",
+                                                                          "SYSTEM_ALERT")
+    for tyre in TIRE_COMPONENTS.values():
+        r = row["v1", tyre]
+        assert r["reported_status"] == "ALERT: tirepressure" and r["urgency"] in ("URGENT", "PAST_DUE")
+    # a finding of the forecast's own stays; the car's alert is added to the detail
+    assert row["v1", "tire_rear_left"]["finding"] == "LEAKING"
+    assert "the car reports tirepressure ALERT" in row["v1", "tire_rear_left"]["detail"]
+    # stale reports are no evidence; a fresh OK is reported and changes nothing
+    assert row["v2", "low_voltage_battery"]["reported_status"] is None
+    assert row["v2", "low_voltage_battery"]["urgency"] == before["v2", "low_voltage_battery"]["urgency"]
+    assert (row["v2", "diagnostics"]["reported_status"], row["v2", "diagnostics"]["urgency"]) == \
+        ("OK", before["v2", "diagnostics"]["urgency"])
+    # every other row is as it was
+    untouched = [k for k in before if row[k]["reported_status"] is None]
+    assert all(row[k]["urgency"] == before[k]["urgency"] and row[k]["detail"] == before[k]["detail"]
+               for k in untouched)
+
+
+def test_a_service_restarts_the_oil_and_tyre_trends():
+    # Oil life falls 1 %/day; at a service on day 8 the gauge goes back to 100 % from 93 % (a rise
+    # smaller than the 10-point jump that marks an oil change on its own); then it falls again.
+    hours = np.arange(0, 14 * 24, 4.0)
+    service_h = 8 * 24 + 2.0
+    oil = np.where(hours < service_h, 101.0 - hours / 24, 100.0 - (hours - service_h) / 24)
+    oil_rows = readings(list(oil), "oil_life_pct").with_columns(odometer_km=pl.lit(None, pl.Float64))
+    oil_rows = distinct_readings(oil_rows.drop("odometer_km")).with_columns(odometer_km=pl.lit(None, pl.Float64))
+    as_of = last_day(oil_rows)
+    serviced = day_of(T0 + timedelta(hours=service_h))
+    without = forecast_oil("v1", oil_rows, None, as_of, CONFIG)
+    with_service = forecast_oil("v1", oil_rows, None, as_of, CONFIG, serviced)
+    assert with_service["trend_per_day"] == pytest.approx(-1.0, abs=0.01)
+    assert with_service["trend_since"] == T0 + timedelta(hours=service_h + 2)  # first reading after it
+    assert with_service["detail"] == f"since a service on {T0 + timedelta(hours=service_h):%Y-%m-%d}"
+    # across the service the fit mixes two segments: a different and later due date
+    assert without["trend_since"] == T0
+    assert without["predicted_due_at"] != with_service["predicted_due_at"]
+    # the due date with the service is where the new segment's line reaches 15 %
+    expected = T0 + timedelta(hours=service_h) + timedelta(days=100.0 - CONFIG.oil_due_pct)
+    assert abs((with_service["predicted_due_at"] - expected).total_seconds()) < 3 * 3600
+
+    # A tyre losing 2 kPa/day is topped up by 8 kPa at a service on day 11 (less than the 10 kPa
+    # rise that marks a re-inflation on its own) and keeps losing 2 kPa/day (a top-up mends no leak).
+    service_h = 11 * 24 + 2.0
+    serviced = day_of(T0 + timedelta(hours=service_h))
+    tyre = np.where(hours < service_h, 240.0 - 2 * hours / 24, 248.0 - 2 * hours / 24)
+    tyre_rows = series(list(tyre))
+    as_of = last_day(tyre_rows)
+    across = forecast_tire("v1", "tire_front_left", tyre_rows, None, as_of, CONFIG)
+    after = forecast_tire("v1", "tire_front_left", tyre_rows, None, as_of, CONFIG, serviced)
+    assert after["trend_per_day"] == pytest.approx(-2.0, abs=1e-6) and after["finding"] == "LEAKING"
+    assert after["detail"].startswith("since a service on")
+    # truth: 248 - 2 kPa/day reaches 75 % of the 240 kPa-ish baseline
+    truth_due = T0 + timedelta(days=(248.0 - after["threshold_value"]) / 2.0)
+    assert abs((after["predicted_due_at"] - truth_due).total_seconds()) < 3600
+    # across the top-up the fit is pulled flatter and its due date is days off
+    assert abs((across["predicted_due_at"] - truth_due).total_seconds()) > 86400
+    # a service with no reading after it changes nothing
+    late = day_of(T0 + timedelta(days=30))
+    assert forecast_tire("v1", "tire_front_left", tyre_rows, None, as_of, CONFIG, late) == across
+
+
+def test_the_fleet_forecast_takes_each_vehicles_latest_service_from_its_records():
+    fleet, as_of = fleet_readings()
+    v1_end = as_of.filter(vehicle_id="v1")["as_of"].item()
+    service_time = v1_end - timedelta(days=3)
+    record = pl.DataFrame([{"event_id": "svc", "vehicle_id": "v1", "reading_time": v1_end, "metric": "service_at",
+                            "component": "SVC-1", "value": None, "noted_at": service_time, "delivered_at": v1_end}],
+                          schema=READING_SCHEMA)
+    forecast = forecast_maintenance(pl.concat([fleet, record]), as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    tyres = forecast.filter(vehicle_id="v1").filter(pl.col("component").str.starts_with("tire"))
+    assert (tyres["trend_since"] >= service_time).all()
+    assert tyres["detail"].str.contains(f"since a service on {service_time:%Y-%m-%d}").all() or \
+        tyres["detail"].str.contains("loss rate from before").any()
+    # v2 has no service record: unchanged
+    base = forecast_maintenance(fleet, as_of, NO_DISTANCE, VEHICLES, CONFIG)
+    assert forecast.filter(vehicle_id="v2").equals(base.filter(vehicle_id="v2"))

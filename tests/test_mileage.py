@@ -379,3 +379,51 @@ def test_every_injected_rollback_and_spike_is_found_and_no_clean_vehicle_has_an_
     flagged = set(mart(default_fleet, "mileage_verification").filter(pl.col("status") != "VERIFIED")["vehicle_id"])
     assert set(faults.filter(pl.col("kind") == "ROLLBACK")["vehicle_id"]) <= flagged
     assert flagged <= set(faults.filter(pl.col("kind") != "SPIKE")["vehicle_id"])
+
+
+# --- service records as independent evidence ------------------------------------------------
+
+def test_a_service_odometer_far_from_the_cars_own_sends_the_month_to_review(tmp_path):
+    from assets.marts.mileage.services import check_service_odometers, service_records
+
+    # "tampered" reports a clean series, but its dealer wrote down 12,000 km more at a service on
+    # 12 Sep: readings alone verify it; the record does not agree. "clean"'s record agrees (a
+    # desk-rounded figure 8 km off), and "gap"'s falls in a 120 h stretch without readings.
+    fleet = {"clean": FLEET["clean"], "gap": FLEET["gap"], "tampered": series("tampered")}
+    assessed = assess_odometer(pl.concat(fleet.values())).readings.sort("vehicle_id", "reading_time")
+    at_service = {"clean": (at(12, 9.0), 10_000 + (at(12, 9.0) - T0) / EVERY * 10 + 8),
+                  "tampered": (at(12, 9.0), 22_000 + (at(12, 9.0) - T0) / EVERY * 10),
+                  "gap": (at(30, 12.0), 17_000.0)}
+    readings = pl.DataFrame(
+        [{"vehicle_id": v, "metric": "service_odometer_km", "component": f"SVC-{v}", "value": km, "noted_at": when,
+          "delivered_at": when + timedelta(days=d)} for v, (when, km) in at_service.items() for d in (1, 4)],
+        schema={"vehicle_id": pl.String, "metric": pl.String, "component": pl.String, "value": pl.Float64,
+                "noted_at": pl.Datetime("us", "UTC"), "delivered_at": pl.Datetime("us", "UTC")})
+    records = service_records(readings)
+    assert records.height == 3  # a record re-sent in a later delivery counts once
+    checked = check_service_odometers(records, assessed)
+    got = {r["vehicle_id"]: r for r in checked.iter_rows(named=True)}
+    assert got["clean"]["odometer_check"] == "agrees" and got["clean"]["difference_km"] == pytest.approx(8.0)
+    assert got["tampered"]["odometer_check"] == "disagrees"
+    assert got["tampered"]["difference_km"] == pytest.approx(12_000.0)
+    assert got["gap"]["odometer_check"] == "unverifiable" and got["gap"]["car_odometer_km"] is None
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("CREATE SCHEMA marts")
+        con.execute("CREATE TABLE marts.vehicles AS SELECT unnest(?) AS vehicle_id", [list(fleet)])
+        replace_table_from_frame(con, "odometer_readings", assessed)
+        replace_table_from_frame(con, "service_records", checked)
+        create_mileage_macros(con)
+        replace_table(con, "mileage_verification", monthly_verification_sql())
+        rows = {(r["vehicle_id"], r["period_start"]): r
+                for r in con.sql("FROM marts.mileage_verification").pl().iter_rows(named=True)}
+        macro = con.sql("FROM marts.verified_mileage('tampered', DATE '2026-09-10', DATE '2026-09-20')").pl()
+    tampered, clean = rows["tampered", SEP[0]], rows["clean", SEP[0]]
+    assert (tampered["status"], tampered["anomalies"]) == ("NEEDS_REVIEW", [])
+    assert (tampered["service_records"], tampered["service_disagreements"]) == (1, 1)
+    assert "service record's odometer disagrees" in tampered["status_reason"]
+    assert tampered["distance_km"] == clean["distance_km"]  # the distance is still the odometer's
+    assert (clean["status"], clean["service_records"], clean["service_disagreements"]) == ("VERIFIED", 1, 0)
+    assert rows["tampered", OCT[0]]["status"] == "VERIFIED"  # the month without the record
+    assert macro["status"].to_list() == ["NEEDS_REVIEW"] and macro["service_disagreements"].to_list() == [1]
+    assert rows["gap", SEP[0]]["service_disagreements"] == 0

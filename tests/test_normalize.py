@@ -102,6 +102,20 @@ def test_booleans_location_and_trouble_codes(tmp_path):
     (signal("odometer-traveleddistance", {"value": 1, "unit": "km"}, "2019-12-31T00:00:00Z"), "implausible_timestamp"),
     (signal("climate-cabintemperature", {"value": 21, "unit": "celsius"}, AT), "unsupported_signal"),
     (signal("lowvoltagebattery-status", {"value": "SO-SO"}, AT), "unknown_value"),
+    (signal("charge-detailedchargingstatus", {"value": 3}, AT), "wrong_type"),
+    (signal("charge-detailedchargingstatus", {"value": "  "}, AT), "missing_value"),
+    (signal("charge-detailedchargingstatus", {}, AT), "missing_value"),
+    (signal("charge-isfastchargerpresent", {"value": "yes"}, AT), "wrong_type"),
+    (signal("diagnostics-mil", {"status": "BLINKING"}, AT), "unknown_value"),
+    (signal("service-records", {"values": [{"id": "a", "time": "not a time", "odometer": 5}]}, AT),
+     "invalid_timestamp"),
+    (signal("service-records", {"values": [{"id": "a", "odometer": "5"}]}, AT), "wrong_type"),
+    (signal("service-records", {"values": [{"id": "a", "odometer": -5}]}, AT), "out_of_range"),
+    (signal("service-records", {"values": ["oil change"]}, AT), "malformed_body"),
+    (signal("service-records", {"values": {"id": "a"}}, AT), "wrong_type"),
+    (signal("service-records", {}, AT), "missing_value"),
+    (signal("diagnostics-mil", {"status": True}, AT), "wrong_type"),
+    (signal("diagnostics-mil", {"description": "no status"}, AT), "missing_value"),
 ])
 def test_bad_values_are_quarantined_with_a_reason(tmp_path, sig, reason):
     result = normalize(tmp_path, [sig])

@@ -9,7 +9,7 @@ import polars as pl
 
 from assets.marts.charging.places import location_types, session_places
 from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, charging_readings, find_sessions,
-                                            measure_sessions, nominal_capacity, plug_timeline,
+                                            measure_sessions, nominal_capacity, plug_timeline, range_at_full,
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging.time_of_use import daily_energy, load_profile, parse_windows, session_costs, time_of_use
 from assets.marts.protocol import MartBuild, MartCheck, MartSpec, mart_family
@@ -58,7 +58,8 @@ SESSION_COLUMNS = (
     "session_id", "vehicle_id", "started_at", "ended_at", "duration_min", "plugged_in_at", "unplugged_at",
     "plugged_in_min", "idle_min", "charge_start_estimated_at", "charge_end_estimated_at", "charging_readings",
     "soc_start_pct", "soc_end_pct", "energy_added_kwh", "energy_source", "energy_low_kwh", "energy_high_kwh", "grid_energy_kwh", "avg_power_kw",
-    "max_power_kw", "power_source", "is_dc_fast", "location_type", "area", "peak_energy_kwh",
+    "max_power_kw", "power_source", "is_dc_fast", "current_type", "current_type_source", "charge_limit_pct",
+    "completion", "location_type", "area", "peak_energy_kwh",
     "off_peak_energy_kwh", "cost", "currency",
 )
 
@@ -89,7 +90,8 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
     sessions = sessions.join(location_types(sessions, config.timezone), on=["vehicle_id", "plug_id"], how="left")
     sessions = sessions.with_columns(
         session_ids(sessions),
-        (pl.col("energy_added_kwh") / pl.when(pl.col("is_dc_fast")).then(config.dc_efficiency)
+        # the charger's own losses depend on the current type, which the car may report itself
+        (pl.col("energy_added_kwh") / pl.when(pl.col("current_type") == "DC").then(config.dc_efficiency)
          .otherwise(config.ac_efficiency)).alias("grid_energy_kwh"),
         _minutes("ended_at", "started_at").alias("duration_min"),
         _minutes("unplugged_at", "plugged_in_at").alias("plugged_in_min"),
@@ -103,7 +105,7 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
     first_day, last_day = (None, None) if flagged.is_empty() else (
         _local_day(flagged.min(), config.timezone), _local_day(flagged.max(), config.timezone))
     health = battery_health(measured.join(found.select("vehicle_id", "plug_id", "started_at"),
-                                          on=["vehicle_id", "plug_id"]), nominal)
+                                          on=["vehicle_id", "plug_id"]), nominal, range_at_full(distinct))
     return {
         "charging_sessions": sessions,
         "charging_load_profile": load_profile(sessions, config.timezone, first_day, last_day),

@@ -31,7 +31,10 @@ import polars as pl
 from assets.readings import distinct_readings
 
 CHARGING_METRICS = ("is_charging", "is_plugged_in", "soc_pct", "energy_added_kwh", "charge_power_kw",
-                    "odometer_km", "latitude_deg", "longitude_deg", "battery_capacity_kwh")
+                    "odometer_km", "latitude_deg", "longitude_deg", "battery_capacity_kwh", "charge_limit_pct",
+                    "is_fast_charger", "charging_status", "range_km")
+# Text readings among them: the value is null, the component carries the word.
+CHARGING_TEXT_METRICS = ("charging_status",)
 
 # The odometer moved (the car drove, so it was unplugged) when it rose by more than this
 # between two readings and the next reading confirms the rise (a lone spike does not).
@@ -55,14 +58,23 @@ SOC_SLACK_PCT = 1.0
 PLAUSIBLE_HEALTH_PCT = (60.0, 102.0)
 # Above this average power a session is DC fast charging (DESIGN.md).
 DC_FAST_KW = 22.0
+# A session whose final SoC is within this many points of its charge limit stopped at the
+# limit (cars stop a little either side of it, and SoC is read to 0.1 point).
+LIMIT_SLACK_PCT = 1.0
+# Words of the car's detailed charging status that name the current type. Smartcar publishes
+# no list of values, so only a word that says AC or DC (or fast) as a whole token counts.
+DC_STATUS_PATTERN = r"(^|[^A-Z0-9])(DC|FAST)([^A-Z0-9]|$)"
+AC_STATUS_PATTERN = r"(^|[^A-Z0-9])AC([^A-Z0-9]|$)"
 
 _TIME = pl.Datetime("us", "UTC")
 
 
 def charging_readings(readings: pl.DataFrame) -> pl.DataFrame:
     """The charging-related readings, one value per vehicle, metric, component and time."""
+    present = pl.col("value").is_not_null() | (pl.col("metric").is_in(CHARGING_TEXT_METRICS)
+                                               & pl.col("component").is_not_null())
     return distinct_readings(
-        readings.filter(pl.col("metric").is_in(CHARGING_METRICS) & pl.col("value").is_not_null())
+        readings.filter(pl.col("metric").is_in(CHARGING_METRICS) & present)
     ).select("vehicle_id", "metric", "component", "reading_time", "value")
 
 
@@ -204,7 +216,63 @@ def session_readings(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataF
             .join(soc_stats, on=key, how="left")
             .join(energy_stats, on=key, how="left")
             .join(power_stats, on=key, how="left")
-            .join(intervals, on=key, how="left"))
+            .join(intervals, on=key, how="left")
+            .join(charger_reports(distinct, sessions), on=key, how="left")
+            .join(session_limits(distinct, sessions), on=key, how="left")
+            .join(stop_soc(distinct, sessions, soc_stats), on=key, how="left"))
+
+
+def stop_soc(distinct: pl.DataFrame, sessions: pl.DataFrame, soc_stats: pl.DataFrame) -> pl.DataFrame:
+    """Per session, where the charge stopped as the first SoC reading after the last charging one
+    shows it, up to the reading that shows the car unplugged (`unplugged_by`): a car unplugged
+    mid-charge says so only there. Null when that SoC is below the last charging one (the car
+    drove first) or there is no such reading."""
+    key = ["vehicle_id", "plug_id"]
+    after = readings_in_sessions(_series(distinct, "soc_pct", "soc"), sessions, "ended_at", "unplugged_by")
+    after = after.join(sessions.select(*key, "ended_at"), on=key).filter(pl.col("reading_time") > pl.col("ended_at"))
+    first = after.sort("reading_time").group_by(key).agg(pl.col("soc").first().alias("soc_stop_pct"))
+    return (first.join(soc_stats.select(*key, "soc_last"), on=key, how="left")
+            .filter(pl.col("soc_last").is_null() | (pl.col("soc_stop_pct") >= pl.col("soc_last") - FINAL_SOC_MARGIN_PCT))
+            .select(*key, "soc_stop_pct"))
+
+
+def charger_reports(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Per session, what the car itself reported about the charger and the charge while
+    plugged in: the current type (`AC`/`DC`) from its detailed charging status where a word
+    names AC or DC (`status_current_type`; the charge page documents only CHARGING,
+    NOT_CHARGING and FULLY_CHARGED, which name none, but a word that does is read), and from
+    its fast-charger signal (`fast_charger_current_type`: DC if any reading says a fast
+    charger is present, AC if all say none); and `reported_full`, whether a status after the
+    last charging reading says FULLY_CHARGED (it stopped at its limit). Null where the car
+    said nothing."""
+    key = ["vehicle_id", "plug_id"]
+    words = (distinct.filter(pl.col("metric") == "charging_status")
+             .select("vehicle_id", "reading_time", pl.col("component").alias("word")).sort("vehicle_id", "reading_time"))
+    words = (readings_in_sessions(words, sessions, "plugged_in_at", "unplugged_at")
+             .join(sessions.select(*key, "ended_at"), on=key)
+             .with_columns(pl.when(pl.col("word").str.contains(DC_STATUS_PATTERN)).then(pl.lit("DC"))
+                           .when(pl.col("word").str.contains(AC_STATUS_PATTERN)).then(pl.lit("AC")).alias("said")))
+    by_status = words.group_by(key).agg(
+        pl.when((pl.col("said") == "DC").any()).then(pl.lit("DC"))
+        .when((pl.col("said") == "AC").any()).then(pl.lit("AC")).alias("status_current_type"),
+        ((pl.col("word") == "FULLY_CHARGED") & (pl.col("reading_time") > pl.col("ended_at"))).any()
+        .alias("reported_full"))
+    fast = readings_in_sessions(_series(distinct, "is_fast_charger", "fast"), sessions, "plugged_in_at",
+                                "unplugged_at")
+    by_fast = fast.group_by(key).agg(
+        pl.when((pl.col("fast") > 0.5).any()).then(pl.lit("DC")).otherwise(pl.lit("AC"))
+        .alias("fast_charger_current_type"))
+    return (sessions.select(key).join(by_status, on=key, how="left").join(by_fast, on=key, how="left"))
+
+
+def session_limits(distinct: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Per session, the charge limit in force when it stopped: the vehicle's latest charge-limit
+    reading at or before the unplug (a limit is a setting: it holds until the car reports another)."""
+    limits = _series(distinct, "charge_limit_pct", "charge_limit_pct")
+    ends = sessions.select("vehicle_id", "plug_id", "unplugged_at").sort("unplugged_at")
+    return (ends.join_asof(limits.sort("reading_time"), left_on="unplugged_at", right_on="reading_time",
+                           by="vehicle_id", strategy="backward", check_sortedness=False)
+            .select("vehicle_id", "plug_id", "charge_limit_pct"))
 
 
 # A SoC this close to the session's final SoC may already be where the car stopped.
@@ -263,10 +331,35 @@ def session_capacity_estimates(measured: pl.DataFrame) -> pl.DataFrame:
         .otherwise(None).alias("capacity_basis"))
 
 
-def battery_health(sessions: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFrame:
+# Range per SoC point is read only from readings at or above this SoC: near empty, a rounded
+# range over a small SoC is noise.
+RANGE_MIN_SOC_PCT = 20.0
+
+
+def range_at_full(distinct: pl.DataFrame) -> pl.DataFrame:
+    """Vehicle × UTC month: the range the car projects for a full battery, the median of its
+    range readings scaled by the SoC of the same moment (`range_km / soc_pct × 100`), and how
+    many readings it rests on. The car's range estimate moves with temperature and driving,
+    so this is a second view of battery health, not a measurement: a fall that lasts across
+    months is what it shows."""
+    pairs = (_series(distinct, "range_km", "range_km")
+             .join(_series(distinct, "soc_pct", "soc"), on=["vehicle_id", "reading_time"])
+             .filter((pl.col("soc") >= RANGE_MIN_SOC_PCT) & (pl.col("range_km") > 0)))
+    return (pairs.group_by("vehicle_id", pl.col("reading_time").dt.truncate("1mo").dt.date().alias("month"))
+            .agg((pl.col("range_km") / pl.col("soc") * 100.0).median().alias("range_at_full_km"),
+                 pl.len().cast(pl.Int64).alias("range_readings")))
+
+
+def battery_health(sessions: pl.DataFrame, nominal: pl.DataFrame, ranges: pl.DataFrame | None = None) -> pl.DataFrame:
     """Vehicle × UTC month of the sessions' start: the usable capacity estimated from the
     month's sessions (median of their estimates; null when none qualified) and the state
-    of health against the nominal capacity the vehicle reports."""
+    of health against the nominal capacity the vehicle reports; beside it, where the car
+    reports range (`ranges`: `range_at_full`), the range at full charge and that range
+    against the vehicle's first month of it (`range_index_pct`)."""
+    if ranges is None:
+        ranges = pl.DataFrame(schema={"vehicle_id": pl.String, "month": pl.Date, "range_at_full_km": pl.Float64,
+                                      "range_readings": pl.Int64})
+    first = ranges.sort("month").group_by("vehicle_id").agg(pl.col("range_at_full_km").first().alias("_first_range"))
     month = pl.col("started_at").dt.truncate("1mo").dt.date().alias("month")
     return (sessions.group_by("vehicle_id", month)
             .agg(pl.col("capacity_estimate_kwh").median().alias("estimated_capacity_kwh"),
@@ -278,8 +371,13 @@ def battery_health(sessions: pl.DataFrame, nominal: pl.DataFrame) -> pl.DataFram
                           .alias("state_of_health_pct"))
             .with_columns(pl.when(~pl.col("state_of_health_pct").is_between(*PLAUSIBLE_HEALTH_PCT))
                           .then(pl.lit("implausible")).otherwise(None).alias("health_flag"))
+            .join(ranges, on=["vehicle_id", "month"], how="left")
+            .join(first, on="vehicle_id", how="left")
+            .with_columns((pl.col("range_at_full_km") / pl.col("_first_range") * 100.0).alias("range_index_pct"),
+                          pl.col("range_readings").fill_null(0))
             .select("vehicle_id", "month", "estimated_capacity_kwh", "state_of_health_pct", "nominal_capacity_kwh",
-                    "sessions_used", "sessions", "capacity_basis", "health_flag")
+                    "sessions_used", "sessions", "capacity_basis", "health_flag", "range_at_full_km",
+                    "range_index_pct", "range_readings")
             .sort("vehicle_id", "month"))
 
 
@@ -360,10 +458,45 @@ def measure_sessions(sessions: pl.DataFrame, measured: pl.DataFrame, capacity: p
         pl.when(c("power_mean_kw").is_not_null()).then(pl.lit("power_signal"))
         .when(energy_rate.is_not_null()).then(pl.lit("energy_over_time")).otherwise(None).alias("power_source"),
     )
-    return frame.with_columns(
+    frame = frame.with_columns(
         pl.coalesce(c("power_max_kw"), pl.max_horizontal(c("avg_power_kw"), c("_rate"))).alias("max_power_kw"),
         (c("avg_power_kw") > DC_FAST_KW).fill_null(False).alias("is_dc_fast"),
     ).drop("_at_first", "_at_last", "_rate")
+    for name, dtype in (("status_current_type", pl.String), ("fast_charger_current_type", pl.String),
+                        ("charge_limit_pct", pl.Float64), ("soc_stop_pct", pl.Float64), ("reported_full", pl.Boolean)):
+        if name not in frame.columns:  # measured without the car's reports (hand-built in tests)
+            frame = frame.with_columns(pl.lit(None, dtype).alias(name))
+    return frame.with_columns(*current_type(), completion())
+
+
+def current_type() -> list[pl.Expr]:
+    """AC or DC: what the car said (its detailed charging status first, then its fast-charger
+    signal), else from power (above `DC_FAST_KW` average: DC); `current_type_source` says which."""
+    c = pl.col
+    by_power = pl.when(c("avg_power_kw").is_not_null()).then(
+        pl.when(c("avg_power_kw") > DC_FAST_KW).then(pl.lit("DC")).otherwise(pl.lit("AC")))
+    return [
+        pl.coalesce(c("status_current_type"), c("fast_charger_current_type"), by_power).alias("current_type"),
+        pl.when(c("status_current_type").is_not_null()).then(pl.lit("charging_status"))
+        .when(c("fast_charger_current_type").is_not_null()).then(pl.lit("fast_charger_signal"))
+        .when(c("avg_power_kw").is_not_null()).then(pl.lit("power")).alias("current_type_source"),
+    ]
+
+
+def completion() -> pl.Expr:
+    """`complete` when the session stopped at its charge limit (or the car said FULLY_CHARGED
+    after it), `interrupted` when the first SoC reading after the charge (`soc_stop_pct`) shows
+    it stopped below the limit (unplugged, or stopped by hand); null without a known limit, or
+    when the last SoC seen is below the limit but no reading after the charge says where it
+    stopped."""
+    c = pl.col
+    stopped_at = pl.coalesce(c("soc_stop_pct"), c("soc_end_pct"))
+    floor = c("charge_limit_pct") - LIMIT_SLACK_PCT
+    return (pl.when(c("reported_full").fill_null(False)).then(pl.lit("complete"))
+            .when(c("charge_limit_pct").is_null() | stopped_at.is_null()).then(None)
+            .when(stopped_at >= floor).then(pl.lit("complete"))
+            .when(c("soc_stop_pct").is_not_null()).then(pl.lit("interrupted"))
+            .alias("completion"))
 
 
 def vehicle_capacity(estimates: pl.DataFrame, nominal: pl.DataFrame,

@@ -17,8 +17,8 @@ import polars as pl
 
 from assets.marts.maintenance.config import MaintenanceConfig
 from assets.marts.maintenance.rules import (
-    FORECAST_SCHEMA, MICROS_PER_DAY, TIRE_COMPONENTS, active_trouble_codes, forecast_diagnostics,
-    forecast_low_voltage, forecast_oil, forecast_tire,
+    FORECAST_SCHEMA, MICROS_PER_DAY, TIRE_COMPONENTS, active_trouble_codes, apply_reported_statuses,
+    forecast_diagnostics, forecast_low_voltage, forecast_oil, forecast_tire, reported_statuses,
 )
 from assets.readings import distinct_readings as one_per_time
 
@@ -54,7 +54,7 @@ def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_dist
     (marts.daily_mileage); `vehicles`: vehicle_id, model (for placard pressures by model),
     powertrain (a car with an engine gets an oil row even when it sent no oil life)."""
     if as_of.is_empty():
-        return pl.DataFrame(schema=FORECAST_SCHEMA)
+        return pl.DataFrame(schema={**FORECAST_SCHEMA, "reported_status": pl.String})
     distance = km_per_day(daily_distance, as_of, config.trend_days)
     readings = distinct_readings(readings)
     # Oil life with the odometer the same delivery carried.
@@ -64,6 +64,11 @@ def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_dist
     trouble = active_trouble_codes(
         readings.filter(pl.col("metric") == "dtc_count"),
         readings.filter(pl.col("metric") == "dtc_code").rename({"component": "code"}))
+    # each vehicle's latest service, by the record's own time (a record without one says not when)
+    serviced = dict(readings.filter((pl.col("metric") == "service_at") & pl.col("noted_at").is_not_null())
+                    .group_by("vehicle_id").agg(pl.col("noted_at").max()).select(
+                        "vehicle_id", pl.col("noted_at").dt.epoch("us").cast(pl.Float64) / MICROS_PER_DAY)
+                    .iter_rows())
     by_series = readings.partition_by("vehicle_id", "metric", "component", as_dict=True)
     oil_by_vehicle = oil.partition_by("vehicle_id", as_dict=True)
     model_of = dict(vehicles.select("vehicle_id", "model").iter_rows())
@@ -76,14 +81,16 @@ def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_dist
         as_of_day = as_of_time.timestamp() * 1e6 / MICROS_PER_DAY
         oil_rows = oil_by_vehicle.get((vehicle_id,), oil.clear())
         if not oil_rows.is_empty() or vehicle_id in has_engine:  # battery-electric cars have no engine oil
-            rows.append(forecast_oil(vehicle_id, oil_rows, km, as_of_day, config))
+            rows.append(forecast_oil(vehicle_id, oil_rows, km, as_of_day, config, serviced.get(vehicle_id)))
         placard = config.tire_placard_kpa.get(vehicle_id, config.tire_placard_kpa.get(model_of.get(vehicle_id)))
         for position, component in TIRE_COMPONENTS.items():
             tire = by_series.get((vehicle_id, "tire_pressure_kpa", position), empty)
-            rows.append(forecast_tire(vehicle_id, component, tire, placard, as_of_day, config))
+            rows.append(forecast_tire(vehicle_id, component, tire, placard, as_of_day, config,
+                                      serviced.get(vehicle_id)))
         lv = by_series.get((vehicle_id, "lv_battery_soc_pct", None), empty)
         rows.append(forecast_low_voltage(vehicle_id, lv, as_of_day, config))
         lists = by_series.get((vehicle_id, "dtc_count", None), empty)["day"].to_numpy()
         rows.append(forecast_diagnostics(vehicle_id, lists, trouble.filter(pl.col("vehicle_id") == vehicle_id),
                                          as_of_day, config))
-    return pl.DataFrame(rows, schema=FORECAST_SCHEMA)
+    return apply_reported_statuses(pl.DataFrame(rows, schema=FORECAST_SCHEMA),
+                                   reported_statuses(readings, as_of, config))

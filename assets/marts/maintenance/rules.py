@@ -43,7 +43,26 @@ TROUBLE_CODE_SCHEMA = {
     "first_seen_at": pl.Datetime("us", "UTC"), "last_reported_at": pl.Datetime("us", "UTC"),
     "reports": pl.Int64,
 }
-MAINTENANCE_METRICS = ["oil_life_pct", "tire_pressure_kpa", "lv_battery_soc_pct", "dtc_count", "dtc_code"]
+MAINTENANCE_METRICS = ["oil_life_pct", "tire_pressure_kpa", "lv_battery_soc_pct", "dtc_count", "dtc_code",
+                       "lv_battery_status", "system_status", "service_at", "service_odometer_km"]
+
+# What a car's own ALERT for a diagnostics system (`diagnostics-<system>`) means for the forecast:
+# the components it concerns and the urgency it raises them to at least. The car has already
+# lit a warning for the driver: engine, oil, high-voltage battery, brakes and safety systems
+# are URGENT (damage or safety), a tyre-pressure warning is under-inflation on some tyre (the
+# TPMS does not say which, so all four), the rest SOON.
+_TIRES = tuple(TIRE_COMPONENTS.values())
+SYSTEM_ALERTS: dict[str, tuple[tuple[str, ...], str]] = {
+    **{system: ((DIAGNOSTICS,), "URGENT") for system in (
+        "mil", "evhvbattery", "evbatteryconditioning", "evdriveunit", "evcharging", "abs", "airbag", "brakefluid",
+        "activesafety", "driverassistance", "transmission", "waterinfuel")},
+    **{system: ((DIAGNOSTICS,), "SOON") for system in ("emissions", "lighting", "telematics", "washerfluid")},
+    **{system: ((ENGINE_OIL,), "URGENT") for system in ("oillife", "oilpressure", "oiltemperature")},
+    "tirepressure": (_TIRES, "URGENT"),
+    "tirepressuremonitoring": (_TIRES, "SOON"),
+}
+# The 12 V battery's own status (`lowvoltagebattery-status`): WARN and BAD raise its forecast.
+LV_STATUS_URGENCY = {"WARN": "SOON", "BAD": "URGENT"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -124,8 +143,20 @@ def _crossing_day(days: np.ndarray, values: np.ndarray, threshold: float) -> flo
     return float(d0 + (v0 - threshold) / (v0 - v1) * (d1 - d0))
 
 
+def _after_service(days: np.ndarray, serviced_day: float | None) -> int | None:
+    """The index of the first reading after the vehicle's latest service, if any reading follows it."""
+    if serviced_day is None:
+        return None
+    after = np.nonzero(days >= serviced_day)[0]
+    return int(after[0]) if len(after) else None
+
+
+def _service_note(serviced_day: float) -> str:
+    return f"since a service on {_to_datetime(serviced_day):%Y-%m-%d}"
+
+
 def forecast_oil(vehicle_id: str, oil: pl.DataFrame, km_per_day: float | None, as_of_day: float,
-                 config: MaintenanceConfig) -> dict:
+                 config: MaintenanceConfig, serviced_day: float | None = None) -> dict:
     """Engine oil, from oil-life readings with the odometer of the same delivery.
 
     Oil life falls with distance, so the trend is fitted against the odometer (per km) on
@@ -138,9 +169,13 @@ def forecast_oil(vehicle_id: str, oil: pl.DataFrame, km_per_day: float | None, a
     days, values = oil["day"].to_numpy(), oil["value"].to_numpy()
     odometer = oil["odometer_km"].to_numpy().astype(float)
     start = segment_starts(values, config.oil_change_jump_pct)[-1]
+    detail = "since an oil change" if start > 0 else None
+    # a service (`service-records`) restarts the trend: what the oil did before it is history
+    service_start = _after_service(days, serviced_day)
+    if service_start is not None and service_start > start:
+        start, detail = service_start, _service_note(serviced_day)
     days, values, odometer = days[start:], values[start:], odometer[start:]
     current, last_day = float(values[-1]), float(days[-1])
-    detail = "since an oil change" if start > 0 else None
     base = dict(unit="percent", current=current, baseline=100.0, threshold=due, since=float(days[0]),
                 last_seen=last_day)
 
@@ -178,7 +213,7 @@ def tire_baseline(days: np.ndarray, values: np.ndarray, baseline_days: float) ->
 
 
 def forecast_tire(vehicle_id: str, component: str, tire: pl.DataFrame, placard_kpa: float | None,
-                  as_of_day: float, config: MaintenanceConfig) -> dict:
+                  as_of_day: float, config: MaintenanceConfig, serviced_day: float | None = None) -> dict:
     """One tyre, from its pressure readings: baseline (placard if configured, else the
     median of its first days), the segment since the last re-inflation, and the loss rate
     over its last `tire_trend_days`. A re-inflation does not mend a leak: right after one,
@@ -189,9 +224,14 @@ def forecast_tire(vehicle_id: str, component: str, tire: pl.DataFrame, placard_k
     baseline = placard_kpa if placard_kpa is not None else tire_baseline(days, values, config.tire_baseline_days)
     threshold = config.tire_due_share * baseline
     starts = segment_starts(values, config.tire_reinflation_jump_kpa)
+    detail = "since a re-inflation" if len(starts) > 1 else None
+    # a service (`service-records`) checks and sets the tyres: the trend starts after it, and
+    # the loss rate before it stands until the new segment has its own, as after a re-inflation
+    service_start = _after_service(days, serviced_day)
+    if service_start is not None and service_start > starts[-1]:
+        starts, detail = [*starts, service_start], _service_note(serviced_day)
     seg_days, seg_values = days[starts[-1]:], values[starts[-1]:]
     base = dict(unit="kPa", baseline=round(baseline, 2), threshold=round(threshold, 2), last_seen=float(days[-1]))
-    detail = "since a re-inflation" if len(starts) > 1 else None
     if placard_kpa is not None:
         detail = "; ".join(filter(None, ["baseline from the placard", detail]))
 
@@ -285,3 +325,71 @@ def forecast_diagnostics(vehicle_id: str, list_days: np.ndarray, active: pl.Data
     return _row(vehicle_id, DIAGNOSTICS, as_of_day, config, unit="codes", current=float(active.height),
                 since=first_day, due_day=first_day, evidence=int(active["reports"].max()),
                 finding="ACTIVE_CODES", detail=detail, level=SEVERITY_URGENCY[worst])
+
+
+# ---------------------------------------------------------------------------------------
+# What the car itself reports
+
+def reported_statuses(readings: pl.DataFrame, as_of: pl.DataFrame, config: MaintenanceConfig) -> pl.DataFrame:
+    """Per vehicle and forecast component, what the car's own latest status readings say, if
+    fresh (within `stale_after_days` of the vehicle's as-of): `reported_status` (12 V: GOOD,
+    WARN or BAD; otherwise OK, or ALERT with the alerting systems), the urgency it raises the
+    forecast to at least (`floor`), its `status_finding` (STATUS_WARN, STATUS_BAD,
+    SYSTEM_ALERT) and `status_detail`.
+
+    `readings`: distinct readings (vehicle_id, reading_time, metric, component, value) of
+    `lv_battery_status` (component: the word) and `system_status` (component: the system)."""
+    fresh = (readings.filter(pl.col("metric").is_in(["lv_battery_status", "system_status"]))
+             .join(as_of, on="vehicle_id")
+             .filter(pl.col("reading_time") >= pl.col("as_of") - pl.duration(days=config.stale_after_days)))
+    latest = fresh.sort("reading_time").group_by("vehicle_id", "metric", "component").last()
+    lv = (latest.filter(pl.col("metric") == "lv_battery_status").sort("reading_time")
+          .group_by("vehicle_id").last()  # the latest word, whichever it is
+          .select("vehicle_id", pl.lit(LOW_VOLTAGE_BATTERY).alias("component"),
+                  pl.col("component").alias("reported_status"),
+                  pl.col("component").replace_strict(LV_STATUS_URGENCY, default=None, return_dtype=pl.String)
+                  .alias("floor"),
+                  pl.when(pl.col("component") != "GOOD").then(pl.lit("STATUS_") + pl.col("component"))
+                  .alias("status_finding"),
+                  pl.format("12 V status {} at {}", pl.col("component"), pl.col("reading_time").dt.strftime(
+                      "%Y-%m-%d %H:%M")).alias("status_detail")))
+    systems = latest.filter((pl.col("metric") == "system_status") & pl.col("component").is_in(list(SYSTEM_ALERTS)))
+    concern = pl.DataFrame([(system, component, floor) for system, (components, floor) in SYSTEM_ALERTS.items()
+                            for component in components],
+                           schema={"system": pl.String, "component": pl.String, "floor": pl.String}, orient="row")
+    per_component = (systems.rename({"component": "system"}).join(concern, on="system")
+                     .with_columns(alert=pl.col("value") >= 1, rank=pl.col("floor").replace_strict(
+                         {u: i for i, u in enumerate(URGENCIES)}, return_dtype=pl.Int64))
+                     .sort("vehicle_id", "component", "system")
+                     .group_by("vehicle_id", "component", maintain_order=True)
+                     .agg(pl.col("system").filter(pl.col("alert")).alias("alerts"),
+                          pl.col("floor").filter(pl.col("alert")).sort_by(
+                              pl.col("rank").filter(pl.col("alert"))).first().alias("floor")))
+    alerting = pl.col("alerts").list.len() > 0
+    systems = per_component.select(
+        "vehicle_id", "component",
+        pl.when(alerting).then(pl.lit("ALERT: ") + pl.col("alerts").list.join(", ")).otherwise(pl.lit("OK"))
+        .alias("reported_status"),
+        pl.when(alerting).then(pl.col("floor")).alias("floor"),
+        pl.when(alerting).then(pl.lit("SYSTEM_ALERT")).alias("status_finding"),
+        pl.when(alerting).then(pl.lit("the car reports ") + pl.col("alerts").list.join(", ") + pl.lit(" ALERT"))
+        .alias("status_detail"))
+    return pl.concat([lv, systems], how="vertical_relaxed")
+
+
+def apply_reported_statuses(forecast: pl.DataFrame, statuses: pl.DataFrame) -> pl.DataFrame:
+    """The forecast with the car's own statuses (`reported_statuses`): urgency raised to at
+    least their floor, their finding where the forecast has none, their detail added, and the
+    `reported_status` column."""
+    rank = {u: i for i, u in enumerate(URGENCIES)}
+    joined = forecast.join(statuses, on=["vehicle_id", "component"], how="left")
+    current = pl.col("urgency").replace_strict(rank, return_dtype=pl.Int64)
+    floor = pl.col("floor").replace_strict(rank, default=None, return_dtype=pl.Int64)
+    raised = pl.min_horizontal(current, floor.fill_null(len(URGENCIES)))
+    return joined.with_columns(
+        raised.replace_strict(dict(enumerate(URGENCIES)), return_dtype=pl.String).alias("urgency"),
+        pl.coalesce("finding", "status_finding").alias("finding"),
+        pl.when(pl.col("status_detail").is_null()).then(pl.col("detail"))
+        .when(pl.col("detail").is_null()).then(pl.col("status_detail"))
+        .otherwise(pl.col("detail") + pl.lit("; ") + pl.col("status_detail")).alias("detail"),
+    ).select(*FORECAST_SCHEMA, "reported_status")

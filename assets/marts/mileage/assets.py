@@ -20,6 +20,7 @@ from assets.marts.mileage.odometer import (
     GAP_HOURS, ODOMETER_SCHEMA, SOURCE_SCHEMA, TOLERANCE_KM, assess_odometer, daily_mileage as daily_mileage_frame,
     distinct_odometer_readings, odometer_anomalies as odometer_anomalies_frame,
 )
+from assets.marts.mileage.services import SERVICE_RECORD_SCHEMA, check_service_odometers, service_records as records_of
 from assets.marts.protocol import Built, MartBuild, MartCheck, mart
 from assets.marts.warehouse_io import MART_SCHEMA, sql
 from assets.readings import readings
@@ -28,6 +29,7 @@ from storage.resources import LakeResource
 from quality.suites import daily_mileage_suite, mileage_verification_suite, odometer_readings_suite
 
 MILEAGE_SQL_DIR = Path(__file__).parent / "sql"
+DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Float64: "DOUBLE", pl.Datetime("us", "UTC"): "TIMESTAMPTZ"}
 
 
 def load_odometer(lake: LakeResource) -> pl.DataFrame:
@@ -66,8 +68,12 @@ def verification_sql(periods_sql: str) -> str:
 
 def create_mileage_macros(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the macros marts.verified_mileage(...) and marts.mileage_evidence(...)
-    (and their helpers), over marts.odometer_readings and marts.vehicles."""
+    (and their helpers), over marts.odometer_readings, marts.vehicles and marts.service_records."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
+    # the statements read the service records (the `service_records` mart); a warehouse built
+    # without them has none, not an error
+    columns = ", ".join(f'"{name}" {DUCKDB_TYPES[dtype]}' for name, dtype in SERVICE_RECORD_SCHEMA.items())
+    con.execute(f"CREATE TABLE IF NOT EXISTS {MART_SCHEMA}.service_records ({columns})").fetchall()
     period = "FROM marts.mileage_period(vehicle_id, start_date, end_date)"
     con.execute(mileage_sql("macros", EVIDENCE=mileage_sql("evidence"), VERIFIED_MILEAGE=verification_sql(period)))
 
@@ -112,7 +118,29 @@ def daily_mileage(build: MartBuild) -> pl.DataFrame:
     return daily_mileage_frame(read_assessed(build.con))
 
 
-@mart(grain=("vehicle_id", "period_start"), deps=[odometer_readings, vehicles],
+def load_service_readings(lake: LakeResource) -> pl.DataFrame:
+    """The readings of service records' odometers (component: record id; noted_at: its time)."""
+    files = lake_files(lake)["readings"]
+    columns = ["vehicle_id", "metric", "component", "value", "noted_at", "delivered_at"]
+    if not files:
+        return pl.DataFrame(schema={"vehicle_id": pl.String, "metric": pl.String, "component": pl.String,
+                                    "value": pl.Float64, "noted_at": pl.Datetime("us", "UTC"),
+                                    "delivered_at": pl.Datetime("us", "UTC")})
+    return pl.scan_parquet(files).filter(pl.col("metric") == "service_odometer_km").select(columns).collect()
+
+
+@mart(grain=("vehicle_id", "serviced_at", "record_id"), deps=[readings, odometer_readings], kinds=("polars", "duckdb"))
+def service_records(build: MartBuild) -> Built:
+    """One row per service record with an odometer (`service-records`): the odometer the service
+    wrote down beside the car's own at that time, and whether they agree: independent evidence
+    for the mileage statements of its month (a disagreement needs review)."""
+    records = records_of(load_service_readings(build.lake))
+    frame = check_service_odometers(records, read_assessed(build.con)) if not records.is_empty() \
+        else pl.DataFrame(schema=SERVICE_RECORD_SCHEMA)
+    return Built(frame, {c: int((frame["odometer_check"] == c).sum()) for c in ("agrees", "disagrees", "unverifiable")})
+
+
+@mart(grain=("vehicle_id", "period_start"), deps=[odometer_readings, vehicles, service_records],
       check=MartCheck(mileage_verification_suite,
                       description="GX suite `mileage_verification`: one row per vehicle and month, statuses from "
                                   "the contract, coverage 0–100 %."))

@@ -32,8 +32,18 @@ WITH valid AS (
                          AND e.odometer_km - e.previous_odometer_km > ${TOLERANCE_KM}) AS gaps_driven
     FROM evidence e
     GROUP BY e.vehicle_id, e.period_start
+), services AS (  -- service records in the period: the dealer's odometer against the car's
+    SELECT p.vehicle_id, p.period_start,
+        count(*) AS service_records,
+        count(*) FILTER (WHERE r.odometer_check = 'disagrees') AS service_disagreements
+    FROM periods p
+    JOIN marts.service_records r ON r.vehicle_id = p.vehicle_id
+        AND r.serviced_at >= p.starts_at AND r.serviced_at < p.ends_at
+    GROUP BY p.vehicle_id, p.period_start
 ), judged AS (
     SELECT p.vehicle_id, p.period_start, p.period_end, s.evidence_readings, s.distance_km,
+        coalesce(sv.service_records, 0) AS service_records,
+        coalesce(sv.service_disagreements, 0) AS service_disagreements,
         s.start_km, s.start_at, s.end_km, s.end_at, s.spikes, s.rollbacks, s.implausible, s.gaps,
         coalesce(s.days_with_reading, 0) AS days_with_reading,
         coalesce(s.gaps_driven, 0)
@@ -47,6 +57,7 @@ WITH valid AS (
     FROM periods p
     LEFT JOIN summary s ON s.vehicle_id = p.vehicle_id AND s.period_start = p.period_start
     LEFT JOIN closing c ON c.vehicle_id = p.vehicle_id AND c.period_start = p.period_start
+    LEFT JOIN services sv ON sv.vehicle_id = p.vehicle_id AND sv.period_start = p.period_start
 )
 SELECT j.vehicle_id, j.period_start, j.period_end,
     round(j.start_km, 3) AS odometer_start_km,
@@ -62,6 +73,7 @@ SELECT j.vehicle_id, j.period_start, j.period_end,
     ], lambda x: x IS NOT NULL) AS anomalies,
     CASE WHEN j.days_with_reading < 2 THEN 'INSUFFICIENT_DATA'
          WHEN j.rollbacks > 0 OR j.implausible > 0 OR j.gaps_driven > 0 OR j.unobserved_start OR j.unobserved_end
+              OR j.service_disagreements > 0
              THEN 'NEEDS_REVIEW'
          ELSE 'VERIFIED' END AS status,
     CASE WHEN j.days_with_reading < 2 THEN 'valid odometer readings on fewer than two days of the period'
@@ -70,9 +82,13 @@ SELECT j.vehicle_id, j.period_start, j.period_end,
              CASE WHEN j.implausible > 0 THEN 'an increase faster than a car can drive was not counted' END,
              CASE WHEN j.gaps_driven > 0 THEN 'the odometer advanced across a stretch of more than 72 h without readings' END,
              CASE WHEN j.unobserved_start THEN 'no reading within 72 h after the period starts' END,
-             CASE WHEN j.unobserved_end THEN 'no reading within 72 h before the period ends' END), ''),
+             CASE WHEN j.unobserved_end THEN 'no reading within 72 h before the period ends' END,
+             CASE WHEN j.service_disagreements > 0
+                  THEN 'a service record''s odometer disagrees with the car''s' END), ''),
              'every step between consecutive valid readings is plausible')
     END AS status_reason,
     j.start_at AS odometer_start_at,
-    j.end_at AS odometer_end_at
+    j.end_at AS odometer_end_at,
+    j.service_records,
+    j.service_disagreements
 FROM judged j
