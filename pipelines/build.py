@@ -25,6 +25,7 @@ class BuildReport:
     stages: list[str] = field(default_factory=list)
     days_rebuilt: list[date] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
+    check_reasons: dict[str, str] = field(default_factory=dict)  # why each failed check failed
     errors: list[str] = field(default_factory=list)  # steps that failed for another reason
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, dict] = field(default_factory=dict)
@@ -75,10 +76,12 @@ def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: B
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         if not evaluation.passed:
+            why = f" — {evaluation.description}" if evaluation.description else ""
             if evaluation.blocking:
                 report.failed_checks.append(name)
+                report.check_reasons[name] = evaluation.description or ""
             else:
-                report.warnings.append(f"check {name} did not pass")
+                report.warnings.append(f"check {name} did not pass{why}")
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
         report.metadata[materialization.asset_key.to_user_string()] = {

@@ -34,7 +34,9 @@ def _print_report(report, data_dir: str) -> None:
     for warning in report.warnings:
         print(f"warning: {warning}")
     for name in report.failed_checks:
-        print(f"FAILED: critical check {name}; the build stopped here. See {data_dir}/lake/quality/", file=sys.stderr)
+        why = f" — {report.check_reasons[name]}" if report.check_reasons.get(name) else ""
+        print(f"FAILED: critical check {name}{why}; the build stopped here. See {data_dir}/lake/quality/",
+              file=sys.stderr)
     for error in report.errors:
         print(f"FAILED: {error}", file=sys.stderr)
     if report.ok:
