@@ -5,8 +5,11 @@ it failed, across runs as Dagster's blocking checks do within one."""
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Protocol
 
 import dagster as dg
 
@@ -29,6 +32,7 @@ class BuildReport:
     errors: list[str] = field(default_factory=list)  # steps that failed for another reason
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, dict] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each job
 
     @property
     def ok(self) -> bool:
@@ -64,14 +68,30 @@ def _step_failures(result, report: BuildReport) -> None:
         report.errors.append(f"step {event.step_key} failed: {chain[-1].message.strip()}")
 
 
+class Progress(Protocol):
+    """Something that watches a build: told when each job starts (with its units of work,
+    when known) and given each of its Dagster events as they happen."""
+
+    def stage(self, job: str, total: int | None) -> None: ...
+
+    def event(self, entry: dg.EventLogEntry) -> None: ...
+
+
 def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: BuildReport,
-         log_level: str, **kwargs) -> bool:
+         log_level: str, progress: Progress | None = None, total: int | None = None, **kwargs) -> bool:
+    job_def = defs.resolve_job_def(job)
+    run_id = str(uuid.uuid4())  # known before the run starts, to listen to its events
+    if progress is not None:
+        progress.stage(job, total if total is not None else (len(job_def.nodes) if job == "marts_job" else None))
+        instance.add_event_listener(run_id, progress.event)
+    started = time.monotonic()
     # raise_on_error=False: a failed blocking check (or step) is reported with the counts
     # of what did run, not raised past the report.
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=False,
+    result = job_def.execute_in_process(
+        instance=instance, raise_on_error=False, run_id=run_id,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}, **kwargs)
     report.stages.append(job)
+    report.seconds[job] = time.monotonic() - started
     _step_failures(result, report)
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
@@ -92,11 +112,11 @@ def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: B
 
 
 def build_everything(defs: dg.Definitions, instance: dg.DagsterInstance | None = None,
-                     log_level: str = "WARNING") -> BuildReport:
+                     log_level: str = "WARNING", progress: Progress | None = None) -> BuildReport:
     instance = instance or dg.DagsterInstance.ephemeral()
     lake: LakeResource = defs.resources["lake"].process_config_and_initialize()
     report = BuildReport()
-    if not _run(defs, "ingest_job", instance, report, log_level):
+    if not _run(defs, "ingest_job", instance, report, log_level, progress):
         return report
     known = reading_days.get_partition_keys()
     stale = stale_days(lake)
@@ -110,7 +130,7 @@ def build_everything(defs: dg.Definitions, instance: dg.DagsterInstance | None =
     if days:
         tags = {RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()}
         report.days_rebuilt = days
-        if not _run(defs, "readings_job", instance, report, log_level, tags=tags):
+        if not _run(defs, "readings_job", instance, report, log_level, progress, total=len(days), tags=tags):
             return report
-    _run(defs, "marts_job", instance, report, log_level)
+    _run(defs, "marts_job", instance, report, log_level, progress)
     return report

@@ -39,6 +39,11 @@ def _print_report(report, data_dir: str) -> None:
               file=sys.stderr)
     for error in report.errors:
         print(f"FAILED: {error}", file=sys.stderr)
+    if report.seconds:
+        from pipelines.progress import STAGES
+
+        stages = ", ".join(f"{STAGES.get(job, job)} {seconds:.1f} s" for job, seconds in report.seconds.items())
+        print(f"time: {sum(report.seconds.values()):.1f} s ({stages})")
     if report.ok:
         print(f"warehouse: {Path(data_dir) / 'warehouse.duckdb'} (schema marts)")
 
@@ -57,12 +62,20 @@ def cmd_run(args) -> int:
     existing_data_dir(args.data_dir)  # before the imports, which take seconds
     from pipelines.build import build_everything, instance_for_cli
     from pipelines.definitions import build_definitions
+    from pipelines.progress import TerminalProgress
     from pipelines.reports.next_steps import next_steps
+    from rich.console import Console
 
     defs = build_definitions(_resources(args.data_dir))
     # Dagster's own log shows with -v; without it, the report below says what failed (and a
     # failed check is no reason for a traceback on the terminal).
-    report = build_everything(defs, instance_for_cli(), log_level="INFO" if args.verbose else "CRITICAL")
+    log_level = "INFO" if args.verbose else "CRITICAL"
+    console = Console()
+    if console.is_terminal and not args.verbose:  # progress on a terminal; quiet in a pipe or a log
+        with TerminalProgress(console) as progress:
+            report = build_everything(defs, instance_for_cli(), log_level=log_level, progress=progress)
+    else:
+        report = build_everything(defs, instance_for_cli(), log_level=log_level)
     _print_report(report, args.data_dir)
     if report.ok:
         print(next_steps(Path(args.data_dir)))

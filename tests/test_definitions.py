@@ -1,12 +1,14 @@
 """The Definitions object, its sensors, and the `fleetlake` command."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 from conftest import build, definitions_on
 from deliveries import delivery, odometer, write_landing
 
@@ -52,18 +54,78 @@ def test_sensors_request_runs_for_new_files_and_stale_days(data_dir):
         assert isinstance(stale_sensor(context), dg.SkipReason)
 
 
-def test_fleetlake_demo_then_run_from_the_command_line(tmp_path):
-    env = {**os.environ, "FLEETLAKE_DATA_DIR": str(tmp_path)}
-    demo = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo", "--vehicles", "3", "--days", "2"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert demo.returncode == 0, demo.stderr[-2000:]
-    assert "marts.daily_mileage" in demo.stdout
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+def on_a_terminal(argv: list[str], env: dict, timeout: float = 600) -> tuple[int, str]:
+    """Run a command with its stdout and stderr on a pseudo-terminal, as a user at a terminal
+    sees it: its exit status and everything it wrote."""
+    import pty
+    import threading
+
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(argv, cwd=REPO, env={**env, "COLUMNS": "120"}, stdin=subprocess.DEVNULL,
+                               stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the command ended and closed the terminal
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    status = process.wait(timeout=timeout)
+    reader.join(timeout=10)
+    os.close(primary)
+    return status, b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, str]:
+    """`fleetlake demo` on a small fleet, run on a terminal once for the tests below: the data
+    dir and what the terminal showed."""
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    status, shown = on_a_terminal([sys.executable, "-m", "pipelines.cli", "demo", "--data-dir", str(data_dir),
+                                   "--vehicles", "3", "--days", "2"], env)
+    assert status == 0, shown[-3000:]
+    return data_dir, shown
+
+
+def test_fleetlake_demo_shows_progress_on_a_terminal_then_the_summary_and_what_to_do_next(demo):
+    data_dir, shown = demo
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM marts.vehicles").fetchall()[0][0] == 3
+    assert "\x1b[" in shown  # rich drew on the terminal
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert re.search(r"ingest .* 8/8 .* 8 files, 175 lines → 171 parsed", plain), plain[-3000:]
+    assert re.search(r"readings .* 2/2 .* 2,126 readings", plain)
+    assert re.search(r"marts .* (\d+)/\1 ", plain)
+    assert re.search(r"checks .* (\d+)/\1 .* \d+ passed, 1 warning", plain)
+    assert "✓ marts.daily_mileage: 6 rows" in plain
+    assert "warning raw_deliveries:landing_freshness" in plain
+    summary = plain[plain.index("ingest: 8 new files"):]  # then the same summary as without a terminal
+    assert "  marts.daily_mileage: 6 rows" in summary
+    assert re.search(r"time: [\d.]+ s \(ingest [\d.]+ s, readings [\d.]+ s, marts [\d.]+ s\)", summary)
+    next_steps = summary[summary.index("next:"):]
+    for step in ("query:", "notebooks:", "jupyter lab notebooks/", "Dagster UI:", "dg dev", "maintenance:",
+                 f"fleetlake --data-dir {data_dir} maintenance", "mileage:", "--from 2026-09-01 --to 2026-09-30"):
+        assert step in next_steps, step
+
+
+def test_fleetlake_run_again_is_quiet_without_a_terminal_and_prints_the_same_summary(demo):
+    data_dir, _ = demo
+    env = {**{k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}, "FLEETLAKE_DATA_DIR": str(data_dir)}
     again = subprocess.run([sys.executable, "-m", "pipelines.cli", "run"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "0 new files" in again.stdout
+    assert again.stdout.startswith("ingest: 0 new files")  # no progress before the summary
+    assert "\x1b" not in again.stdout and "✓" not in again.stdout and again.stderr == ""
+    assert "readings: 0 days rebuilt" in again.stdout and "time: " in again.stdout and "next:" in again.stdout
 
 
 def test_dagster_dev_finds_the_definitions_through_pyproject():
