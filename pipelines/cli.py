@@ -58,6 +58,9 @@ def cmd_init(args) -> int:
     return 0
 
 
+RESTARTED = "FLEETLAKE_RUN_RESTARTED"  # set when `run` goes on in a fresh process
+
+
 def cmd_run(args) -> int:
     existing_data_dir(args.data_dir)  # before the imports, which take seconds
     from pipelines.build import build_everything, instance_for_cli
@@ -71,11 +74,20 @@ def cmd_run(args) -> int:
     # failed check is no reason for a traceback on the terminal).
     log_level = "INFO" if args.verbose else "CRITICAL"
     console = Console()
-    if console.is_terminal and not args.verbose:  # progress on a terminal; quiet in a pipe or a log
-        with TerminalProgress(console) as progress:
-            report = build_everything(defs, instance_for_cli(), log_level=log_level, progress=progress)
-    else:
-        report = build_everything(defs, instance_for_cli(), log_level=log_level)
+    with instance_for_cli(args.data_dir) as instance:
+        if console.is_terminal and not args.verbose:  # progress on a terminal; quiet in a pipe or a log
+            with TerminalProgress(console) as progress:
+                report = build_everything(defs, instance, log_level=log_level, progress=progress)
+        else:
+            report = build_everything(defs, instance, log_level=log_level)
+    if report.partitions_moved_to is not None and not os.getenv(RESTARTED):
+        # Readings of days before the first partition this process loaded: the partitions are
+        # fixed when the definitions load, so go on in a fresh process that loads them anew.
+        print(f"readings arrived for days from {report.partitions_moved_to}, before the first partition; "
+              "building them in a fresh process", flush=True)
+        os.environ[RESTARTED] = "1"
+        os.execv(sys.executable, [sys.executable, "-m", "pipelines.cli", "--data-dir", args.data_dir,
+                                  *(["-v"] if args.verbose else []), "run"])
     _print_report(report, args.data_dir)
     if report.ok:
         print(next_steps(Path(args.data_dir)))
