@@ -88,6 +88,8 @@ def cmd_run(args) -> int:
         os.environ[RESTARTED] = "1"
         os.execv(sys.executable, [sys.executable, "-m", "pipelines.cli", "--data-dir", args.data_dir,
                                   *(["-v"] if args.verbose else []), "run"])
+    if report.partitions_moved_to is not None:  # even a fresh process could not build them
+        report.errors.append(f"the readings of days from {report.partitions_moved_to} are outside the partitions")
     _print_report(report, args.data_dir)
     if report.ok:
         print(next_steps(Path(args.data_dir)))
