@@ -36,7 +36,8 @@ def next_steps(data_dir: Path) -> str:
     steps = [
         ("query", query),
         ("notebooks", f"{env}uv run --locked --with jupyterlab jupyter lab notebooks/"),
-        ("Dagster UI", f"{env}DAGSTER_HOME={shlex.quote(str(home))} uv run --locked dg dev"),
+        ("Dagster UI", f"FLEETLAKE_DATA_DIR={shlex.quote(str(data_dir))} DAGSTER_HOME={shlex.quote(str(home))} "
+                       "uv run --locked dg dev"),
         ("maintenance", f"uv run --locked fleetlake{option} maintenance --due-within 30"),
         ("mileage", mileage),
     ]
