@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from storage.errors import UserError
+from storage.data_dir import DEFAULT_DATA_DIR, existing_data_dir, init_data_dir, usable_data_dir
 from storage.files import make_owner_only
 
 
@@ -34,48 +35,72 @@ def _print_report(report, data_dir: str) -> None:
     for warning in report.warnings:
         print(f"warning: {warning}")
     for name in report.failed_checks:
-        print(f"FAILED: critical check {name}; the build stopped here. See {data_dir}/lake/quality/", file=sys.stderr)
+        why = f" — {report.check_reasons[name]}" if report.check_reasons.get(name) else ""
+        print(f"FAILED: critical check {name}{why}; the build stopped here. See {data_dir}/lake/quality/",
+              file=sys.stderr)
     for error in report.errors:
         print(f"FAILED: {error}", file=sys.stderr)
+    if report.seconds:
+        from pipelines.progress import STAGES
+
+        stages = ", ".join(f"{STAGES.get(job, job)} {seconds:.1f} s" for job, seconds in report.seconds.items())
+        print(f"time: {sum(report.seconds.values()):.1f} s ({stages})")
     if report.ok:
         print(f"warehouse: {Path(data_dir) / 'warehouse.duckdb'} (schema marts)")
 
 
-def _existing_data_dir(data_dir: str) -> None:
-    """The data directory must be there (and be a directory) before anything reads it."""
-    path = Path(data_dir)
-    if not path.exists():
-        raise UserError(f"no data directory at {path}: give --data-dir or FLEETLAKE_DATA_DIR "
-                        "(`fleetlake demo` or `fleetlake simulate` creates one)")
-    _usable_data_dir(data_dir)
+def cmd_init(args) -> int:
+    path, created = init_data_dir(args.dir or args.data_dir)
+    if created:
+        print(f"created the data directory {path}: put Smartcar deliveries (*.ndjson, *.ndjson.gz) in "
+              f"{path / 'landing'}/, then run `fleetlake --data-dir {path} run`")
+    else:
+        print(f"{path} is a data directory already (landing files go in {path / 'landing'}/)")
+    return 0
 
 
-def _usable_data_dir(data_dir: str) -> None:
-    """A data directory that exists must be a directory Fleetlake can read and write."""
-    path = Path(data_dir)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"the data directory {path} is not a directory")
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise UserError(f"the data directory {path} cannot be read and written by this user")
+RESTARTED = "FLEETLAKE_RUN_RESTARTED"  # set when `run` goes on in a fresh process
 
 
 def cmd_run(args) -> int:
-    _existing_data_dir(args.data_dir)  # before the imports, which take seconds
+    existing_data_dir(args.data_dir)  # before the imports, which take seconds
     from pipelines.build import build_everything, instance_for_cli
     from pipelines.definitions import build_definitions
+    from pipelines.progress import TerminalProgress
+    from pipelines.reports.next_steps import next_steps
+    from rich.console import Console
 
     defs = build_definitions(_resources(args.data_dir))
     # Dagster's own log shows with -v; without it, the report below says what failed (and a
     # failed check is no reason for a traceback on the terminal).
-    report = build_everything(defs, instance_for_cli(), log_level="INFO" if args.verbose else "CRITICAL")
+    log_level = "INFO" if args.verbose else "CRITICAL"
+    console = Console()
+    with instance_for_cli(args.data_dir) as instance:
+        if console.is_terminal and not args.verbose:  # progress on a terminal; quiet in a pipe or a log
+            with TerminalProgress(console) as progress:
+                report = build_everything(defs, instance, log_level=log_level, progress=progress)
+        else:
+            report = build_everything(defs, instance, log_level=log_level)
+    if report.partitions_moved_to is not None and not os.getenv(RESTARTED):
+        # Readings of days before the first partition this process loaded: the partitions are
+        # fixed when the definitions load, so go on in a fresh process that loads them anew.
+        print(f"readings arrived for days from {report.partitions_moved_to}, before the first partition; "
+              "building them in a fresh process", flush=True)
+        os.environ[RESTARTED] = "1"
+        os.execv(sys.executable, [sys.executable, "-m", "pipelines.cli", "--data-dir", args.data_dir,
+                                  *(["-v"] if args.verbose else []), "run"])
+    if report.partitions_moved_to is not None:  # even a fresh process could not build them
+        report.errors.append(f"the readings of days from {report.partitions_moved_to} are outside the partitions")
     _print_report(report, args.data_dir)
+    if report.ok:
+        print(next_steps(Path(args.data_dir)))
     return 0 if report.ok else 1
 
 
 def cmd_simulate(args) -> int:
     from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
-    _usable_data_dir(args.data_dir)
+    usable_data_dir(args.data_dir)
     try:
         config = SimulationConfig(seed=args.seed, vehicles=args.vehicles, days=args.days, start=args.start,
                                   interval_minutes=args.interval)
@@ -139,7 +164,8 @@ def _days(text: str) -> float:
 
 def cmd_mileage(args) -> int:
     from storage.resources import WarehouseResource
-    from pipelines.reports.statements import known_vehicles, mileage_statement, vehicle_label, write_statement
+    from pipelines.reports.statements import (known_vehicles, mileage_statement, status_summary, vehicle_label,
+                                              write_statement)
     from storage.files import inside
 
     if args.all and args.vehicle_ids:
@@ -157,19 +183,31 @@ def cmd_mileage(args) -> int:
         anomalies = ",".join(v["anomalies"]) or "-"
         print(f"{v['vehicle_id']}: {v['distance_km']} km, {v['status']} (anomalies {anomalies}, "
               f"coverage {v['coverage_pct']} %), evidence sha256 {v['evidence_sha256']}")
+    if len(statement.vehicles) > 1:
+        print(status_summary(statement.vehicles))
     return 0
 
 
 def cmd_check_statement(args) -> int:
     import json
 
-    from pipelines.reports.statements import check_statement
+    from pipelines.reports.statements import StatementError, check_statement
 
+    refused = f"not a readable mileage statement: {args.statement}"
     try:
-        document = json.loads(Path(args.statement).read_text())
+        text = Path(args.statement).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{refused}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{refused}: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise UserError(f"{refused}: not JSON ({error})") from None
+    try:
         altered = check_statement(document)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"not a readable mileage statement: {args.statement} ({error})") from None
+    except StatementError as error:
+        raise UserError(f"{refused}: {error}") from None
     for vehicle_id in altered:
         print(f"ALTERED: the evidence of {vehicle_id} does not match its sha256", file=sys.stderr)
     if not altered:
@@ -219,25 +257,54 @@ def cmd_serve(args) -> int:
     return 0
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help that names each option's default, except where there is none to name."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == [] or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _common_options(top: bool) -> argparse.ArgumentParser:
+    """--data-dir and -v, accepted before the subcommand (`top`) and after it. After it they
+    default to SUPPRESS, so that a value given before the subcommand is not overwritten."""
+    default = os.getenv("FLEETLAKE_DATA_DIR", DEFAULT_DATA_DIR)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", metavar="DIR", default=default if top else argparse.SUPPRESS,
+                        help="root of landing/, lake/, warehouse.duckdb and the Dagster instance (dagster/); "
+                             "$FLEETLAKE_DATA_DIR, else ./data" + ("" if top else f" (default: {default})"))
+    common.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="show Dagster's run logs")
+    return common
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="fleetlake", description="Connected-vehicle fleet analytics pipeline.")
-    top.add_argument("--data-dir", default=os.getenv("FLEETLAKE_DATA_DIR", "data"),
-                     help="root of landing/, lake/ and warehouse.duckdb (default: $FLEETLAKE_DATA_DIR or ./data)")
-    top.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run logs")
-    commands = top.add_subparsers(dest="command", required=True)
+    top = argparse.ArgumentParser(prog="fleetlake", description="Connected-vehicle fleet analytics pipeline.",
+                                  parents=[_common_options(top=True)], formatter_class=_HelpWithDefaults)
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options(top=False)
 
-    run = commands.add_parser("run", help="ingest whatever is in landing and build everything")
-    run.set_defaults(func=cmd_run)
+    def command(name: str, func, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text, parents=[common],
+                                  formatter_class=_HelpWithDefaults)
+        sub.set_defaults(func=func)
+        return sub
 
-    maintenance = commands.add_parser("maintenance", help="list what needs maintenance, soonest first "
-                                      "(reads the warehouse, read-only)")
+    init = command("init", cmd_init, "create a data directory: landing/ for Smartcar deliveries (*.ndjson, "
+                   "*.ndjson.gz) and the Dagster instance that records the runs")
+    init.add_argument("dir", nargs="?", metavar="DIR", help="the directory to create (default: the data directory)")
+
+    command("run", cmd_run, "ingest whatever is in landing and build everything (the data directory must exist: "
+            "`fleetlake init` creates one)")
+
+    maintenance = command("maintenance", cmd_maintenance, "list what needs maintenance, soonest first "
+                          "(reads the warehouse, read-only)")
     maintenance.add_argument("--due-within", type=_days, default=30.0, metavar="DAYS",
-                             help="due within this many days of each vehicle's latest reading, or a "
-                                  "fault found (default 30)")
-    maintenance.set_defaults(func=cmd_maintenance)
+                             help="due within this many days of each vehicle's latest reading, or a fault found")
 
-    mileage = commands.add_parser("mileage", help="a mileage statement for a policy period: verified distance, "
-                                  "anomalies, coverage and the odometer readings behind it, as JSON and CSV")
+    mileage = command("mileage", cmd_mileage, "a mileage statement for a policy period: verified distance, "
+                      "anomalies, coverage and the odometer readings behind it, as JSON and CSV")
     mileage.add_argument("vehicle_ids", nargs="*", metavar="VEHICLE_ID", help="one or more vehicles")
     mileage.add_argument("--all", action="store_true", help="every vehicle in the warehouse")
     mileage.add_argument("--from", dest="start", type=_day, required=True, metavar="DATE",
@@ -246,38 +313,35 @@ def parser() -> argparse.ArgumentParser:
                          help="last day of the period (UTC, inclusive)")
     mileage.add_argument("--output", metavar="PATH", help="write PATH.json, PATH.csv and PATH.evidence.csv "
                          "(default: <data dir>/statements/mileage-FROM-TO-<vehicle, N-vehicles or all>)")
-    mileage.set_defaults(func=cmd_mileage)
 
-    check = commands.add_parser("check-statement", help="check that a mileage statement's evidence still matches "
-                                "its SHA-256 digests (exit 1 if it was altered)")
-    check.add_argument("statement", metavar="STATEMENT.json")
-    check.set_defaults(func=cmd_check_statement)
+    check = command("check-statement", cmd_check_statement, "check that a mileage statement's evidence still "
+                    "matches its SHA-256 digests (exit 1 if it was altered)")
+    check.add_argument("statement", metavar="STATEMENT.json", help="a statement written by `fleetlake mileage`")
 
-    pull = commands.add_parser("pull", help="one round of pulling every connected vehicle's signals from "
-                               "Smartcar (API v3) into landing, within Smartcar's limits")
+    pull = command("pull", cmd_pull, "one round of pulling every connected vehicle's signals from Smartcar "
+                   "(API v3) into landing, within Smartcar's limits")
     pull.add_argument("--min-interval", type=float, default=30.0, metavar="MINUTES",
-                      help="skip a vehicle pulled less than this long ago (default 30, Smartcar's advice; "
+                      help="skip a vehicle pulled less than this long ago (30 is Smartcar's advice; "
                            "0 pulls every connected vehicle now)")
-    pull.set_defaults(func=cmd_pull)
 
-    serve = commands.add_parser("serve", help="run the Smartcar webhook receiver (POST / and /webhooks/smartcar) "
-                                "into landing")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; put a TLS "
-                       "proxy in front)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.set_defaults(func=cmd_serve)
+    serve = command("serve", cmd_serve, "run the Smartcar webhook receiver (POST / and /webhooks/smartcar) "
+                    "into landing")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (put a TLS proxy in front)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
 
     for name, func, text in [
         ("simulate", cmd_simulate, "write a simulated fleet's deliveries into landing (and its ground truth)"),
         ("demo", cmd_demo, "simulate a demo fleet into landing, then build everything"),
     ]:
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("--vehicles", type=_whole(1), default=50)
-        sub.add_argument("--days", type=_whole(1), default=30)
-        sub.add_argument("--interval", type=_whole(1, 720), default=15, help="minutes between readings (1-720)")
-        sub.add_argument("--seed", type=_whole(0), default=7)
-        sub.add_argument("--start", type=_day, default=date(2026, 9, 1), help="first day (UTC, YYYY-MM-DD)")
-        sub.set_defaults(func=func)
+        sub = command(name, func, text)
+        sub.add_argument("--vehicles", type=_whole(1), default=50, metavar="N", help="vehicles in the fleet")
+        sub.add_argument("--days", type=_whole(1), default=30, metavar="N", help="days of driving and charging")
+        sub.add_argument("--interval", type=_whole(1, 720), default=15, metavar="MINUTES",
+                         help="minutes between readings of an awake car (1-720)")
+        sub.add_argument("--seed", type=_whole(0), default=7, metavar="N",
+                         help="random seed: the same seed gives the same fleet")
+        sub.add_argument("--start", type=_day, default=date(2026, 9, 1), metavar="DATE",
+                         help="first day (UTC, YYYY-MM-DD)")
     return top
 
 

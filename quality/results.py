@@ -20,6 +20,43 @@ def record(lake: LakeResource, asset: str, check: str, passed: bool, scope: str,
     write_text_atomic(json.dumps(result, default=str, indent=1), lake.path("quality", asset, check, f"{scope}.json"))
 
 
+def _age(hours: float) -> str:
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+
+
+def _number(value) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def failure_reason(detail: dict) -> str:
+    """Why one failed outcome failed, in words: the expectation and what was observed."""
+    if "expectation" in detail:  # a Great Expectations outcome (quality/gx_validation.py)
+        where = f"{detail['column']}" if detail.get("column") else ""
+        if detail.get("condition"):
+            where += f" where {detail['condition']}"
+        observed = f"{_number(detail['unexpected'])} of {_number(detail['checked'])} rows unexpected"
+        if detail.get("examples"):
+            observed += f", e.g. {', '.join(map(str, detail['examples'][:3]))}"
+        return f"{detail['expectation']}({where}): {observed}"
+    if "age_hours" in detail and "limit_hours" in detail:  # freshness
+        if detail["age_hours"] is None:
+            return "no delivery in the lake yet"
+        return (f"newest delivery ({detail.get('newest_delivery')}) is {_age(detail['age_hours'])} old, "
+                f"more than {_age(detail['limit_hours'])}")
+    observed = [f"{k.replace('_', ' ')} {_number(v)}" for k, v in detail.items()
+                if k != "success" and v not in (None, [], {})]
+    return ", ".join(observed)
+
+
+def failures_description(failures: dict[str, list[dict]], shown: int = 3) -> str:
+    """The failed outcomes of a check, in words, the first `shown` of them, each with its scope
+    (a day, or a batch) unless the check has one scope."""
+    reasons = [(f"{scope}: " if scope != "all" else "") + failure_reason(d)
+               for scope, details in failures.items() for d in details]
+    more = f" (and {len(reasons) - shown} more)" if len(reasons) > shown else ""
+    return "; ".join(reasons[:shown]) + more
+
+
 def check_result(lake: LakeResource, spec: dg.AssetCheckSpec, scoped: dict[str, list[dict]]) -> dg.AssetCheckResult:
     """Record each scope's outcome and fold them into one Dagster check result for `spec`.
 
@@ -38,6 +75,7 @@ def check_result(lake: LakeResource, spec: dg.AssetCheckSpec, scoped: dict[str, 
         asset_key=spec.asset_key,
         check_name=spec.name,
         passed=not failures,
+        description=failures_description(failures) if failures else f"passed ({len(scoped)} checked)",
         severity=dg.AssetCheckSeverity.ERROR if spec.blocking else dg.AssetCheckSeverity.WARN,
         metadata={
             "scopes_checked": len(scoped),

@@ -5,17 +5,54 @@ a plausible reading under its own day (at the latest the day after it was receiv
 end_offset=2 makes a partition), anything else under its delivery's day, kept within the
 first partition and the day the signal was ingested."""
 
+import json
+import os
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from storage.files import write_text_atomic
+
 FIRST_READING_DAY = date(2020, 1, 1)
+
+
+def first_day_record(data_dir: str | Path) -> Path:
+    """The small record of the earliest day the lake holds signals for, under its state."""
+    return Path(data_dir) / "lake" / "_state" / "first_reading_day.json"
+
+
+def recorded_first_day(data_dir: str | Path) -> date | None:
+    try:
+        return date.fromisoformat(json.loads(first_day_record(data_dir).read_text())["first_reading_day"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_reading_days(data_dir: str | Path, days) -> date | None:
+    """Keep the earliest of `days` (days that received signals) in the record, if earlier than
+    what it holds. Returns the recorded first day."""
+    first = min(days, default=None)
+    recorded = recorded_first_day(data_dir)
+    if first is not None and (recorded is None or first < recorded):
+        write_text_atomic(json.dumps({"first_reading_day": first.isoformat()}), first_day_record(data_dir))
+        return first
+    return recorded
+
+
+def partitions_start() -> date:
+    """The first reading day partition: the recorded first day of $FLEETLAKE_DATA_DIR's lake
+    (the commands set it; so does the README's UI command), so that the partitions cover the
+    days the data has; else, with no data dir named or no data yet, 2020-01-01."""
+    data_dir = os.getenv("FLEETLAKE_DATA_DIR")
+    return (recorded_first_day(data_dir) if data_dir else None) or FIRST_READING_DAY
+
 
 # end_offset=2 includes today and tomorrow (UTC): a reading may be up to MAX_CLOCK_SKEW
 # after the moment it was received (a car's clock running ahead around midnight).
 reading_days = dg.DailyPartitionsDefinition(
-    start_date=FIRST_READING_DAY.isoformat(), timezone="UTC", end_offset=2
+    start_date=partitions_start().isoformat(), timezone="UTC", end_offset=2
 )
 
 # A reading more than this after its delivery is implausible (the car's clock is wrong).

@@ -11,10 +11,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from storage.data_dir import DEFAULT_DATA_DIR
 from storage.files import inside, make_owner_only
 from storage.errors import UserError
-
-DEFAULT_DATA_DIR = "data"
 
 
 def data_dir_setting() -> str | dg.EnvVar:

@@ -44,6 +44,9 @@ def test_a_failed_non_blocking_check_is_reported_and_the_run_exits_0(data_dir, c
     assert fleetlake(["--data-dir", str(data_dir), "run"]) == 0
     out = capsys.readouterr()
     assert "marts/battery_health:battery_health_suite" in out.out
+    # why, not only which: the expectation that failed and what it saw
+    assert ("warning: check marts/battery_health:battery_health_suite did not pass — "
+            "expect_column_values_to_be_between(state_of_health_pct): 1 of 1 rows unexpected, e.g. 20") in out.out
     assert "FAILED" not in out.err
     health = mart(data_dir, "battery_health")
     # 200 % up to the SoC's 0.1-point rounding (the interval that ends at the final SoC is not used)

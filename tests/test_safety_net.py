@@ -348,6 +348,7 @@ def test_fleetlake_run_prints_the_counts_names_the_failed_check_and_exits_1(data
     out, err = capsys.readouterr()
     assert "ingest: 1 new files, 3 lines → 2 parsed, 0 duplicates, 0 quarantined" in out
     assert "FAILED: critical check raw_deliveries:landed_lines_accounted" in err
+    assert "landing lines 3, parsed 2, duplicates 0, quarantined 0" in err  # why: the counts that do not add up
     assert "Traceback" not in out + err and "Stack Trace" not in err
 
 

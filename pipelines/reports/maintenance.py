@@ -34,6 +34,9 @@ def read_forecast(warehouse: WarehouseResource) -> pl.DataFrame:
                                     "run `fleetlake run` first") from None
 
 
+COUNTED = {"codes"}  # units of things counted, shown as whole numbers
+
+
 def attention_table(rows: pl.DataFrame) -> str:
     """Rows of the forecast as an aligned text table for the terminal."""
     def fmt(value, pattern="{}"):
@@ -41,7 +44,7 @@ def attention_table(rows: pl.DataFrame) -> str:
 
     header = ["due", "urgency", "vehicle", "component", "now", "per day", "due km", "finding / detail"]
     lines = [[fmt(r["predicted_due_date"]), r["urgency"], r["vehicle_id"], r["component"],
-              f"{fmt(r['current_value'], '{:.1f}')} {r['unit']}".strip(), fmt(r["trend_per_day"], "{:+.2f}"),
+              f"{fmt(r['current_value'], '{:.0f}' if r['unit'] in COUNTED else '{:.1f}')} {r['unit']}".strip(), fmt(r["trend_per_day"], "{:+.2f}"),
               fmt(r["predicted_due_odometer_km"], "{:.0f}"),
               " ".join(filter(None, [r["finding"], r["detail"]]))]
              for r in rows.iter_rows(named=True)]

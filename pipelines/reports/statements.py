@@ -164,8 +164,50 @@ def write_statement(statement: Statement, stem: Path) -> list[Path]:
     return paths
 
 
-def check_statement(document: dict) -> list[str]:
+def _statement_shape(document) -> None:
+    """Raise StatementError saying what is wrong when `document` (parsed JSON) does not have
+    the shape `to_json` writes, as far as checking the digests needs it."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise StatementError(what)
+
+    need(isinstance(document, dict), f"a statement is a JSON object, this is a JSON {type(document).__name__}")
+    need("vehicles" in document, "it has no `vehicles` list")
+    need(isinstance(document["vehicles"], list), "its `vehicles` is not a list")
+    for n, vehicle in enumerate(document["vehicles"], start=1):
+        need(isinstance(vehicle, dict), f"vehicle {n} is not a JSON object")
+        for name, kind, text in (("vehicle_id", str, "a string"), ("evidence_sha256", str, "a string"),
+                                 ("evidence", list, "a list")):
+            need(name in vehicle, f"vehicle {n} has no `{name}`")
+            need(isinstance(vehicle[name], kind), f"vehicle {n}'s `{name}` is not {text}")
+        for r, reading in enumerate(vehicle["evidence"], start=1):
+            where = f"evidence reading {r} of vehicle {n} ({vehicle['vehicle_id']})"
+            need(isinstance(reading, dict), f"{where} is not a JSON object")
+            for name in ("reading_time", "odometer_km"):
+                need(name in reading, f"{where} has no `{name}`")
+            need(isinstance(reading["odometer_km"], int | float) and not isinstance(reading["odometer_km"], bool),
+                 f"{where}: `odometer_km` is not a number")
+            try:
+                _utc(reading["reading_time"])
+            except (TypeError, ValueError, AttributeError):
+                raise StatementError(f"{where}: `reading_time` is not an ISO 8601 time") from None
+
+
+def check_statement(document) -> list[str]:
     """Vehicles of a statement (as read from its JSON) whose evidence does not match its
-    digest: empty when the statement is intact."""
+    digest: empty when the statement is intact. StatementError when it is no statement."""
+    _statement_shape(document)
     return [v["vehicle_id"] for v in document["vehicles"]
             if evidence_digest(v["vehicle_id"], v["evidence"]) != v["evidence_sha256"]]
+
+
+STATUSES = ("VERIFIED", "NEEDS_REVIEW", "INSUFFICIENT_DATA")
+
+
+def status_summary(vehicles: list[dict]) -> str:
+    """One line for a statement of many vehicles: how many have each status, and the
+    distance they account for."""
+    counts = {status: sum(1 for v in vehicles if v["status"] == status) for status in STATUSES}
+    km = {status: sum(v["distance_km"] or 0 for v in vehicles if v["status"] == status) for status in STATUSES}
+    parts = [f"{counts[s]} {s} ({km[s]:,.1f} km)" for s in STATUSES]
+    return f"summary: {len(vehicles)} vehicles: " + ", ".join(parts)
