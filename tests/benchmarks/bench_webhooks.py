@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import deque
 from pathlib import Path
 
 REPO = Path(__file__).parents[2]
@@ -76,26 +77,25 @@ def body_template() -> tuple[bytes, bytes]:
 
 
 class Client(asyncio.Protocol):
-    """One keep-alive connection: sends a delivery, waits for the whole answer, sends the next."""
+    """One keep-alive connection: sends a delivery, waits for the whole answer, asks the load
+    for the next one."""
 
-    def __init__(self, index: int, until: float, template: tuple[bytes, bytes], latencies: list[float],
-                 acked: list[bytes], statuses: dict[bytes, int], done: asyncio.Future):
-        self.prefix = b"c%d-" % index
-        self.until, self.template = until, template
-        self.latencies, self.acked, self.statuses, self.done = latencies, acked, statuses, done
+    def __init__(self, index: int, load: Load):
+        self.prefix, self.load = b"c%d-" % index, load
         self.n = 0
         self.buffer = b""
 
     def connection_made(self, transport):
         self.transport = transport
-        self.send()
+        self.load.ready(self)
 
-    def send(self) -> None:
+    def send(self, scheduled: float) -> None:
+        """Send the next delivery; its latency counts from `scheduled` (when it was due)."""
         self.event_id = self.prefix + b"%d" % self.n
         self.n += 1
-        data = self.template[0] + self.event_id + self.template[1]
+        data = self.load.template[0] + self.event_id + self.load.template[1]
         signature = hmac.digest(KEY, data, hashlib.sha256).hex().encode()
-        self.started = time.perf_counter()
+        self.scheduled = scheduled
         self.transport.write(b"POST /webhooks/smartcar HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
                              b"sc-signature: " + signature + b"\r\ncontent-length: %d\r\n\r\n" % len(data) + data)
 
@@ -110,38 +110,71 @@ class Client(asyncio.Protocol):
         if len(self.buffer) < end + 4 + length:
             return
         self.buffer = self.buffer[end + 4 + length:]
-        now = time.perf_counter()
-        self.latencies.append(now - self.started)
-        status = int(head[9:12])
+        self.load.answered(self, int(head[9:12]), time.perf_counter() - self.scheduled)
+
+
+class Load:
+    """The deliveries offered to the receiver: at `rate` per second (open loop, as Smartcar
+    sends them: a delivery that finds no free connection waits, and its wait counts in its
+    latency), or with `rate` 0 as fast as the connections go (closed loop)."""
+
+    def __init__(self, rate: float, seconds: float, connections: int):
+        self.rate, self.seconds, self.connections = rate, seconds, connections
+        self.template = body_template()
+        self.latencies: list[float] = []
+        self.acked: list[bytes] = []
+        self.statuses: dict[int, int] = {}
+        self.idle: list[Client] = []
+        self.backlog: deque[float] = deque()
+        self.until = 0.0
+        self.drained: asyncio.Future | None = None
+
+    def ready(self, client: Client) -> None:
+        self.idle.append(client)
+
+    def answered(self, client: Client, status: int, latency: float) -> None:
+        self.latencies.append(latency)
         self.statuses[status] = self.statuses.get(status, 0) + 1
         if status == 200:
-            self.acked.append(self.event_id)
-        if now < self.until:
-            self.send()
+            self.acked.append(client.event_id)
+        now = time.perf_counter()
+        if self.backlog:
+            client.send(self.backlog.popleft())
+        elif self.rate == 0 and now < self.until:
+            client.send(now)
         else:
-            self.transport.close()
+            self.idle.append(client)
+            if now >= self.until and len(self.idle) == self.connections and not self.drained.done():
+                self.drained.set_result(None)
 
-    def connection_lost(self, exc) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-
-async def drive(port: int, seconds: float, connections: int):
-    loop = asyncio.get_running_loop()
-    template = body_template()
-    latencies: list[float] = []
-    acked: list[bytes] = []
-    statuses: dict[int, int] = {}
-    started = time.perf_counter()
-    until = started + seconds
-    finished = []
-    for i in range(connections):
-        done = loop.create_future()
-        await loop.create_connection(lambda i=i, done=done: Client(i, until, template, latencies, acked, statuses,
-                                                                    done), "127.0.0.1", port)
-        finished.append(done)
-    await asyncio.gather(*finished)
-    return latencies, acked, statuses, time.perf_counter() - started
+    async def run(self, port: int) -> float:
+        loop = asyncio.get_running_loop()
+        self.drained = loop.create_future()
+        clients = [(await loop.create_connection(lambda i=i: Client(i, self), "127.0.0.1", port))[1]
+                   for i in range(self.connections)]
+        started = time.perf_counter()
+        self.until = started + self.seconds
+        if self.rate == 0:
+            while self.idle:
+                self.idle.pop().send(started)
+        else:
+            offered = 0
+            while (now := time.perf_counter()) < self.until:
+                for _ in range(offered, int((now - started) * self.rate)):
+                    due = started + offered / self.rate
+                    offered += 1
+                    if self.idle:
+                        self.idle.pop().send(due)
+                    else:
+                        self.backlog.append(due)
+                await asyncio.sleep(0.001)  # the loop's timer resolution (libuv: 1 ms)
+            if len(self.idle) == self.connections and not self.backlog:
+                self.drained.set_result(None)
+        await self.drained
+        elapsed = time.perf_counter() - started
+        for client in clients:
+            client.transport.close()
+        return elapsed
 
 
 def run(coroutine):
@@ -153,10 +186,11 @@ def run(coroutine):
         return asyncio.run(coroutine)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux), to separate our cost from a busy machine's."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process (Linux, all its threads), to separate our cost
+    from a busy machine's."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
@@ -177,6 +211,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=2000, help="deliveries offered per second (0: as fast as "
+                        "the connections go)")
     parser.add_argument("--profile", help="run the receiver under cProfile, write its profile here and print it")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
@@ -195,10 +231,13 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        run(drive(port, 2, args.connections))  # warm-up
+        run(Load(args.rate, 2, args.connections).run(port))  # warm-up
         server_before, client_before = cpu_seconds(server.pid), own_cpu_seconds()
-        latencies, acked, statuses, elapsed = run(drive(port, args.seconds, args.connections))
-        server_cpu, client_cpu = cpu_seconds(server.pid) - server_before, own_cpu_seconds() - client_before
+        load = Load(args.rate, args.seconds, args.connections)
+        elapsed = run(load.run(port))
+        latencies, acked, statuses = load.latencies, load.acked, load.statuses
+        server_user, server_system = (after - before for after, before in zip(cpu_seconds(server.pid), server_before))
+        server_cpu, client_cpu = server_user + server_system, own_cpu_seconds() - client_before
         load_after = os.getloadavg()
     finally:
         server.send_signal(2)  # SIGINT: uvicorn shuts down, publishes the open file (and cProfile writes)
@@ -207,14 +246,16 @@ def main() -> None:
     verified = sum(1 for e in acked if e in landed)
     latencies.sort()
     pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    print(f"webhook receiver, {os.cpu_count()} cores, {args.connections} keep-alive connections, "
+    offered = f"{args.rate:,.0f} deliveries/s offered" if args.rate else "closed loop (each sends on its answer)"
+    print(f"webhook receiver, {os.cpu_count()} cores, {args.connections} keep-alive connections, {offered}, "
           f"{args.seconds:g} s, durable (fsync before every 200, group commit){', under cProfile' if args.profile else ''}")
     print(f"  load average before {load_before[0]:.2f} (5 min {load_before[1]:.2f}), after {load_after[0]:.2f}")
     print(f"  {verified:,} deliveries acknowledged and in landing: {verified / elapsed:,.0f}/s; latency p50 "
           f"{pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms; answers {statuses}")
     per = server_cpu / max(1, verified)
     print(f"  receiver CPU: {per * 1e6:.0f} µs per delivery, {server_cpu / elapsed * 100:.0f} % of one core "
-          f"(≈ {1 / per if per else 0:,.0f} deliveries/s per free core); load generator CPU: "
+          f"({server_system / max(server_cpu, 1e-9) * 100:.0f} % of it in the kernel; ≈ {1 / per if per else 0:,.0f} "
+          f"deliveries/s per free core); load generator CPU: "
           f"{client_cpu / max(1, len(latencies)) * 1e6:.0f} µs per request, {client_cpu / elapsed * 100:.0f} % of one core")
     print(f"  in landing after shutdown: {len(landed):,}; acknowledged but missing: {len(acked) - verified}")
     if args.profile:
