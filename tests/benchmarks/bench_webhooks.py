@@ -112,6 +112,9 @@ class Client(asyncio.Protocol):
         self.buffer = self.buffer[end + 4 + length:]
         self.load.answered(self, int(head[9:12]), time.perf_counter() - self.scheduled)
 
+    def connection_lost(self, exc) -> None:
+        self.load.lost(self)
+
 
 class Load:
     """The deliveries offered to the receiver: at `rate` per second (open loop, as Smartcar
@@ -124,13 +127,28 @@ class Load:
         self.latencies: list[float] = []
         self.acked: list[bytes] = []
         self.statuses: dict[int, int] = {}
-        self.idle: list[Client] = []
+        self.idle: deque[Client] = deque()  # first in, first out: every connection stays in use (uvicorn
+        # closes one idle for 5 s)
         self.backlog: deque[float] = deque()
         self.until = 0.0
+        self.closed = 0
+        self.finished = False
         self.drained: asyncio.Future | None = None
 
     def ready(self, client: Client) -> None:
         self.idle.append(client)
+
+    def lost(self, client: Client) -> None:
+        """The server closed a connection (or the run ended): it carries no more deliveries."""
+        if self.finished:
+            return
+        if client in self.idle:
+            self.idle.remove(client)
+        self.connections -= 1
+        self.closed += 1
+        if self.until and time.perf_counter() >= self.until and len(self.idle) == self.connections \
+                and not self.drained.done():
+            self.drained.set_result(None)
 
     def answered(self, client: Client, status: int, latency: float) -> None:
         self.latencies.append(latency)
@@ -164,7 +182,7 @@ class Load:
                     due = started + offered / self.rate
                     offered += 1
                     if self.idle:
-                        self.idle.pop().send(due)
+                        self.idle.popleft().send(due)
                     else:
                         self.backlog.append(due)
                 await asyncio.sleep(0.001)  # the loop's timer resolution (libuv: 1 ms)
@@ -172,6 +190,7 @@ class Load:
                 self.drained.set_result(None)
         await self.drained
         elapsed = time.perf_counter() - started
+        self.finished = True
         for client in clients:
             client.transport.close()
         return elapsed
@@ -251,7 +270,8 @@ def main() -> None:
           f"{args.seconds:g} s, durable (fsync before every 200, group commit){', under cProfile' if args.profile else ''}")
     print(f"  load average before {load_before[0]:.2f} (5 min {load_before[1]:.2f}), after {load_after[0]:.2f}")
     print(f"  {verified:,} deliveries acknowledged and in landing: {verified / elapsed:,.0f}/s; latency p50 "
-          f"{pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms; answers {statuses}")
+          f"{pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms; answers {statuses}; "
+          f"connections closed by the receiver: {load.closed}")
     per = server_cpu / max(1, verified)
     print(f"  receiver CPU: {per * 1e6:.0f} µs per delivery, {server_cpu / elapsed * 100:.0f} % of one core "
           f"({server_system / max(server_cpu, 1e-9) * 100:.0f} % of it in the kernel; ≈ {1 / per if per else 0:,.0f} "
