@@ -18,7 +18,7 @@ It serves, on a free port of 127.0.0.1 (one server for both origins):
   answers 429 RATE_LIMIT when empty and counts it in `bucket_refusals`.
 
 Every request is logged in `requests` (method, path, headers) so tests can check what the
-client sent.
+client sent; `max_in_flight` is the most vehicle-API requests it was ever serving at once.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class SmartcarDouble:
         self._bucket, self._bucket_at = float(bucket_capacity), time.monotonic()
         self.bucket_refusals = 0
         self.latency_s = latency_s
+        self.in_flight = self.max_in_flight = 0
         self.tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self.token_grants = 0
         self.requests: list[dict] = []
@@ -201,12 +202,24 @@ class SmartcarDouble:
         with self._lock:
             self.requests.append({"method": method, "path": url.path, "query": url.query,
                                   "headers": dict(handler.headers.items()), "body": body.decode(errors="replace")})
-        if self.latency_s:
-            time.sleep(self.latency_s)
         if method == "POST" and url.path == "/oauth2/token":
+            if self.latency_s:
+                time.sleep(self.latency_s)
             return self._token(handler, parse_qs(body.decode()))
         if method != "GET" or not url.path.startswith("/v3/"):
             return self._error(handler, 404, "RESOURCE_NOT_FOUND", "PATH", "Unknown path.", None)
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency_s:
+                time.sleep(self.latency_s)  # the API's latency: while it lasts, the request is in flight
+            self._vehicle_api(handler, url)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _vehicle_api(self, handler, url) -> None:
         auth = handler.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ")
         with self._lock:

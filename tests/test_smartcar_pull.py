@@ -14,7 +14,7 @@ from conftest import build, definitions_on, mart
 from smartcar_double import CLIENT_SECRET, MANAGEMENT_TOKEN, SmartcarDouble
 
 from pipelines.sources.smartcar.client import CredentialsRejected, RetryPolicy
-from pipelines.sources.smartcar.limits import Limits, VehicleDue, plan_round
+from pipelines.sources.smartcar.limits import Limits, RequestBucket, VehicleDue, plan_round
 from pipelines.sources.smartcar.pull import pull_round
 from pipelines.sources.smartcar.resource import SmartcarResource
 from storage.connections import read_connections
@@ -185,6 +185,53 @@ def test_a_fleet_larger_than_the_bucket_pulls_the_stalest_first_and_defers_the_r
         assert smartcar.bucket_refusals == 0
         third = pull(data_dir)  # the bucket is empty now: the round says so and sends nothing
         assert third.stopped and "bucket" in third.stopped and third.requests == 0
+
+
+def _round_against_a_fresh_double(data_dir: Path, monkeypatch, in_flight: int, capacity: float = 120):
+    """One round of 24 vehicles (2 signal pages each, 20 ms a request) with a few that fail."""
+    with SmartcarDouble(vehicles=24, page_size=100, signal_page_size=3, latency_s=0.02,
+                        bucket_capacity=capacity) as double:
+        for name, value in double.env().items():
+            monkeypatch.setenv(name, value)
+        double.vehicles["veh-0005"].state = "asleep"
+        double.script("veh-0003", "server")  # retried with backoff, then fine
+        double.script("veh-0007", "rate:3600")  # told to wait
+        lake = LakeResource(data_dir=str(data_dir))
+        smartcar = resource()
+        bucket = RequestBucket(capacity=capacity, level=capacity)
+        report = pull_round(smartcar.client(retry=FAST_RETRY), lake.landing, SmartcarLayout(lake),
+                            Limits(max_in_flight=in_flight), bucket)
+    return report, double
+
+
+def test_vehicles_are_read_concurrently_within_the_limits_and_land_as_a_sequential_round(tmp_path, monkeypatch):
+    sequential, one_by_one = _round_against_a_fresh_double(tmp_path / "a", monkeypatch, in_flight=1)
+    concurrent, overlapping = _round_against_a_fresh_double(tmp_path / "b", monkeypatch, in_flight=4)
+    assert one_by_one.max_in_flight == 1
+    assert 1 < overlapping.max_in_flight <= 4  # overlapping, never more than allowed
+    for report in (sequential, concurrent):
+        assert len(report.pulled) == 23 and report.blocked == ["veh-0007"]
+        assert report.errors == {"veh-0005": "VEHICLE_STATE:ASLEEP"}
+        assert report.requests == 1 + 2 * 22 + 1 + 1 + 1  # connections, 2 pages each, a 500 retried, asleep, 429
+    assert concurrent.pulled == sequential.pulled  # plan order, stalest first
+    same = lambda d: (d["eventId"], d["eventType"], d["data"])  # noqa: E731 (deliveryId and deliveredAt differ)
+    assert [same(d) for d in landed(tmp_path / "b")] == [same(d) for d in landed(tmp_path / "a")]
+    assert connections(tmp_path / "b").keys() == connections(tmp_path / "a").keys()
+    assert {v: r["calls_this_month"] for v, r in connections(tmp_path / "b").items()} == \
+        {v: r["calls_this_month"] for v, r in connections(tmp_path / "a").items()}
+
+
+def test_concurrent_reads_never_overdraw_the_bucket(tmp_path, monkeypatch):
+    # 24 vehicles of 2 pages each and a bucket of 30: the plan expects one request a vehicle, so
+    # the bucket runs dry in the middle of the round, with four reads in flight.
+    report, double = _round_against_a_fresh_double(tmp_path, monkeypatch, in_flight=4, capacity=30)
+    assert double.bucket_refusals == 0 and report.requests == 30
+    assert len(double.calls("/v3/")) == 30
+    assert not set(report.pulled) & set(report.deferred)
+    assert len(report.pulled) + len(report.deferred) + len(report.blocked) == 24
+    pages = {v: sum(1 for c in double.calls(f"/v3/vehicles/{v}/")) for v in report.pulled}
+    assert all(n >= 2 for v, n in pages.items() if v not in report.errors)  # every landed vehicle was read whole
+    assert len(landed(tmp_path)) == len(report.pulled)
 
 
 def test_the_plan_keeps_the_interval_the_budget_and_retry_after():

@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,31 +195,42 @@ class RollingLandingFile:
 
 class GroupCommit:
     """Group commit for an asyncio server: deliveries that arrive while a write is on disk
-    wait for the next one, so many concurrent deliveries share one fsync. `append` returns
-    once its line is durable (or raises what the write raised)."""
+    wait for the next one, so every delivery waiting at that moment shares one fsync.
+    `append` returns once its line is durable (or raises what the write raised). The write
+    and its fsync run on one thread of their own, off the event loop, which keeps taking
+    requests meanwhile."""
 
     def __init__(self, file: RollingLandingFile):
         self.file = file
-        self._pending: list[tuple[bytes, asyncio.Future]] = []
+        self._pending: list[bytes] = []
+        self._waiters: list[asyncio.Future] = []
         self._writer: asyncio.Task | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-fsync")
 
     async def append(self, line: bytes) -> None:
-        done = asyncio.get_running_loop().create_future()
-        self._pending.append((line, done))
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._pending.append(line)
+        self._waiters.append(done)
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
+            self._writer = loop.create_task(self._write())
         await done
 
     async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
-            batch, self._pending = self._pending, []
+            lines, waiters = self._pending, self._waiters
+            self._pending, self._waiters = [], []
             try:
-                await asyncio.to_thread(self.file.append, [line for line, _ in batch])
+                await loop.run_in_executor(self._thread, self.file.append, lines)
             except Exception as error:  # every waiter learns it, and answers "not stored"
-                for _, done in batch:
+                for done in waiters:
                     if not done.done():
                         done.set_exception(error)
             else:
-                for _, done in batch:
+                for done in waiters:
                     if not done.done():
                         done.set_result(None)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)

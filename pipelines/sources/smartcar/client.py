@@ -10,6 +10,11 @@
   5xx and network errors. Every HTTP request to the vehicle API first takes a token from
   the caller's `RequestGate`, so that the caller's model of Smartcar's limits sees it.
 
+A client may be used from several threads at once (the pull fetches vehicles concurrently):
+each thread has its own HTTP session, and the gate, the request counts and the token are
+shared under one lock, so the gate is never overdrawn and a rejected token is renewed once,
+not once per thread.
+
 The `smartcar` SDK (pinned) neither obtains this token nor sends `sc-user-id`, so this is
 written on `requests`, which the SDK already brings.
 """
@@ -17,6 +22,7 @@ written on `requests`, which the SDK already brings.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -204,20 +210,49 @@ class SmartcarClient:
         self.timeout_s, self.retry = timeout_s, retry or RetryPolicy()
         self.gate: RequestGate = gate or _Unlimited()
         self._sleep = sleep
-        self._session = session or requests.Session()
-        self._session.headers["User-Agent"] = "fleetlake"
+        self._given_session = session
+        self._sessions: list[requests.Session] = []
+        self._local = threading.local()  # this thread's session and request count
+        self._lock = threading.RLock()  # the gate, the counts and the token (renewal uses the session)
         self._token: str | None = None
         self._token_expires = 0.0
-        self.requests_sent = 0  # vehicle-API requests, retries included
+        self.requests_sent = 0  # vehicle-API requests, retries included, by every thread
+
+    @property
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._given_session or requests.Session()
+            session.headers["User-Agent"] = "fleetlake"
+            with self._lock:
+                self._sessions.append(session)
+            self._local.session = session
+        return session
+
+    @property
+    def requests_sent_by_this_thread(self) -> int:
+        """This thread's share of `requests_sent`: what one vehicle's read cost, when a
+        thread reads one vehicle at a time."""
+        return getattr(self._local, "sent", 0)
 
     def close(self) -> None:
-        self._session.close()
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
 
     # -- token ---------------------------------------------------------------------------------
     def token(self) -> str:
-        if self._token is None or time.monotonic() >= self._token_expires:
-            self._renew_token()
-        return self._token
+        with self._lock:  # one renewal however many threads find the token missing or old
+            if self._token is None or time.monotonic() >= self._token_expires:
+                self._renew_token()
+            return self._token
+
+    def _reject_token(self, token: str) -> None:
+        """The API refused `token`: the next request renews it, unless another thread did."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
 
     def _renew_token(self) -> None:
         path = "/oauth2/token"
@@ -244,12 +279,15 @@ class SmartcarClient:
         renewed = False
         attempt = 0
         while True:
-            if not self.gate.take():
-                raise GateClosed(path)
-            headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
+            with self._lock:
+                if not self.gate.take():
+                    raise GateClosed(path)
+                self.requests_sent += 1
+            self._local.sent = self.requests_sent_by_this_thread + 1
+            token = self.token()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             if user_id is not None:
                 headers["sc-user-id"] = user_id
-            self.requests_sent += 1
             try:
                 response = self._session.get(url, headers=headers, timeout=self.timeout_s)
             except requests.RequestException as error:
@@ -263,7 +301,8 @@ class SmartcarClient:
                     if renewed:
                         raise CredentialsRejected(401, failure.type, failure.code, detail=failure.detail,
                                                   path=path, request_id=failure.request_id)
-                    renewed, self._token = True, None  # expired or revoked: renew once
+                    renewed = True  # expired or revoked: renew once
+                    self._reject_token(token)
                     continue
                 if response.status_code == 429 and failure.retry_after is not None \
                         and failure.retry_after <= self.retry.max_retry_after_s and attempt < self.retry.attempts:

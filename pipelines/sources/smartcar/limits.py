@@ -9,6 +9,7 @@
 - A minimum interval between pulls of one vehicle (Smartcar advises 30 minutes).
 - A vehicle that Smartcar told to wait (429 `retry-after`, or a 430 request limit) is not
   pulled before then.
+- At most `max_in_flight` vehicles are read at once.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class Limits:
     min_interval: timedelta = timedelta(minutes=30)
     monthly_calls_per_vehicle: int = 1500  # 30-minute polling for a 31-day month is 1,488 calls
     calls_per_pull: int = 1  # requests one vehicle's signals take (more if they span pages)
+    # Vehicles read at once. Smartcar publishes no concurrency limit, only the bucket; a few
+    # requests in flight hide the API's latency without bursting, and the bucket, the
+    # budget and retry-after bound the round whatever this is.
+    max_in_flight: int = 8
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,12 @@ reads pulled and pushed data alike:
   (permission revoked, asleep, unreachable, billing limit, ...), its `eventId` a hash of the
   vehicle, the error and the UTC day: one error record per vehicle, error and day.
 
+Vehicles are read concurrently, at most `Limits.max_in_flight` at a time, through one
+client whose request gate is the application bucket (so no thread can overdraw it); the
+results are handled in plan order, so a round lands what a sequential one would. When one
+read finds the bucket empty or Smartcar limiting the application, no further vehicle
+starts, and those not started are deferred.
+
 Lines are written through the landing writer in files of at most `FILE_VEHICLES` vehicles,
 and the connection records are saved after each file, so a crash loses at most the
 vehicles of the file being written (they are pulled again next round).
@@ -21,8 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -205,6 +213,42 @@ class _Records:
         row["calls_this_month"] = (row["calls_this_month"] or 0) + calls
 
 
+@dataclass
+class _VehicleRead:
+    """One vehicle's read, as a worker thread did it: signals, or the error Smartcar gave."""
+    due: VehicleDue
+    connection: Connection
+    at: datetime
+    calls: int = 0
+    signals: list = field(default_factory=list)
+    attributes: dict = field(default_factory=dict)
+    error: SmartcarError | None = None
+    not_started: bool = False  # the round stopped before this vehicle (or ran out of bucket in it)
+
+
+def _read_vehicle(client: SmartcarClient, connection: Connection, due: VehicleDue, stop: threading.Event,
+                  clock: Callable[[], datetime]) -> _VehicleRead:
+    """Read one vehicle's signals (in a worker thread). Sets `stop` when no other vehicle
+    should start: the bucket is empty, Smartcar limits the application, or it refuses the
+    credentials."""
+    read = _VehicleRead(due, connection, clock())
+    if stop.is_set():
+        read.not_started = True
+        return read
+    before = client.requests_sent_by_this_thread
+    try:
+        read.signals, read.attributes = client.signals(connection.vehicle_id, connection.user_id)
+    except GateClosed:
+        stop.set()
+        read.not_started = True
+    except SmartcarError as error:  # CredentialsRejected too: the main thread raises it
+        read.error = error
+        if app_rate_limited(error) or isinstance(error, CredentialsRejected):
+            stop.set()
+    read.calls = client.requests_sent_by_this_thread - before
+    return read
+
+
 def load_bucket(layout: SmartcarLayout, bucket: RequestBucket) -> RequestBucket:
     path = layout.bucket_file
     return bucket.restore(json.loads(path.read_text()) if path.exists() else None)
@@ -251,47 +295,49 @@ def pull_round(client: SmartcarClient, landing: Path, layout: SmartcarLayout, li
         by_id = {c.vehicle_id: c for c in listed}
         plan = plan_round(records.due(now), limits, now, int(bucket.refill()))
         report.skipped_recent, report.over_budget, report.blocked = plan.recent, plan.over_budget, plan.blocked
-        deferred = list(plan.deferred)
-        for index, due in enumerate(plan.pull):
-            connection = by_id[due.vehicle_id]
-            row = records.rows[due.vehicle_id]
-            before = client.requests_sent
-            at = clock()
-            try:
-                signals, attributes = client.signals(connection.vehicle_id, connection.user_id)
-            except GateClosed:
-                deferred = plan.pull[index:] + deferred
-                break
-            except CredentialsRejected:
-                raise
-            except SmartcarError as error:
-                records.count_calls(due.vehicle_id, client.requests_sent - before, at)
-                if app_rate_limited(error):
-                    bucket.level = 0.0
-                    deferred = plan.pull[index:] + deferred
-                    report.stopped = "Smartcar's application rate limit: the rest of the round is deferred"
-                    break
-                if error.status == 429:  # the vehicle's own rate limit: wait as told
-                    row["blocked_until"] = at + timedelta(seconds=error.retry_after or 60)
-                    report.blocked.append(due.vehicle_id)
+        app_limited = False
+        not_started: list[VehicleDue] = []
+        with ThreadPoolExecutor(max_workers=max(1, limits.max_in_flight), thread_name_prefix="smartcar-pull") as pool:
+            stop = threading.Event()  # set when no further vehicle may start this round
+            # `map` gives the reads back in plan order, however they overlap: the lines, files
+            # and records are those of a sequential round.
+            for read in pool.map(lambda due: _read_vehicle(client, by_id[due.vehicle_id], due, stop, clock),
+                                 plan.pull):
+                due, at, error = read.due, read.at, read.error
+                row = records.rows[due.vehicle_id]
+                if read.calls:
+                    records.count_calls(due.vehicle_id, read.calls, at)
+                if read.not_started or (error is not None and app_rate_limited(error)):
+                    not_started.append(due)
+                    app_limited = app_limited or (error is not None and app_rate_limited(error))
                     continue
-                if error.status == 430 and error.code == "VEHICLE_REQUEST_LIMIT":
-                    row["blocked_until"] = _next_month(at)
-                lines.append(json.dumps(error_delivery(connection, error, at)) + "\n")
-                outcome = f"{error.type}:{error.code}" if error.code else error.type
-                report.errors[due.vehicle_id] = outcome
-                row.update(last_pulled_at=at, last_outcome=outcome)
-                if access_lost(error):
-                    row.update(status="DISCONNECTED", disconnected_at=at, disconnect_reason=outcome)
-                    report.disconnected.append(due.vehicle_id)
-            else:
-                records.count_calls(due.vehicle_id, client.requests_sent - before, at)
-                lines.append(json.dumps(state_delivery(
-                    connection, [s.as_delivery_signal() for s in signals], attributes, at)) + "\n")
-                row.update(last_pulled_at=at, last_outcome="SIGNALS", blocked_until=None)
-            report.pulled.append(due.vehicle_id)
-            if len(lines) >= FILE_VEHICLES:
-                flush()
+                if isinstance(error, CredentialsRejected):
+                    raise error
+                if error is not None:
+                    if error.status == 429:  # the vehicle's own rate limit: wait as told
+                        row["blocked_until"] = at + timedelta(seconds=error.retry_after or 60)
+                        report.blocked.append(due.vehicle_id)
+                        continue
+                    if error.status == 430 and error.code == "VEHICLE_REQUEST_LIMIT":
+                        row["blocked_until"] = _next_month(at)
+                    lines.append(json.dumps(error_delivery(read.connection, error, at)) + "\n")
+                    outcome = f"{error.type}:{error.code}" if error.code else error.type
+                    report.errors[due.vehicle_id] = outcome
+                    row.update(last_pulled_at=at, last_outcome=outcome)
+                    if access_lost(error):
+                        row.update(status="DISCONNECTED", disconnected_at=at, disconnect_reason=outcome)
+                        report.disconnected.append(due.vehicle_id)
+                else:
+                    lines.append(json.dumps(state_delivery(
+                        read.connection, [s.as_delivery_signal() for s in read.signals], read.attributes, at)) + "\n")
+                    row.update(last_pulled_at=at, last_outcome="SIGNALS", blocked_until=None)
+                report.pulled.append(due.vehicle_id)
+                if len(lines) >= FILE_VEHICLES:
+                    flush()
+        if app_limited:
+            bucket.level = 0.0  # Smartcar's bucket is emptier than our model of it
+            report.stopped = "Smartcar's application rate limit: the rest of the round is deferred"
+        deferred = not_started + list(plan.deferred)
         report.deferred = {v.vehicle_id: (now - v.last_pulled_at).total_seconds() / 3600 if v.last_pulled_at else None
                            for v in deferred}
     except CredentialsRejected as error:
