@@ -82,17 +82,17 @@ def payload_formats(fleet, webhook_ids: np.ndarray) -> PayloadFormats:
                               for i, webhook in enumerate(C.WEBHOOKS)], dtype=object)
     return PayloadFormats(
         webhook_ids=webhook_ids,
-        vehicle_fragment=np.array([vehicle_fragment(fleet, v) for v in range(fleet.n)], dtype=object),
-        webhook_tail=webhook_tails[fleet.webhook],
-        delivered_at_in_seconds=np.array([webhook[2] for webhook in C.WEBHOOKS])[fleet.webhook],
-        plain_string_triggers=np.array([webhook[3] for webhook in C.WEBHOOKS])[fleet.webhook],
+        vehicle_fragment=np.array([vehicle_fragment(fleet, v) for v in range(fleet.size)], dtype=object),
+        webhook_tail=webhook_tails[fleet.webhook_index],
+        delivered_at_in_seconds=np.array([webhook[2] for webhook in C.WEBHOOKS])[fleet.webhook_index],
+        plain_string_triggers=np.array([webhook[3] for webhook in C.WEBHOOKS])[fleet.webhook_index],
         has_battery=fleet.powertrain != C.ICE,
         has_engine=fleet.powertrain != C.BEV,
         reports_wattage=np.array([unit is not None for unit in fleet.wattage_unit]),
         wattage_unit=np.array([unit or "W" for unit in fleet.wattage_unit], dtype=object),
-        without_oem_time={code: np.array([code in signals for signals in fleet.no_oem]) for code in C.SIGNALS},
-        nominal_capacity=np.array(["%s" % x for x in np.round(fleet.nominal_kwh, 1)], dtype=object),
-        vehicles_with_dtcs={v for v in range(fleet.n) if fleet.dtcs[v]},
+        without_oem_time={code: np.array([code in signals for signals in fleet.without_oem_time]) for code in C.SIGNALS},
+        nominal_capacity=np.array(["%s" % x for x in np.round(fleet.nominal_capacity_kwh, 1)], dtype=object),
+        vehicles_with_dtcs={v for v in range(fleet.size) if fleet.trouble_codes[v]},
     )
 
 
@@ -119,7 +119,7 @@ def dtc_lists_json(formats: PayloadFormats, fleet, vehicle: np.ndarray, at: np.n
         for i in np.nonzero(slow & np.isin(vehicle, list(formats.vehicles_with_dtcs)))[0]:
             v, t = int(vehicle[i]), float(at[i])
             active = [{"code": code, "timestamp": _iso_seconds(first_seen)} for code, first_seen, cleared
-                      in fleet.dtcs[v] if first_seen <= t and (cleared is None or t < cleared)]
+                      in fleet.trouble_codes[v] if first_seen <= t and (cleared is None or t < cleared)]
             dtc_json[i] = dumps(active)
     return dtc_json
 
@@ -158,7 +158,7 @@ def vehicle_state_lines(fleet, formats: PayloadFormats, readings, state, values,
         "has_battery": formats.has_battery[vehicle], "has_engine": formats.has_engine[vehicle], "slow": slow,
         "reports_wattage": formats.reports_wattage[vehicle],
         "wattage_unit": _strings(formats.wattage_unit[vehicle]),
-        "reports_voltage_amperage": fleet.volt_amp[vehicle],
+        "reports_voltage_amperage": fleet.reports_voltage_amperage[vehicle],
         "reports_energy_added": fleet.reports_energy_added[vehicle],
         "oem_updated_ms": times.oem_updated_ms, "retrieved_ms": times.retrieved_ms,
         "no_oem_time_odometer": without_oem_time["odometer-traveleddistance"][vehicle],
@@ -317,7 +317,7 @@ def _meta(formats: PayloadFormats, webhook: int, delivery_id: str, delivered_ms:
 def vehicle_error_line(fleet, formats: PayloadFormats, v: int, event_id: str, delivery_id: str,
                        delivered_ms: int, error: tuple, state: str) -> str:
     error_type, code, description, resolution = error
-    webhook = int(fleet.webhook[v])
+    webhook = int(fleet.webhook_index[v])
     return dumps({"eventId": event_id, "eventType": "VEHICLE_ERROR",
                   "data": {"user": {"id": str(fleet.user_id[v])}, "vehicle": _vehicle(fleet, v),
                            "errors": [{"type": error_type, "code": code, "state": state,

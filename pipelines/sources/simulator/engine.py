@@ -98,20 +98,20 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
     fleet = build_fleet(cfg, streams.fleet)
     plan = plan_faults(cfg, fleet, streams.faults)
     sessions: list = []
-    vehicles = [VehicleActivity(fleet, v, sessions) for v in range(fleet.n)]
+    vehicles = [VehicleActivity(fleet, v, sessions) for v in range(fleet.size)]
     faults: list = []  # truth and landing writer both append to it
     run = Run(cfg=cfg, fleet=fleet, plan=plan,
               formats=payload_formats(fleet, uuids(streams.ids, len(C.WEBHOOKS))),
               home_grid_voltage=grid_voltage(fleet, streams.readings), streams=streams,
-              writer=LandingWriter(cfg, landing_dir, fleet.t0, streams.landing, plan, faults),
+              writer=LandingWriter(cfg, landing_dir, fleet.start_s, streams.landing, plan, faults),
               truth=TruthBuilder(cfg, fleet, plan, faults))
-    first_plan_uniforms = streams.activity.random((fleet.n, PLAN_UNIFORMS))
+    first_plan_uniforms = streams.activity.random((fleet.size, PLAN_UNIFORMS))
     state = FleetState(
         vehicles=vehicles,
-        trips=[vehicles[v].plan_day(fleet.t0, _weekday(fleet.t0), Draws(first_plan_uniforms[v]))
-               for v in range(fleet.n)],
+        trips=[vehicles[v].plan_day(fleet.start_s, _weekday(fleet.start_s), Draws(first_plan_uniforms[v]))
+               for v in range(fleet.size)],
         oil=EngineOil.at_start(fleet),
-        last_slow_slot=np.full(fleet.n, -(1 << 62), dtype=np.int64),
+        last_slow_slot=np.full(fleet.size, -(1 << 62), dtype=np.int64),
         applied_faults=AppliedFaults.at_start(plan),
         counts=dict(vehicle_state=0, vehicle_error=0, verify=0, signals=0, signal_errors=0),
     )
@@ -122,7 +122,7 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
 
 def simulate_day(run: Run, state: FleetState, day: int) -> None:
     cfg, fleet, plan, formats, streams = run.cfg, run.fleet, run.plan, run.formats, run.streams
-    day_start = fleet.t0 + day * DAY
+    day_start = fleet.start_s + day * DAY
     day_end = day_start + DAY
     drive_day = drive_and_charge(state, fleet, day_start, streams.activity)
     timeline = drive_day.timeline
@@ -181,8 +181,8 @@ def drive_and_charge(state: FleetState, fleet: Fleet, day_start: float, rng: np.
     """Drive and charge every vehicle through the day (planning tomorrow's trips first: tonight's
     charging ends at tomorrow's first departure)."""
     day_end = day_start + DAY
-    activity_uniforms = rng.random((fleet.n, UNIFORMS_PER_DAY))
-    plan_uniforms = rng.random((fleet.n, PLAN_UNIFORMS))
+    activity_uniforms = rng.random((fleet.size, UNIFORMS_PER_DAY))
+    plan_uniforms = rng.random((fleet.size, PLAN_UNIFORMS))
     tomorrow = []
     for v, vehicle in enumerate(state.vehicles):
         draws = Draws(plan_uniforms[v])
@@ -197,9 +197,9 @@ def drive_and_charge(state: FleetState, fleet: Fleet, day_start: float, rng: np.
         keyframes.append(day_keyframes)
         events.append(day_events)
     timeline = DayTimeline(keyframes, day_start)
-    every_vehicle = np.arange(fleet.n)
-    return DriveDay(timeline, events, timeline.odometer_at(every_vehicle, np.full(fleet.n, day_start)),
-                    timeline.odometer_at(every_vehicle, np.full(fleet.n, day_end)))
+    every_vehicle = np.arange(fleet.size)
+    return DriveDay(timeline, events, timeline.odometer_at(every_vehicle, np.full(fleet.size, day_start)),
+                    timeline.odometer_at(every_vehicle, np.full(fleet.size, day_end)))
 
 
 def vehicle_errors_and_verify(run: Run, counts: dict, day: int, day_start: float,
@@ -241,7 +241,7 @@ def finish(run: Run, state: FleetState, sessions: list, landing_dir: Path, truth
         files=writer.files, lines=writer.lines, deliveries=deliveries,
         vehicle_state=counts["vehicle_state"], vehicle_error=counts["vehicle_error"], verify=counts["verify"],
         duplicates=writer.duplicates, late=writer.late, malformed=writer.malformed, signals=counts["signals"],
-        signal_errors=counts["signal_errors"], vehicles=run.fleet.n, days=run.cfg.days,
+        signal_errors=counts["signal_errors"], vehicles=run.fleet.size, days=run.cfg.days,
         charging_sessions=truth.n_sessions, faults=fault_counts,
         landing_dir=str(landing_dir), truth_dir=str(truth_dir))
     assert summary.lines == deliveries + writer.duplicates + writer.malformed, "line accounting"

@@ -43,8 +43,8 @@ class TruthBuilder:
         self.plan = plan
         self.faults = faults
         self.daily: list = []
-        self.oil_end = np.full((cfg.days, fleet.n), np.nan)
-        self.odo_end = np.zeros((cfg.days, fleet.n))
+        self.oil_end = np.full((cfg.days, fleet.size), np.nan)
+        self.odo_end = np.zeros((cfg.days, fleet.size))
         self.oil_resets: dict = {}  # v -> (t, odo)
         self.oil_crossed: dict = {}  # v -> (t, odo)
         self.gaps: dict = {}  # v -> {"start": odo, "end": odo}
@@ -65,7 +65,7 @@ class TruthBuilder:
         day = (datetime.fromtimestamp(d0, tz=timezone.utc)).date()
         self.odo_end[d] = odo_end
         self.daily.append(pl.DataFrame({
-            "vehicle_id": self.fleet.vehicle_id.astype(object), "day": [day] * self.fleet.n,
+            "vehicle_id": self.fleet.vehicle_id.astype(object), "day": [day] * self.fleet.size,
             "distance_km": np.round(odo_end - odo_start, 4),
             "odometer_start_km": np.round(odo_start, 4), "odometer_end_km": np.round(odo_end, 4)},
             schema={"vehicle_id": pl.String, "day": pl.Date, "distance_km": pl.Float64,
@@ -86,7 +86,7 @@ class TruthBuilder:
         fleet = self.fleet
         out = Path(out)
         vehicle_ids = fleet.vehicle_id.astype(object)
-        clean = np.ones(fleet.n, dtype=bool)
+        clean = np.ones(fleet.size, dtype=bool)
         for v in self.plan.odometer_fault_vehicles:
             clean[v] = False
         powertrain_names = np.array(C.POWERTRAINS, dtype=object)[fleet.powertrain]
@@ -94,34 +94,34 @@ class TruthBuilder:
             "vehicle_id": vehicle_ids, "user_id": fleet.user_id.astype(object), "make": fleet.make,
             "model": fleet.model,
             "year": fleet.year, "vin": fleet.vin, "powertrain": powertrain_names,
-            "nominal_capacity_kwh": [None if np.isnan(x) else float(x) for x in fleet.nominal_kwh],
-            "usable_capacity_kwh": [None if np.isnan(x) else round(float(x), 4) for x in fleet.usable_kwh],
-            "state_of_health": [None if np.isnan(x) else round(float(x), 4) for x in fleet.soh],
+            "nominal_capacity_kwh": [None if np.isnan(x) else float(x) for x in fleet.nominal_capacity_kwh],
+            "usable_capacity_kwh": [None if np.isnan(x) else round(float(x), 4) for x in fleet.usable_capacity_kwh],
+            "state_of_health": [None if np.isnan(x) else round(float(x), 4) for x in fleet.state_of_health],
             "consumption_kwh_per_km": [None if np.isnan(x) else round(float(x), 5)
-                                       for x in fleet.cons_kwh_per_km],
-            "odometer_unit": np.where(fleet.odo_miles, "mi", "km").astype(object),
-            "odometer_unit_spelling": [fleet.mi_spelling[v] if fleet.odo_miles[v] else fleet.km_spelling[v]
-                                       for v in range(fleet.n)],
+                                       for x in fleet.consumption_kwh_per_km],
+            "odometer_unit": np.where(fleet.odometer_in_miles, "mi", "km").astype(object),
+            "odometer_unit_spelling": [fleet.mile_spelling[v] if fleet.odometer_in_miles[v] else fleet.km_spelling[v]
+                                       for v in range(fleet.size)],
             "reports_energy_added": fleet.reports_energy_added,
             "reports_wattage": [u is not None for u in fleet.wattage_unit],
-            "wattage_unit": fleet.wattage_unit, "reports_voltage_amperage": fleet.volt_amp,
+            "wattage_unit": fleet.wattage_unit, "reports_voltage_amperage": fleet.reports_voltage_amperage,
             "tire_unit": fleet.tire_unit,
             "clean_odometer": clean, "home_lat": np.round(fleet.home_lat, 6), "home_lon": np.round(fleet.home_lon, 6),
-            "metro": [C.METROS[m][0] for m in fleet.metro], "commuter": fleet.commuter,
+            "metro": [C.METROS[m][0] for m in fleet.metro_index], "commuter": fleet.commuter,
             "has_home_charger": fleet.has_home_charger,
             "home_charger_kw": [None if np.isnan(x) or not fleet.has_home_charger[i] else float(x)
-                                for i, x in enumerate(fleet.home_kw)],
-            "has_work_charger": fleet.work_charger,
+                                for i, x in enumerate(fleet.home_charger_kw)],
+            "has_work_charger": fleet.has_work_charger,
             "charge_limit_pct": [None if fleet.powertrain[i] == C.ICE else float(x)
-                                 for i, x in enumerate(fleet.charge_limit)],
-            "webhook_name": [C.WEBHOOKS[w][0] for w in fleet.webhook],
-            "delivered_at_unit": ["s" if C.WEBHOOKS[w][2] else "ms" for w in fleet.webhook],
+                                 for i, x in enumerate(fleet.charge_limit_pct)],
+            "webhook_name": [C.WEBHOOKS[w][0] for w in fleet.webhook_index],
+            "delivered_at_unit": ["s" if C.WEBHOOKS[w][2] else "ms" for w in fleet.webhook_index],
         }, strict=False)
         _write_parquet(vehicles, out / "vehicles.parquet")
         _write_parquet(pl.concat(self.daily), out / "daily_distance.parquet")
 
         # charging sessions
-        ended_sessions = [s for s in sessions if s[1] < fleet.t_end]
+        ended_sessions = [s for s in sessions if s[1] < fleet.end_s]
         ended_sessions.sort(key=lambda s: (s[1], s[0]))
         ids = uuids(rng, len(ended_sessions))
         self.n_sessions = len(ended_sessions)
@@ -138,7 +138,7 @@ class TruthBuilder:
             "energy_added_kwh": [round(s[9], 4) for s in ended_sessions],
             "avg_power_kw": [round(s[10], 4) for s in ended_sessions],
             "max_power_kw": [round(s[11], 4) for s in ended_sessions],
-            "ends_after_window": [bool(s[4] >= fleet.t_end) for s in ended_sessions],
+            "ends_after_window": [bool(s[4] >= fleet.end_s) for s in ended_sessions],
         }, schema={"session_id": pl.String, "vehicle_id": pl.String, "plugged_at": TS,
                    "charge_started_at": TS, "charge_ended_at": TS, "unplugged_at": TS,
                    "location_type": pl.String, "is_dc_fast": pl.Boolean, "soc_start_pct": pl.Float64,
@@ -173,13 +173,13 @@ class TruthBuilder:
         _write_parquet(self._maintenance(), out / "maintenance.parquet")
 
         dtc_rows = []
-        for v in range(fleet.n):
-            for code, first, cleared in fleet.dtcs[v]:
-                if first >= fleet.t_end:
+        for v in range(fleet.size):
+            for code, first, cleared in fleet.trouble_codes[v]:
+                if first >= fleet.end_s:
                     continue
                 dtc_rows.append({"vehicle_id": str(fleet.vehicle_id[v]), "code": code,
                                  "description": dict(C.DTC_CODES)[code], "first_seen_at": _ts(first),
-                                 "cleared_at": _ts(cleared) if cleared is not None and cleared < fleet.t_end else None})
+                                 "cleared_at": _ts(cleared) if cleared is not None and cleared < fleet.end_s else None})
         dtc_schema = {"vehicle_id": pl.String, "code": pl.String, "description": pl.String,
                    "first_seen_at": TS, "cleared_at": TS}
         _write_parquet(pl.DataFrame(dtc_rows, schema=dtc_schema) if dtc_rows else pl.DataFrame(schema=dtc_schema),
@@ -188,14 +188,14 @@ class TruthBuilder:
 
     def _maintenance(self) -> pl.DataFrame:
         fleet, cfg = self.fleet, self.cfg
-        t_end = fleet.t_end
+        t_end = fleet.end_s
         last = cfg.days - 1
         stretch = min(14, cfg.days)
         odo_end = self.odo_end[last]
-        odo_before = self.odo_end[last - stretch] if cfg.days > stretch else fleet.odo_start_km
+        odo_before = self.odo_end[last - stretch] if cfg.days > stretch else fleet.odometer_start_km
         km_per_day = (odo_end - odo_before) / stretch
         rows = []
-        for v in range(fleet.n):
+        for v in range(fleet.size):
             vehicle_id = str(fleet.vehicle_id[v])
             if fleet.powertrain[v] != C.BEV:
                 life = float(fleet.oil_life_km[v])
@@ -217,18 +217,18 @@ class TruthBuilder:
                                  last_reset_at=_ts(reset[0]) if reset else None))
             p_end = tire_pressure(fleet, np.array([v]), np.array([t_end]))[0]
             for k, comp in enumerate(TIRES):
-                base = float(fleet.tire_base[v, k])
+                base = float(fleet.tire_baseline_kpa[v, k])
                 threshold = TIRE_DUE_SHARE * base
-                slow = float(fleet.tire_slow[v, k])
-                leak_start = float(fleet.tire_leak_start[v, k])
-                leak = float(fleet.tire_leak[v, k])
+                slow = float(fleet.tire_seep_kpa_per_day[v, k])
+                leak_start = float(fleet.tire_leak_start_s[v, k])
+                leak = float(fleet.tire_leak_kpa_per_day[v, k])
                 leaking = leak > 0 and leak_start < t_end
                 rate = -(slow + (leak if leaking else 0.0))
-                reinflated_at = float(fleet.tire_reinflate[v, k])
+                reinflated_at = float(fleet.tire_reinflated_s[v, k])
                 reset = reinflated_at if reinflated_at < t_end else None
                 pressure_at_end = float(p_end[k])
                 if pressure_at_end < threshold:
-                    ref = reset if reset is not None else fleet.t0
+                    ref = reset if reset is not None else fleet.start_s
                     leak_from = max(ref, leak_start) if leaking else np.inf
                     slow_due = ref + (base - threshold) / slow * DAY
                     if slow_due <= leak_from:
@@ -242,11 +242,11 @@ class TruthBuilder:
                                  unit="kPa",
                                  rate_per_day=round(rate, 5), is_leaking=bool(leak > 0), is_weak=None,
                                  due_at=_ts(due), due_odometer_km=None, last_reset_at=_ts(reset)))
-            rate = float(fleet.lv_rate[v])
+            rate = float(fleet.low_voltage_rate_pct_per_day[v])
             lv_end = float(low_voltage_soc(fleet, np.array([v]), np.array([t_end]))[0])
-            due = fleet.t0 + (LV_DUE_PCT - float(fleet.lv_base[v])) / rate * DAY if rate < 0 else None
+            due = fleet.start_s + (LV_DUE_PCT - float(fleet.low_voltage_baseline_pct[v])) / rate * DAY if rate < 0 else None
             rows.append(dict(vehicle_id=vehicle_id, component="low_voltage_battery",
-                             baseline_value=round(float(fleet.lv_base[v]), 3),
+                             baseline_value=round(float(fleet.low_voltage_baseline_pct[v]), 3),
                              threshold_value=LV_DUE_PCT, value_at_end=round(lv_end, 3), unit="percent",
                              rate_per_day=round(rate, 5), is_leaking=None, is_weak=bool(rate < 0), due_at=_ts(due),
                              due_odometer_km=None, last_reset_at=None))
@@ -259,7 +259,7 @@ class TruthBuilder:
     def write_summary(self, summary, out: Path) -> None:
         doc = {"config": self.cfg.to_dict(), "counts": {k: v for k, v in summary.to_dict().items()
                                                        if k not in ("landing_dir", "truth_dir")},
-               "window": {"start": _ts(self.fleet.t0).isoformat(), "end": _ts(self.fleet.t_end).isoformat()}}
+               "window": {"start": _ts(self.fleet.start_s).isoformat(), "end": _ts(self.fleet.end_s).isoformat()}}
         path = Path(out) / "summary.json"
         tmp = path.with_name("." + path.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
