@@ -19,8 +19,8 @@ import numpy as np
 from . import catalog as C
 from .activity import UNIFORMS_PER_DAY, Draws, VehicleActivity
 from .config import SimulationConfig, SimulationSummary
-from .encode import (PayloadFormats, dtc_lists_json, payload_formats, triggers_json, vehicle_error_line,
-                     vehicle_state_lines, verify_line)
+from .encode import (PayloadFormats, dtc_lists_json, newer_signal_columns, payload_formats, triggers_json,
+                     vehicle_error_line, vehicle_state_lines, verify_line)
 from .faults import (AppliedFaults, FaultPlan, apply_odometer_faults, apply_signal_faults, choose_redeliveries,
                      plan_faults, record_gap_edges)
 from .fleet import DAY, Fleet, build_fleet
@@ -30,7 +30,7 @@ from .readings import delivery_times, first_in_slow_slot, reading_times, true_st
 from .sensors import grid_voltage, report_odometer, report_values
 from .timeline import DayTimeline
 from .truth import TruthBuilder
-from .wear import EngineOil, end_oil_day, oil_life_at, plan_oil_changes
+from .wear import EngineOil, end_oil_day, low_voltage_soc, oil_life_at, plan_oil_changes
 
 PLAN_UNIFORMS = 64  # pre-drawn uniforms per vehicle for planning one day's trips
 
@@ -77,6 +77,9 @@ class FleetState:
     last_slow_slot: np.ndarray
     applied_faults: AppliedFaults
     counts: dict
+    sessions: list  # every charging session so far (the vehicles append to it)
+    service_at_s: np.ndarray  # per vehicle, the time of its oil change (inf: none yet)
+    service_odometer_km: np.ndarray
 
 
 @dataclass
@@ -114,6 +117,7 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
         last_slow_slot=np.full(fleet.size, -(1 << 62), dtype=np.int64),
         applied_faults=AppliedFaults.at_start(plan),
         counts=dict(vehicle_state=0, vehicle_error=0, verify=0, signals=0, signal_errors=0),
+        sessions=sessions, service_at_s=np.full(fleet.size, np.inf), service_odometer_km=np.full(fleet.size, np.nan),
     )
     for day in range(cfg.days):
         simulate_day(run, state, day)
@@ -128,6 +132,10 @@ def simulate_day(run: Run, state: FleetState, day: int) -> None:
     timeline = drive_day.timeline
     oil_changes = plan_oil_changes(state.oil, fleet, timeline, day_start, drive_day.odometer_at_start,
                                    streams.readings)
+
+    state.service_at_s = np.where(oil_changes.changed, oil_changes.changed_at, state.service_at_s)
+    state.service_odometer_km = np.where(oil_changes.changed, oil_changes.odometer_at_change,
+                                         state.service_odometer_km)
 
     readings = reading_times(cfg, fleet, timeline, drive_day.events, plan, day_start, streams.readings)
     vehicle, at = readings.vehicle, readings.at
@@ -147,6 +155,10 @@ def simulate_day(run: Run, state: FleetState, day: int) -> None:
                                         true.odometer_km, event_id, day_end, run.truth, streams.readings)
     trigger_json = triggers_json(formats, vehicle, readings.event_trigger, true.driving, true.charging, slow)
     dtc_json = dtc_lists_json(formats, fleet, vehicle, at, slow)
+    newer = newer_signal_columns(fleet, formats, vehicle, at, true, slow,
+                                 in_dc_session(state.sessions, vehicle, at, day_start, day_end),
+                                 low_voltage_soc(fleet, vehicle, at), state.service_at_s, state.service_odometer_km)
+    run.truth.low_voltage_statuses(vehicle, at, newer["low_voltage_status"])
     redeliveries = choose_redeliveries(plan, cfg, fleet, day, odometer.spike_rows, times.delivered_ms,
                                        streams.readings)
 
@@ -154,7 +166,7 @@ def simulate_day(run: Run, state: FleetState, day: int) -> None:
                                 redeliveries.delivered_ms)
     state_lines = vehicle_state_lines(fleet, formats, readings, true, values, odometer_value, odometer_unit,
                                       signal_faults, times, delivered_number, event_id, delivery_id, slow,
-                                      trigger_json, dtc_json)
+                                      trigger_json, dtc_json, newer)
     state.counts["signals"] += state_lines.signal_count
     state.counts["vehicle_state"] += len(readings)
     state.counts["signal_errors"] += signal_faults.error_count
@@ -175,6 +187,17 @@ def simulate_day(run: Run, state: FleetState, day: int) -> None:
 
     run.truth.add_day(day, day_start, drive_day.odometer_at_start, drive_day.odometer_at_end)
     state.oil = end_oil_day(state.oil, oil_changes, fleet, timeline, day, drive_day.odometer_at_end, run.truth)
+
+
+def in_dc_session(sessions: list, vehicle: np.ndarray, at: np.ndarray, day_start: float,
+                  day_end: float) -> np.ndarray:
+    """Whether each reading falls between the plug-in and the unplug of a DC fast-charging session."""
+    inside = np.zeros(len(vehicle), dtype=bool)
+    for session in sessions:
+        v, plugged_at, unplugged_at, is_dc = session[0], session[1], session[4], session[6]
+        if is_dc and plugged_at < day_end and unplugged_at >= day_start:
+            inside |= (vehicle == v) & (at >= plugged_at) & (at <= unplugged_at)
+    return inside
 
 
 def drive_and_charge(state: FleetState, fleet: Fleet, day_start: float, rng: np.random.Generator) -> DriveDay:

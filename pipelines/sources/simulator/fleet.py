@@ -80,6 +80,7 @@ class Fleet:
     km_spelling: list
     mile_spelling: list
     without_oem_time: list  # per vehicle frozenset of signal codes delivered without meta.oemUpdatedAt
+    newer_signals: list  # per vehicle frozenset of catalog.NEWER_SIGNALS its make sends
     # maintenance truth
     oil_life_km: np.ndarray  # km from 100 % to 0 % oil life; nan for BEV
     start_oil_life_pct: np.ndarray
@@ -253,6 +254,7 @@ def _reporting(make: list, powertrain: np.ndarray) -> dict:
         reports_voltage_amperage=np.array([p.voltage_amperage for p in profiles]) & has_battery,
         tire_unit=[p.tire_unit for p in profiles], km_spelling=[p.km_spelling for p in profiles],
         mile_spelling=[p.mi_spelling for p in profiles], without_oem_time=[p.no_oem_time for p in profiles],
+        newer_signals=[p.newer for p in profiles],
     )
 
 

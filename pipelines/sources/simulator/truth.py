@@ -11,6 +11,7 @@ import polars as pl
 
 from . import catalog as C
 from .fleet import DAY
+from .encode import service_record_id
 from .ids import uuids
 from .wear import OIL_DUE_PCT, low_voltage_soc, tire_pressure
 
@@ -18,6 +19,10 @@ TS = pl.Datetime("us", "UTC")
 TIRES = ("tire_front_left", "tire_front_right", "tire_rear_left", "tire_rear_right")
 TIRE_DUE_SHARE = 0.75
 LV_DUE_PCT = 50.0
+# truth column (reports_<column>) per newer signal: whether the vehicle's make sends it
+NEWER_SIGNAL_COLUMNS = {C.RANGE: "range", C.LIMITS: "charge_limits", C.FAST_CHARGER: "fast_charger",
+                        C.CHARGING_STATUS: "charging_status", C.LOW_VOLTAGE_STATUS: "low_voltage_status",
+                        C.SYSTEM_STATUS: "system_status", C.SERVICE_RECORDS: "service_records"}
 FAULT_KINDS = ("SPIKE", "ROLLBACK", "GAP", "UNIT_CHANGE", "DUPLICATE", "LATE", "MALFORMED", "OUT_OF_ORDER",
                "PERMISSION_REVOKED", "BAD_VALUE", "VEHICLE_ERROR")
 
@@ -49,6 +54,8 @@ class TruthBuilder:
         self.oil_crossed: dict = {}  # v -> (t, odo)
         self.gaps: dict = {}  # v -> {"start": odo, "end": odo}
         self.n_sessions = 0
+        self.last_low_voltage_status: dict = {}  # v -> (t, word): the latest 12 V status the car sent
+        self.services: list = []  # (v, t, odometer km) of every oil change, in order
 
     # -- collection -----------------------------------------------------------------
     def fault(self, v, kind, at, detail, odometer_before_km=None, odometer_after_km=None, event_id=None,
@@ -71,8 +78,15 @@ class TruthBuilder:
             schema={"vehicle_id": pl.String, "day": pl.Date, "distance_km": pl.Float64,
                     "odometer_start_km": pl.Float64, "odometer_end_km": pl.Float64}))
 
+    def low_voltage_statuses(self, vehicle: np.ndarray, at: np.ndarray, words: np.ndarray) -> None:
+        for i in np.nonzero(words != None)[0]:  # noqa: E711 (object array)
+            v, t = int(vehicle[i]), float(at[i])
+            if v not in self.last_low_voltage_status or t >= self.last_low_voltage_status[v][0]:
+                self.last_low_voltage_status[v] = (t, words[i])
+
     def oil_reset(self, v: int, t: float, odo: float) -> None:
         self.oil_resets[v] = (t, odo)
+        self.services.append((v, t, odo))
         self.oil_crossed.pop(v, None)
 
     def oil_cross(self, v: int, t: float, odo: float) -> None:
@@ -114,6 +128,10 @@ class TruthBuilder:
             "has_work_charger": fleet.has_work_charger,
             "charge_limit_pct": [None if fleet.powertrain[i] == C.ICE else float(x)
                                  for i, x in enumerate(fleet.charge_limit_pct)],
+            **{"reports_" + column: [code in signals for signals in fleet.newer_signals]
+               for code, column in NEWER_SIGNAL_COLUMNS.items()},
+            "range_at_full_km": [None if np.isnan(usable) else round(float(usable / per_km), 3)
+                                 for usable, per_km in zip(fleet.usable_capacity_kwh, fleet.consumption_kwh_per_km)],
             "webhook_name": [C.WEBHOOKS[w][0] for w in fleet.webhook_index],
             "delivered_at_unit": ["s" if C.WEBHOOKS[w][2] else "ms" for w in fleet.webhook_index],
         }, strict=False)
@@ -139,11 +157,17 @@ class TruthBuilder:
             "avg_power_kw": [round(s[10], 4) for s in ended_sessions],
             "max_power_kw": [round(s[11], 4) for s in ended_sessions],
             "ends_after_window": [bool(s[4] >= fleet.end_s) for s in ended_sessions],
+            "charge_limit_pct": [float(fleet.charge_limit_pct[s[0]]) for s in ended_sessions],
+            # complete: it stopped at (within 1 point of) the limit; else the owner unplugged first
+            "completion": ["complete" if s[8] >= fleet.charge_limit_pct[s[0]] - 1.0 else "interrupted"
+                           for s in ended_sessions],
+            "current_type": ["DC" if s[6] else "AC" for s in ended_sessions],
         }, schema={"session_id": pl.String, "vehicle_id": pl.String, "plugged_at": TS,
                    "charge_started_at": TS, "charge_ended_at": TS, "unplugged_at": TS,
                    "location_type": pl.String, "is_dc_fast": pl.Boolean, "soc_start_pct": pl.Float64,
                    "soc_end_pct": pl.Float64, "energy_added_kwh": pl.Float64, "avg_power_kw": pl.Float64,
-                   "max_power_kw": pl.Float64, "ends_after_window": pl.Boolean})
+                   "max_power_kw": pl.Float64, "ends_after_window": pl.Boolean, "charge_limit_pct": pl.Float64,
+                   "completion": pl.String, "current_type": pl.String})
         _write_parquet(sessions_frame, out / "charging_sessions.parquet")
 
         # faults
@@ -179,11 +203,22 @@ class TruthBuilder:
                     continue
                 dtc_rows.append({"vehicle_id": str(fleet.vehicle_id[v]), "code": code,
                                  "description": dict(C.DTC_CODES)[code], "first_seen_at": _ts(first),
-                                 "cleared_at": _ts(cleared) if cleared is not None and cleared < fleet.end_s else None})
+                                 "cleared_at": _ts(cleared) if cleared is not None and cleared < fleet.end_s else None,
+                                 # the diagnostics systems the car reports in ALERT while the code is active
+                                 "alert_systems": list(C.DTC_SYSTEMS.get(code, ()))
+                                 if C.SYSTEM_STATUS in fleet.newer_signals[v] else []})
         dtc_schema = {"vehicle_id": pl.String, "code": pl.String, "description": pl.String,
-                   "first_seen_at": TS, "cleared_at": TS}
+                   "first_seen_at": TS, "cleared_at": TS, "alert_systems": pl.List(pl.String)}
         _write_parquet(pl.DataFrame(dtc_rows, schema=dtc_schema) if dtc_rows else pl.DataFrame(schema=dtc_schema),
                        out / "dtc.parquet")
+
+        service_rows = [{"vehicle_id": str(fleet.vehicle_id[v]), "record_id": service_record_id(fleet, v, t),
+                         "serviced_at": _ts(t), "odometer_km": round(odo, 1), "task": "Oil change",
+                         "reported": bool(C.SERVICE_RECORDS in fleet.newer_signals[v])}
+                        for v, t, odo in self.services if t < fleet.end_s]
+        service_schema = {"vehicle_id": pl.String, "record_id": pl.String, "serviced_at": TS,
+                          "odometer_km": pl.Float64, "task": pl.String, "reported": pl.Boolean}
+        _write_parquet(pl.DataFrame(service_rows, schema=service_schema), out / "service_records.parquet")
         return counts
 
     def _maintenance(self) -> pl.DataFrame:
@@ -249,11 +284,13 @@ class TruthBuilder:
                              baseline_value=round(float(fleet.low_voltage_baseline_pct[v]), 3),
                              threshold_value=LV_DUE_PCT, value_at_end=round(lv_end, 3), unit="percent",
                              rate_per_day=round(rate, 5), is_leaking=None, is_weak=bool(rate < 0), due_at=_ts(due),
-                             due_odometer_km=None, last_reset_at=None))
+                             due_odometer_km=None, last_reset_at=None,
+                             # the car's latest lowvoltagebattery-status (None: it sends none)
+                             status_at_end=self.last_low_voltage_status.get(v, (None, None))[1]))
         schema = {"vehicle_id": pl.String, "component": pl.String, "baseline_value": pl.Float64,
                   "threshold_value": pl.Float64, "value_at_end": pl.Float64, "unit": pl.String,
                   "rate_per_day": pl.Float64, "is_leaking": pl.Boolean, "is_weak": pl.Boolean, "due_at": TS,
-                  "due_odometer_km": pl.Float64, "last_reset_at": TS}
+                  "due_odometer_km": pl.Float64, "last_reset_at": TS, "status_at_end": pl.String}
         return pl.DataFrame(rows, schema=schema)
 
     def write_summary(self, summary, out: Path) -> None:
