@@ -155,7 +155,8 @@ class VehicleActivity:
             last_arrival = self.drive_leg(t, home_lat, home_lon, km, day_end, draws, must_finish=True)
             if (has_battery and fleet.has_home_charger[v] and self.soc < 30.0 and i + 1 < len(trips)
                     and trips[i + 1][0] - last_arrival > 3600):
-                self.charge_ac(last_arrival, trips[i + 1][0], float(fleet.home_charger_kw[v]), "home", day_end, False, draws)
+                self.charge_ac(last_arrival, trips[i + 1][0], float(fleet.home_charger_kw[v]), "home", day_end,
+                               False, draws)
         if has_battery and fleet.has_home_charger[v] and self.soc < self.charge_limit - 3.0 and (
                 fleet.plugs_in_every_night[v] or self.soc < float(fleet.plug_in_below_soc_pct[v])):
             arrival = last_arrival if last_arrival is not None else day_start + draws.between(17.0, 22.0) * 3600

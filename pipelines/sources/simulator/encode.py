@@ -91,7 +91,8 @@ def payload_formats(fleet, webhook_ids: np.ndarray) -> PayloadFormats:
         has_engine=fleet.powertrain != C.BEV,
         reports_wattage=np.array([unit is not None for unit in fleet.wattage_unit]),
         wattage_unit=np.array([unit or "W" for unit in fleet.wattage_unit], dtype=object),
-        without_oem_time={code: np.array([code in signals for signals in fleet.without_oem_time]) for code in C.SIGNALS},
+        without_oem_time={code: np.array([code in signals for signals in fleet.without_oem_time])
+                          for code in C.SIGNALS},
         nominal_capacity=np.array(["%s" % x for x in np.round(fleet.nominal_capacity_kwh, 1)], dtype=object),
         vehicles_with_dtcs={v for v in range(fleet.size) if fleet.trouble_codes[v]},
         newer=newer_formats(fleet),

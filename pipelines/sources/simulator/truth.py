@@ -279,7 +279,8 @@ class TruthBuilder:
                                  due_at=_ts(due), due_odometer_km=None, last_reset_at=_ts(reset)))
             rate = float(fleet.low_voltage_rate_pct_per_day[v])
             lv_end = float(low_voltage_soc(fleet, np.array([v]), np.array([t_end]))[0])
-            due = fleet.start_s + (LV_DUE_PCT - float(fleet.low_voltage_baseline_pct[v])) / rate * DAY if rate < 0 else None
+            baseline = float(fleet.low_voltage_baseline_pct[v])
+            due = fleet.start_s + (LV_DUE_PCT - baseline) / rate * DAY if rate < 0 else None
             rows.append(dict(vehicle_id=vehicle_id, component="low_voltage_battery",
                              baseline_value=round(float(fleet.low_voltage_baseline_pct[v]), 3),
                              threshold_value=LV_DUE_PCT, value_at_end=round(lv_end, 3), unit="percent",

@@ -37,7 +37,8 @@ def low_voltage_soc(fleet: Fleet, vehicle: np.ndarray, at: np.ndarray) -> np.nda
     """True 12 V state of charge (%), without sensor noise."""
     days = (np.asarray(at, dtype=float) - fleet.start_s) / DAY
     daily_swing = 1.5 * np.sin(2 * np.pi * (days % 1.0))
-    return np.clip(fleet.low_voltage_baseline_pct[vehicle] + fleet.low_voltage_rate_pct_per_day[vehicle] * days + daily_swing, 0.0, 100.0)
+    return np.clip(fleet.low_voltage_baseline_pct[vehicle] + fleet.low_voltage_rate_pct_per_day[vehicle] * days
+                   + daily_swing, 0.0, 100.0)
 
 
 @dataclass
