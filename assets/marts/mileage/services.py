@@ -40,9 +40,11 @@ def check_service_odometers(records: pl.DataFrame, assessed: pl.DataFrame) -> pl
     """Each record beside the car's odometer at its time (`assessed`: marts.odometer_readings):
     `odometer_check` is `agrees` (within the tolerance), `disagrees`, or `unverifiable` (no
     valid readings on both sides of it, or more than the gap length between them)."""
+    # both sides in UTC: the records come from the lake (UTC), the readings from DuckDB (Etc/UTC)
     valid = (assessed.filter(pl.col("status") != "spike")
-             .select("vehicle_id", "reading_time", "odometer_km").sort("reading_time"))
-    by_time = records.sort("serviced_at")
+             .select("vehicle_id", pl.col("reading_time").dt.convert_time_zone("UTC"), "odometer_km")
+             .sort("reading_time"))
+    by_time = records.with_columns(pl.col("serviced_at").dt.convert_time_zone("UTC")).sort("serviced_at")
     before = by_time.join_asof(valid.rename({"reading_time": "before_at", "odometer_km": "before_km"}),
                                left_on="serviced_at", right_on="before_at", by="vehicle_id", strategy="backward",
                                check_sortedness=False)

@@ -55,9 +55,9 @@ class VehicleActivity:
         self.index = index
         self.fleet = fleet
         self.powertrain = int(fleet.powertrain[index])
-        self.odometer_km = float(fleet.odo_start_km[index])
-        self.soc = float(fleet.soc0[index]) if self.powertrain != C.ICE else 0.0
-        self.fuel = float(fleet.fuel0[index]) if self.powertrain != C.BEV else 0.0
+        self.odometer_km = float(fleet.odometer_start_km[index])
+        self.soc = float(fleet.start_soc_pct[index]) if self.powertrain != C.ICE else 0.0
+        self.fuel = float(fleet.start_fuel_pct[index]) if self.powertrain != C.BEV else 0.0
         self.lat = float(fleet.home_lat[index])
         self.lon = float(fleet.home_lon[index])
         self.energy_added_kwh = 0.0
@@ -66,16 +66,16 @@ class VehicleActivity:
         self.heading = float((index * 37) % 360)
         self.keyframes = []
         self.events = []  # (time, EVENT_*) not yet handed over
-        self.free_at = fleet.t0  # end of the last drive or charge
+        self.free_at = fleet.start_s  # end of the last drive or charge
         self.sessions = sessions  # shared by the fleet: charging sessions for the truth
-        self.usable_kwh = float(fleet.usable_kwh[index]) if self.powertrain != C.ICE else 0.0
-        self.kwh_per_km = float(fleet.cons_kwh_per_km[index]) if self.powertrain != C.ICE else 0.0
+        self.usable_kwh = float(fleet.usable_capacity_kwh[index]) if self.powertrain != C.ICE else 0.0
+        self.kwh_per_km = float(fleet.consumption_kwh_per_km[index]) if self.powertrain != C.ICE else 0.0
         self.litres_per_km = float(fleet.fuel_l_per_km[index]) if self.powertrain != C.BEV else 0.0
-        self.tank_l = float(fleet.tank_l[index]) if self.powertrain != C.BEV else 1.0
-        self.speed_kmh = float(fleet.speed_kmh[index])
-        self.charge_limit = float(fleet.charge_limit[index])
-        self.metro = int(fleet.metro[index])
-        self._keyframe(fleet.t0 - 1.0)
+        self.tank_l = float(fleet.tank_capacity_l[index]) if self.powertrain != C.BEV else 1.0
+        self.speed_kmh = float(fleet.average_speed_kmh[index])
+        self.charge_limit = float(fleet.charge_limit_pct[index])
+        self.metro = int(fleet.metro_index[index])
+        self._keyframe(fleet.start_s - 1.0)
 
     # -- keyframe primitives -------------------------------------------------------
     def _keyframe(self, t: float) -> None:
@@ -90,7 +90,7 @@ class VehicleActivity:
     def plan_day(self, day_start: float, weekday: bool, draws: Draws) -> list:
         """The day's trips from home: (departure, kind, lat, lon, km one way, dwell s)."""
         fleet, v = self.fleet, self.index
-        idle = float(fleet.idle_prob[v]) + (0.0 if weekday else 0.07)
+        idle = float(fleet.idle_day_probability[v]) + (0.0 if weekday else 0.07)
         if draws.draw() < idle:
             return []
         home_lat, home_lon = float(fleet.home_lat[v]), float(fleet.home_lon[v])
@@ -108,9 +108,9 @@ class VehicleActivity:
             return t + 2 * drive + dwell
 
         if weekday and fleet.commuter[v] and draws.draw() > 0.08:
-            departure = day_start + (float(fleet.dep_hour[v]) + draws.between(-0.3, 0.3)) * 3600
+            departure = day_start + (float(fleet.departure_hour[v]) + draws.between(-0.3, 0.3)) * 3600
             km = float(fleet.commute_km[v]) * draws.between(0.97, 1.05)
-            dwell = (float(fleet.work_hours[v]) + draws.between(-0.5, 0.5)) * 3600
+            dwell = (float(fleet.hours_at_work[v]) + draws.between(-0.5, 0.5)) * 3600
             trips.append((departure, "work", float(fleet.work_lat[v]), float(fleet.work_lon[v]), km, dwell))
             if draws.draw() < 0.4:
                 errand(day_start + draws.between(19.0, 20.5) * 3600, 2.0, 12.0, 15, 75)
@@ -149,19 +149,20 @@ class VehicleActivity:
                 break
             arrival = self.drive_leg(t, lat, lon, km, day_end, draws)
             leave = arrival + dwell
-            if kind == "work" and fleet.work_charger[v] and self.soc < 75.0:
+            if kind == "work" and fleet.has_work_charger[v] and self.soc < 75.0:
                 self.charge_ac(arrival, leave, min(11.0, float(fleet.ac_max_kw[v])), "work", day_end, False, draws)
             t = max(leave, self.free_at + 60.0)
             last_arrival = self.drive_leg(t, home_lat, home_lon, km, day_end, draws, must_finish=True)
             if (has_battery and fleet.has_home_charger[v] and self.soc < 30.0 and i + 1 < len(trips)
                     and trips[i + 1][0] - last_arrival > 3600):
-                self.charge_ac(last_arrival, trips[i + 1][0], float(fleet.home_kw[v]), "home", day_end, False, draws)
+                self.charge_ac(last_arrival, trips[i + 1][0], float(fleet.home_charger_kw[v]), "home", day_end,
+                               False, draws)
         if has_battery and fleet.has_home_charger[v] and self.soc < self.charge_limit - 3.0 and (
-                fleet.plug_always[v] or self.soc < float(fleet.plug_threshold[v])):
+                fleet.plugs_in_every_night[v] or self.soc < float(fleet.plug_in_below_soc_pct[v])):
             arrival = last_arrival if last_arrival is not None else day_start + draws.between(17.0, 22.0) * 3600
             arrival = max(arrival, self.free_at + 60.0)
-            self.charge_ac(arrival, next_first_departure, float(fleet.home_kw[v]), "home", day_end,
-                           bool(fleet.scheduled[v]), draws)
+            self.charge_ac(arrival, next_first_departure, float(fleet.home_charger_kw[v]), "home", day_end,
+                           bool(fleet.scheduled_charging[v]), draws)
 
     def drive_leg(self, t: float, lat: float, lon: float, km: float, day_end: float, draws: Draws,
                   must_finish: bool = False) -> float:
@@ -171,7 +172,7 @@ class VehicleActivity:
             need = km * self.kwh_per_km / self.usable_kwh * 100.0
             low = self.soc - need < 12.0 or (not fleet.has_home_charger[v] and self.soc < 25.0)
             if low and t < day_end - 2.5 * 3600:
-                stations = fleet.stations[self.metro]
+                stations = fleet.public_stations[self.metro]
                 distances = [distance_km(self.lat, self.lon, s[0], s[1]) for s in stations]
                 k = int(np.argmin(distances))
                 station_lat, station_lon = float(stations[k, 0]), float(stations[k, 1])

@@ -56,24 +56,43 @@ class MakeProfile:
     km_spelling: str
     mi_spelling: str
     no_oem_time: frozenset  # signal codes delivered without meta.oemUpdatedAt
+    # the newer signals (NEWER_SIGNALS) the make's connected service sends, where the car has
+    # what they describe (a traction battery, a DC inlet, an engine, a matching trouble code)
+    newer: frozenset = frozenset()
+
+
+RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS = ("tractionbattery-range", "charge-chargelimits",
+                                                "charge-isfastchargerpresent", "charge-detailedchargingstatus")
+LOW_VOLTAGE_STATUS, SYSTEM_STATUS, SERVICE_RECORDS = "lowvoltagebattery-status", "diagnostics-*", "service-records"
+NEWER_SIGNALS = (RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS, LOW_VOLTAGE_STATUS, SYSTEM_STATUS, SERVICE_RECORDS)
 
 
 MAKES: dict[str, MakeProfile] = {
-    "TESLA": MakeProfile(True, "kW", True, "bar", "km", "mi", frozenset()),
+    "TESLA": MakeProfile(True, "kW", True, "bar", "km", "mi", frozenset(),
+                    frozenset({RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS, LOW_VOLTAGE_STATUS})),
     "NISSAN": MakeProfile(False, None, False, "psi", "km", "mi",
-                          frozenset({"location-preciselocation", "wheel-tires"})),
-    "CHEVROLET": MakeProfile(True, "kW", True, "kPa", "kilometers", "miles", frozenset()),
+                          frozenset({"location-preciselocation", "wheel-tires"}),
+                    frozenset({RANGE, CHARGING_STATUS})),
+    "CHEVROLET": MakeProfile(True, "kW", True, "kPa", "kilometers", "miles", frozenset(),
+                    frozenset({RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS, LOW_VOLTAGE_STATUS, SYSTEM_STATUS})),
     "VOLKSWAGEN": MakeProfile(False, "watts", False, "bar", "km", "mi",
-                              frozenset({"lowvoltagebattery-stateofcharge"})),
-    "HYUNDAI": MakeProfile(True, None, False, "psi", "km", "mi", frozenset()),
-    "FORD": MakeProfile(True, "W", True, "psi", "kilometers", "miles", frozenset()),
+                              frozenset({"lowvoltagebattery-stateofcharge"}),
+                    frozenset({RANGE, LIMITS, CHARGING_STATUS, SYSTEM_STATUS, SERVICE_RECORDS})),
+    "HYUNDAI": MakeProfile(True, None, False, "psi", "km", "mi", frozenset(),
+                    frozenset({RANGE, LIMITS, FAST_CHARGER, LOW_VOLTAGE_STATUS})),
+    "FORD": MakeProfile(True, "W", True, "psi", "kilometers", "miles", frozenset(),
+                    frozenset({RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS, LOW_VOLTAGE_STATUS, SYSTEM_STATUS,
+                               SERVICE_RECORDS})),
     "TOYOTA": MakeProfile(False, None, False, "kPa", "km", "mi",
-                          frozenset({"wheel-tires", "internalcombustionengine-oillife"})),
+                          frozenset({"wheel-tires", "internalcombustionengine-oillife"}),
+                    frozenset({RANGE, CHARGING_STATUS, LOW_VOLTAGE_STATUS, SYSTEM_STATUS, SERVICE_RECORDS})),
     "MITSUBISHI": MakeProfile(False, None, False, "kPa", "km", "mi",
                               frozenset({"odometer-traveleddistance", "location-preciselocation",
                                          "internalcombustionengine-fuellevel"})),
-    "VOLVO": MakeProfile(True, "W", False, "bar", "km", "mi", frozenset()),
-    "HONDA": MakeProfile(False, None, False, "psi", "km", "mi", frozenset()),
+    "VOLVO": MakeProfile(True, "W", False, "bar", "km", "mi", frozenset(),
+                    frozenset({RANGE, LIMITS, CHARGING_STATUS, SERVICE_RECORDS})),
+    "HONDA": MakeProfile(False, None, False, "psi", "km", "mi", frozenset(),
+                    frozenset({LOW_VOLTAGE_STATUS, SYSTEM_STATUS, SERVICE_RECORDS})),
 }
 
 # code -> (name, group)
@@ -93,6 +112,15 @@ SIGNALS: dict[str, tuple[str, str]] = {
     "internalcombustionengine-fuellevel": ("FuelLevel", "InternalCombustionEngine"),
     "lowvoltagebattery-stateofcharge": ("StateOfCharge", "LowVoltageBattery"),
     "diagnostics-dtclist": ("DTCList", "Diagnostics"),
+    "tractionbattery-range": ("Range", "TractionBattery"),
+    "charge-chargelimits": ("ChargeLimits", "Charge"),
+    "charge-isfastchargerpresent": ("IsFastChargerPresent", "Charge"),
+    "charge-detailedchargingstatus": ("DetailedChargingStatus", "Charge"),
+    "lowvoltagebattery-status": ("Status", "LowVoltageBattery"),
+    "service-records": ("ServiceRecords", "Service"),
+    **{"diagnostics-" + system: (name, "Diagnostics") for system, name in (
+        ("mil", "MIL"), ("emissions", "Emissions"), ("evhvbattery", "EVHVBattery"), ("abs", "ABS"),
+        ("airbag", "Airbag"))},
 }
 
 # Metro areas: (name, lat, lon, share of fleet, share of odometers in miles)
@@ -118,6 +146,17 @@ DTC_CODES = (
     ("U0100", "Lost communication with ECM/PCM"),
     ("U0121", "Lost communication with ABS control module"),
 )
+# The diagnostics systems (signal ``diagnostics-<system>``) a trouble code puts in ALERT while
+# it is active; codes not listed raise none of the systems the simulator reports.
+DTC_SYSTEMS = {
+    "P0420": ("mil", "emissions"), "P0300": ("mil",), "P0171": ("mil",), "P0455": ("mil", "emissions"),
+    "P0128": ("mil",), "P0A80": ("evhvbattery",), "C0035": ("abs",), "C1201": ("mil",), "B0028": ("airbag",),
+}
+DIAGNOSTIC_SYSTEMS = ("mil", "emissions", "evhvbattery", "abs", "airbag")
+
+# 12 V battery status from its true state of charge: WARN below the first, BAD below the second
+LOW_VOLTAGE_WARN_BELOW_PCT = 65.0
+LOW_VOLTAGE_BAD_BELOW_PCT = 50.0
 
 # Vehicle-level errors (VEHICLE_ERROR events): (type, code, description, resolution type)
 VEHICLE_ERRORS = (

@@ -75,6 +75,7 @@ class PayloadFormats:
     without_oem_time: dict  # signal code -> bool per vehicle
     nominal_capacity: np.ndarray  # text, as reported
     vehicles_with_dtcs: set
+    newer: NewerFormats
 
 
 def payload_formats(fleet, webhook_ids: np.ndarray) -> PayloadFormats:
@@ -82,18 +83,123 @@ def payload_formats(fleet, webhook_ids: np.ndarray) -> PayloadFormats:
                               for i, webhook in enumerate(C.WEBHOOKS)], dtype=object)
     return PayloadFormats(
         webhook_ids=webhook_ids,
-        vehicle_fragment=np.array([vehicle_fragment(fleet, v) for v in range(fleet.n)], dtype=object),
-        webhook_tail=webhook_tails[fleet.webhook],
-        delivered_at_in_seconds=np.array([webhook[2] for webhook in C.WEBHOOKS])[fleet.webhook],
-        plain_string_triggers=np.array([webhook[3] for webhook in C.WEBHOOKS])[fleet.webhook],
+        vehicle_fragment=np.array([vehicle_fragment(fleet, v) for v in range(fleet.size)], dtype=object),
+        webhook_tail=webhook_tails[fleet.webhook_index],
+        delivered_at_in_seconds=np.array([webhook[2] for webhook in C.WEBHOOKS])[fleet.webhook_index],
+        plain_string_triggers=np.array([webhook[3] for webhook in C.WEBHOOKS])[fleet.webhook_index],
         has_battery=fleet.powertrain != C.ICE,
         has_engine=fleet.powertrain != C.BEV,
         reports_wattage=np.array([unit is not None for unit in fleet.wattage_unit]),
         wattage_unit=np.array([unit or "W" for unit in fleet.wattage_unit], dtype=object),
-        without_oem_time={code: np.array([code in signals for signals in fleet.no_oem]) for code in C.SIGNALS},
-        nominal_capacity=np.array(["%s" % x for x in np.round(fleet.nominal_kwh, 1)], dtype=object),
-        vehicles_with_dtcs={v for v in range(fleet.n) if fleet.dtcs[v]},
+        without_oem_time={code: np.array([code in signals for signals in fleet.without_oem_time])
+                          for code in C.SIGNALS},
+        nominal_capacity=np.array(["%s" % x for x in np.round(fleet.nominal_capacity_kwh, 1)], dtype=object),
+        vehicles_with_dtcs={v for v in range(fleet.size) if fleet.trouble_codes[v]},
+        newer=newer_formats(fleet),
     )
+
+
+@dataclass
+class NewerFormats:
+    """Per vehicle: which of the newer signals (``catalog.NEWER_SIGNALS``) it sends, and their
+    fixed parts. A signal is sent only where the car has what it describes."""
+
+    range: np.ndarray  # traction battery, make reports range
+    range_km_per_pct: np.ndarray  # usable capacity / consumption / 100
+    range_unit: np.ndarray  # the make's spelling of km
+    limits: np.ndarray
+    limits_body: np.ndarray  # the charge-limits body (the limit is a setting, fixed for the run)
+    fast_charger: np.ndarray  # a DC inlet, make reports the fast-charger signal
+    charging_status: np.ndarray
+    low_voltage_status: np.ndarray
+    systems: list  # per vehicle: the diagnostics systems it reports (those its trouble codes raise)
+    service_records: np.ndarray  # an engine, make reports service records
+
+
+def newer_formats(fleet) -> NewerFormats:
+    has_battery = fleet.powertrain != C.ICE
+    has_engine = fleet.powertrain != C.BEV
+
+    def reports(code: str) -> np.ndarray:
+        return np.array([code in signals for signals in fleet.newer_signals], dtype=bool)
+
+    systems = []
+    for v in range(fleet.size):
+        raised = {system for code, _, _ in fleet.trouble_codes[v] for system in C.DTC_SYSTEMS.get(code, ())}
+        systems.append(tuple(s for s in C.DIAGNOSTIC_SYSTEMS if s in raised)
+                       if C.SYSTEM_STATUS in fleet.newer_signals[v] else ())
+    limit = np.nan_to_num(fleet.charge_limit_pct, nan=100.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        km_per_pct = np.where(has_battery, fleet.usable_capacity_kwh / fleet.consumption_kwh_per_km / 100.0, 0.0)
+    return NewerFormats(
+        range=has_battery & reports(C.RANGE), range_km_per_pct=km_per_pct,
+        range_unit=np.array(fleet.km_spelling, dtype=object),
+        limits=has_battery & reports(C.LIMITS),
+        limits_body=np.array(['{"values":[{"type":"global","limit":%d,"condition":null}],"activeLimit":%d,'
+                              '"unit":"percent"}' % (x, x) for x in limit], dtype=object),
+        fast_charger=np.isfinite(fleet.dc_max_kw) & reports(C.FAST_CHARGER),
+        charging_status=has_battery & reports(C.CHARGING_STATUS),
+        low_voltage_status=reports(C.LOW_VOLTAGE_STATUS), systems=systems,
+        service_records=has_engine & reports(C.SERVICE_RECORDS))
+
+
+def low_voltage_status(soc_pct: np.ndarray) -> np.ndarray:
+    """The 12 V battery's status word (GOOD, WARN, BAD) from its true state of charge."""
+    return np.where(soc_pct < C.LOW_VOLTAGE_BAD_BELOW_PCT, "BAD",
+                    np.where(soc_pct < C.LOW_VOLTAGE_WARN_BELOW_PCT, "WARN", "GOOD")).astype(object)
+
+
+def service_record_id(fleet, v: int, at: float) -> str:
+    return "SVC-%s-%s" % (datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y%m%d"),
+                          str(fleet.vehicle_id[v])[:8].upper())
+
+
+def newer_signal_columns(fleet, formats: PayloadFormats, vehicle: np.ndarray, at: np.ndarray, state,
+                         slow: np.ndarray, fast_charger: np.ndarray, low_voltage_soc_pct: np.ndarray,
+                         service_at_s: np.ndarray, service_odometer_km: np.ndarray) -> dict:
+    """The newer signals' columns of the day's readings (None where a reading does not carry one).
+
+    Range and the charging words go with every reading of a car that sends them, the charge
+    limit with slow and plugged-in readings, the 12 V status, system statuses and service
+    records with slow readings. ``fast_charger``: the reading falls in a DC session (plugged in
+    at a fast charger); ``service_at_s``/``service_odometer_km``: per vehicle, its oil change
+    (inf: none yet)."""
+    newer = formats.newer
+    count = len(vehicle)
+    columns = {
+        "include_range": newer.range[vehicle],
+        "range_km": np.round(state.soc_pct * newer.range_km_per_pct[vehicle], 1),
+        "range_unit": newer.range_unit[vehicle],
+        "include_limits": newer.limits[vehicle] & (slow | state.plugged),
+        "limits_body": newer.limits_body[vehicle],
+        "include_fast_charger": newer.fast_charger[vehicle],
+        "fast_charger": fast_charger & state.plugged,
+    }
+    full = state.plugged & ~state.charging & (state.soc_pct >= np.nan_to_num(fleet.charge_limit_pct[vehicle]) - 1.0)
+    word = np.where(state.charging, "CHARGING", np.where(full, "FULLY_CHARGED", "NOT_CHARGING")).astype(object)
+    columns["charging_status"] = np.where(newer.charging_status[vehicle], word, None)
+    columns["low_voltage_status"] = np.where(newer.low_voltage_status[vehicle] & slow,
+                                             low_voltage_status(low_voltage_soc_pct), None)
+    for system in C.DIAGNOSTIC_SYSTEMS:
+        columns["system_" + system] = np.full(count, None, dtype=object)
+    service = np.full(count, None, dtype=object)
+    for i in np.nonzero(slow)[0]:
+        v, t = int(vehicle[i]), float(at[i])
+        if newer.systems[v]:
+            active = {s for code, first_seen, cleared in fleet.trouble_codes[v]
+                      if first_seen <= t and (cleared is None or t < cleared) for s in C.DTC_SYSTEMS.get(code, ())}
+            for system in newer.systems[v]:
+                columns["system_" + system][i] = "ALERT" if system in active else "OK"
+        if newer.service_records[v]:
+            records = []
+            if service_at_s[v] <= t:
+                records.append({"id": service_record_id(fleet, v, float(service_at_s[v])),
+                                "time": _iso_seconds(float(service_at_s[v])),
+                                "odometer": round(float(service_odometer_km[v]), 1),
+                                "tasks": [{"id": "TSK-1", "description": "Oil change"}]})
+            service[i] = dumps({"values": records})
+    columns["service_body"] = service
+    return columns
 
 
 def triggers_json(formats: PayloadFormats, vehicle: np.ndarray, event_trigger: np.ndarray, driving: np.ndarray,
@@ -119,7 +225,7 @@ def dtc_lists_json(formats: PayloadFormats, fleet, vehicle: np.ndarray, at: np.n
         for i in np.nonzero(slow & np.isin(vehicle, list(formats.vehicles_with_dtcs)))[0]:
             v, t = int(vehicle[i]), float(at[i])
             active = [{"code": code, "timestamp": _iso_seconds(first_seen)} for code, first_seen, cleared
-                      in fleet.dtcs[v] if first_seen <= t and (cleared is None or t < cleared)]
+                      in fleet.trouble_codes[v] if first_seen <= t and (cleared is None or t < cleared)]
             dtc_json[i] = dumps(active)
     return dtc_json
 
@@ -149,7 +255,7 @@ class StateLines:
 def vehicle_state_lines(fleet, formats: PayloadFormats, readings, state, values, odometer_value: np.ndarray,
                         odometer_unit: np.ndarray, signal_faults, times, delivered_number: np.ndarray,
                         event_id: np.ndarray, delivery_id: np.ndarray, slow: np.ndarray,
-                        trigger_json: np.ndarray, dtc_json: np.ndarray) -> StateLines:
+                        trigger_json: np.ndarray, dtc_json: np.ndarray, newer: dict) -> StateLines:
     vehicle = readings.vehicle
     without_oem_time = formats.without_oem_time
     overrides, errors = signal_faults.overrides, signal_faults.errors
@@ -158,7 +264,7 @@ def vehicle_state_lines(fleet, formats: PayloadFormats, readings, state, values,
         "has_battery": formats.has_battery[vehicle], "has_engine": formats.has_engine[vehicle], "slow": slow,
         "reports_wattage": formats.reports_wattage[vehicle],
         "wattage_unit": _strings(formats.wattage_unit[vehicle]),
-        "reports_voltage_amperage": fleet.volt_amp[vehicle],
+        "reports_voltage_amperage": fleet.reports_voltage_amperage[vehicle],
         "reports_energy_added": fleet.reports_energy_added[vehicle],
         "oem_updated_ms": times.oem_updated_ms, "retrieved_ms": times.retrieved_ms,
         "no_oem_time_odometer": without_oem_time["odometer-traveleddistance"][vehicle],
@@ -178,6 +284,7 @@ def vehicle_state_lines(fleet, formats: PayloadFormats, readings, state, values,
         "tire_unit": _strings(values.tire_unit), "oil_life": values.oil_life_pct, "fuel": values.fuel_pct,
         "low_voltage_soc": values.low_voltage_soc_pct,
         "dtc_list_json": _strings(dtc_json), "triggers_json": _strings(trigger_json),
+        **{name: (_strings(values) if values.dtype == object else values) for name, values in newer.items()},
         "webhook_tail": _strings(formats.webhook_tail[vehicle]),
         **{name + "_override": _strings(raw) for name, raw in overrides.items()},
         **{name + "_error": _strings(status) for name, status in errors.items()},
@@ -193,6 +300,7 @@ def vehicle_state_lines(fleet, formats: PayloadFormats, readings, state, values,
         _text("tire_front_left", "tire_front_left_override"), _text("tire_front_right"), _text("tire_rear_left"),
         _text("tire_rear_right"), _text("oil_life"), _text("fuel", "fuel_override"),
         _text("low_voltage_soc", "low_voltage_soc_override"),
+        _text("range_km"), _text("fast_charger"),
     )
     encoded = pl.concat([build_state_lines(frame.slice(offset, ENCODE_ROWS))
                          for offset in range(0, max(len(frame), 1), ENCODE_ROWS)])
@@ -282,6 +390,27 @@ def build_state_lines(frame: pl.DataFrame) -> pl.DataFrame:
                 "no_oem_time_low_voltage_soc", "low_voltage_soc_error"),
         _signal("diagnostics-dtclist", [_s('{"values":'), pl.col("dtc_list_json"), _s("}")], slow),
     ]
+    newer_includes = {
+        C.RANGE: has_battery & pl.col("include_range"),
+        C.LIMITS: has_battery & pl.col("include_limits"),
+        C.FAST_CHARGER: has_battery & pl.col("include_fast_charger"),
+        C.CHARGING_STATUS: has_battery & pl.col("charging_status").is_not_null(),
+        C.LOW_VOLTAGE_STATUS: pl.col("low_voltage_status").is_not_null(),
+        **{"diagnostics-" + system: pl.col("system_" + system).is_not_null() for system in C.DIAGNOSTIC_SYSTEMS},
+        C.SERVICE_RECORDS: pl.col("service_body").is_not_null(),
+    }
+    signals += [
+        _signal(C.RANGE, _number_body("range_km", unit_column="range_unit"), newer_includes[C.RANGE]),
+        _signal(C.LIMITS, [pl.col("limits_body")], newer_includes[C.LIMITS]),
+        _signal(C.FAST_CHARGER, _number_body("fast_charger"), newer_includes[C.FAST_CHARGER]),
+        _signal(C.CHARGING_STATUS, [_s('{"value":"'), pl.col("charging_status"), _s('"}')],
+                newer_includes[C.CHARGING_STATUS]),
+        _signal(C.LOW_VOLTAGE_STATUS, [_s('{"value":"'), pl.col("low_voltage_status"), _s('"}')],
+                newer_includes[C.LOW_VOLTAGE_STATUS]),
+        *(_signal("diagnostics-" + system, [_s('{"status":"'), pl.col("system_" + system), _s('"}')],
+                  newer_includes["diagnostics-" + system]) for system in C.DIAGNOSTIC_SYSTEMS),
+        _signal(C.SERVICE_RECORDS, [pl.col("service_body")], newer_includes[C.SERVICE_RECORDS]),
+    ]
     signal_count = (pl.lit(2, dtype=pl.Int32) + has_battery.cast(pl.Int32) * 3
                     + (has_battery & slow).cast(pl.Int32)
                     + (has_battery & pl.col("reports_wattage")).cast(pl.Int32)
@@ -289,7 +418,8 @@ def build_state_lines(frame: pl.DataFrame) -> pl.DataFrame:
                     + (has_battery & pl.col("reports_energy_added")).cast(pl.Int32)
                     + slow.cast(pl.Int32) * 3
                     + (has_engine & slow).cast(pl.Int32)
-                    + has_engine.cast(pl.Int32))
+                    + has_engine.cast(pl.Int32)
+                    + pl.sum_horizontal([include.cast(pl.Int32) for include in newer_includes.values()]))
     out = frame.with_columns(meta).with_columns(
         pl.concat_str(signals, separator=",", ignore_nulls=True).alias("signals"),
         signal_count.alias("signal_count"),
@@ -317,7 +447,7 @@ def _meta(formats: PayloadFormats, webhook: int, delivery_id: str, delivered_ms:
 def vehicle_error_line(fleet, formats: PayloadFormats, v: int, event_id: str, delivery_id: str,
                        delivered_ms: int, error: tuple, state: str) -> str:
     error_type, code, description, resolution = error
-    webhook = int(fleet.webhook[v])
+    webhook = int(fleet.webhook_index[v])
     return dumps({"eventId": event_id, "eventType": "VEHICLE_ERROR",
                   "data": {"user": {"id": str(fleet.user_id[v])}, "vehicle": _vehicle(fleet, v),
                            "errors": [{"type": error_type, "code": code, "state": state,

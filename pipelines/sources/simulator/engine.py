@@ -19,8 +19,8 @@ import numpy as np
 from . import catalog as C
 from .activity import UNIFORMS_PER_DAY, Draws, VehicleActivity
 from .config import SimulationConfig, SimulationSummary
-from .encode import (PayloadFormats, dtc_lists_json, payload_formats, triggers_json, vehicle_error_line,
-                     vehicle_state_lines, verify_line)
+from .encode import (PayloadFormats, dtc_lists_json, newer_signal_columns, payload_formats, triggers_json,
+                     vehicle_error_line, vehicle_state_lines, verify_line)
 from .faults import (AppliedFaults, FaultPlan, apply_odometer_faults, apply_signal_faults, choose_redeliveries,
                      plan_faults, record_gap_edges)
 from .fleet import DAY, Fleet, build_fleet
@@ -30,7 +30,7 @@ from .readings import delivery_times, first_in_slow_slot, reading_times, true_st
 from .sensors import grid_voltage, report_odometer, report_values
 from .timeline import DayTimeline
 from .truth import TruthBuilder
-from .wear import EngineOil, end_oil_day, oil_life_at, plan_oil_changes
+from .wear import EngineOil, end_oil_day, low_voltage_soc, oil_life_at, plan_oil_changes
 
 PLAN_UNIFORMS = 64  # pre-drawn uniforms per vehicle for planning one day's trips
 
@@ -77,6 +77,9 @@ class FleetState:
     last_slow_slot: np.ndarray
     applied_faults: AppliedFaults
     counts: dict
+    sessions: list  # every charging session so far (the vehicles append to it)
+    service_at_s: np.ndarray  # per vehicle, the time of its oil change (inf: none yet)
+    service_odometer_km: np.ndarray
 
 
 @dataclass
@@ -98,22 +101,23 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
     fleet = build_fleet(cfg, streams.fleet)
     plan = plan_faults(cfg, fleet, streams.faults)
     sessions: list = []
-    vehicles = [VehicleActivity(fleet, v, sessions) for v in range(fleet.n)]
+    vehicles = [VehicleActivity(fleet, v, sessions) for v in range(fleet.size)]
     faults: list = []  # truth and landing writer both append to it
     run = Run(cfg=cfg, fleet=fleet, plan=plan,
               formats=payload_formats(fleet, uuids(streams.ids, len(C.WEBHOOKS))),
               home_grid_voltage=grid_voltage(fleet, streams.readings), streams=streams,
-              writer=LandingWriter(cfg, landing_dir, fleet.t0, streams.landing, plan, faults),
+              writer=LandingWriter(cfg, landing_dir, fleet.start_s, streams.landing, plan, faults),
               truth=TruthBuilder(cfg, fleet, plan, faults))
-    first_plan_uniforms = streams.activity.random((fleet.n, PLAN_UNIFORMS))
+    first_plan_uniforms = streams.activity.random((fleet.size, PLAN_UNIFORMS))
     state = FleetState(
         vehicles=vehicles,
-        trips=[vehicles[v].plan_day(fleet.t0, _weekday(fleet.t0), Draws(first_plan_uniforms[v]))
-               for v in range(fleet.n)],
+        trips=[vehicles[v].plan_day(fleet.start_s, _weekday(fleet.start_s), Draws(first_plan_uniforms[v]))
+               for v in range(fleet.size)],
         oil=EngineOil.at_start(fleet),
-        last_slow_slot=np.full(fleet.n, -(1 << 62), dtype=np.int64),
+        last_slow_slot=np.full(fleet.size, -(1 << 62), dtype=np.int64),
         applied_faults=AppliedFaults.at_start(plan),
         counts=dict(vehicle_state=0, vehicle_error=0, verify=0, signals=0, signal_errors=0),
+        sessions=sessions, service_at_s=np.full(fleet.size, np.inf), service_odometer_km=np.full(fleet.size, np.nan),
     )
     for day in range(cfg.days):
         simulate_day(run, state, day)
@@ -122,12 +126,16 @@ def simulate_fleet(cfg: SimulationConfig | None = None, landing_dir: Path | str 
 
 def simulate_day(run: Run, state: FleetState, day: int) -> None:
     cfg, fleet, plan, formats, streams = run.cfg, run.fleet, run.plan, run.formats, run.streams
-    day_start = fleet.t0 + day * DAY
+    day_start = fleet.start_s + day * DAY
     day_end = day_start + DAY
     drive_day = drive_and_charge(state, fleet, day_start, streams.activity)
     timeline = drive_day.timeline
     oil_changes = plan_oil_changes(state.oil, fleet, timeline, day_start, drive_day.odometer_at_start,
                                    streams.readings)
+
+    state.service_at_s = np.where(oil_changes.changed, oil_changes.changed_at, state.service_at_s)
+    state.service_odometer_km = np.where(oil_changes.changed, oil_changes.odometer_at_change,
+                                         state.service_odometer_km)
 
     readings = reading_times(cfg, fleet, timeline, drive_day.events, plan, day_start, streams.readings)
     vehicle, at = readings.vehicle, readings.at
@@ -147,6 +155,10 @@ def simulate_day(run: Run, state: FleetState, day: int) -> None:
                                         true.odometer_km, event_id, day_end, run.truth, streams.readings)
     trigger_json = triggers_json(formats, vehicle, readings.event_trigger, true.driving, true.charging, slow)
     dtc_json = dtc_lists_json(formats, fleet, vehicle, at, slow)
+    newer = newer_signal_columns(fleet, formats, vehicle, at, true, slow,
+                                 in_dc_session(state.sessions, vehicle, at, day_start, day_end),
+                                 low_voltage_soc(fleet, vehicle, at), state.service_at_s, state.service_odometer_km)
+    run.truth.low_voltage_statuses(vehicle, at, newer["low_voltage_status"])
     redeliveries = choose_redeliveries(plan, cfg, fleet, day, odometer.spike_rows, times.delivered_ms,
                                        streams.readings)
 
@@ -154,7 +166,7 @@ def simulate_day(run: Run, state: FleetState, day: int) -> None:
                                 redeliveries.delivered_ms)
     state_lines = vehicle_state_lines(fleet, formats, readings, true, values, odometer_value, odometer_unit,
                                       signal_faults, times, delivered_number, event_id, delivery_id, slow,
-                                      trigger_json, dtc_json)
+                                      trigger_json, dtc_json, newer)
     state.counts["signals"] += state_lines.signal_count
     state.counts["vehicle_state"] += len(readings)
     state.counts["signal_errors"] += signal_faults.error_count
@@ -177,12 +189,23 @@ def simulate_day(run: Run, state: FleetState, day: int) -> None:
     state.oil = end_oil_day(state.oil, oil_changes, fleet, timeline, day, drive_day.odometer_at_end, run.truth)
 
 
+def in_dc_session(sessions: list, vehicle: np.ndarray, at: np.ndarray, day_start: float,
+                  day_end: float) -> np.ndarray:
+    """Whether each reading falls between the plug-in and the unplug of a DC fast-charging session."""
+    inside = np.zeros(len(vehicle), dtype=bool)
+    for session in sessions:
+        v, plugged_at, unplugged_at, is_dc = session[0], session[1], session[4], session[6]
+        if is_dc and plugged_at < day_end and unplugged_at >= day_start:
+            inside |= (vehicle == v) & (at >= plugged_at) & (at <= unplugged_at)
+    return inside
+
+
 def drive_and_charge(state: FleetState, fleet: Fleet, day_start: float, rng: np.random.Generator) -> DriveDay:
     """Drive and charge every vehicle through the day (planning tomorrow's trips first: tonight's
     charging ends at tomorrow's first departure)."""
     day_end = day_start + DAY
-    activity_uniforms = rng.random((fleet.n, UNIFORMS_PER_DAY))
-    plan_uniforms = rng.random((fleet.n, PLAN_UNIFORMS))
+    activity_uniforms = rng.random((fleet.size, UNIFORMS_PER_DAY))
+    plan_uniforms = rng.random((fleet.size, PLAN_UNIFORMS))
     tomorrow = []
     for v, vehicle in enumerate(state.vehicles):
         draws = Draws(plan_uniforms[v])
@@ -197,9 +220,9 @@ def drive_and_charge(state: FleetState, fleet: Fleet, day_start: float, rng: np.
         keyframes.append(day_keyframes)
         events.append(day_events)
     timeline = DayTimeline(keyframes, day_start)
-    every_vehicle = np.arange(fleet.n)
-    return DriveDay(timeline, events, timeline.odometer_at(every_vehicle, np.full(fleet.n, day_start)),
-                    timeline.odometer_at(every_vehicle, np.full(fleet.n, day_end)))
+    every_vehicle = np.arange(fleet.size)
+    return DriveDay(timeline, events, timeline.odometer_at(every_vehicle, np.full(fleet.size, day_start)),
+                    timeline.odometer_at(every_vehicle, np.full(fleet.size, day_end)))
 
 
 def vehicle_errors_and_verify(run: Run, counts: dict, day: int, day_start: float,
@@ -241,7 +264,7 @@ def finish(run: Run, state: FleetState, sessions: list, landing_dir: Path, truth
         files=writer.files, lines=writer.lines, deliveries=deliveries,
         vehicle_state=counts["vehicle_state"], vehicle_error=counts["vehicle_error"], verify=counts["verify"],
         duplicates=writer.duplicates, late=writer.late, malformed=writer.malformed, signals=counts["signals"],
-        signal_errors=counts["signal_errors"], vehicles=run.fleet.n, days=run.cfg.days,
+        signal_errors=counts["signal_errors"], vehicles=run.fleet.size, days=run.cfg.days,
         charging_sessions=truth.n_sessions, faults=fault_counts,
         landing_dir=str(landing_dir), truth_dir=str(truth_dir))
     assert summary.lines == deliveries + writer.duplicates + writer.malformed, "line accounting"

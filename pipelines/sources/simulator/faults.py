@@ -39,8 +39,8 @@ class FaultPlan:
 def plan_faults(cfg, fleet: Fleet, rng: np.random.Generator) -> FaultPlan:
     if not cfg.faults:
         return FaultPlan(enabled=False)
-    n = fleet.n
-    t0, span = fleet.t0, cfg.days * DAY
+    n = fleet.size
+    t0, span = fleet.start_s, cfg.days * DAY
     plan = FaultPlan(enabled=True, dup_rate=0.01, late_rate=0.01, out_of_order_rate=0.1,
                      transient_error_rate=0.002)
 
@@ -61,7 +61,7 @@ def plan_faults(cfg, fleet: Fleet, rng: np.random.Generator) -> FaultPlan:
             vehicle = order[position]
             if kind == "UNIT_CHANGE":
                 # needs a vehicle that reports km
-                k = next((j for j in range(position, len(order)) if not fleet.odo_miles[order[j]]), None)
+                k = next((j for j in range(position, len(order)) if not fleet.odometer_in_miles[order[j]]), None)
                 if k is None:
                     continue
                 order[position], order[k] = order[k], order[position]
@@ -111,7 +111,7 @@ def plan_faults(cfg, fleet: Fleet, rng: np.random.Generator) -> FaultPlan:
         error_at = when(0.05, 0.9)
         resolved_at = (float(np.floor(error_at + rng.uniform(2, 30) * 3600)) if (j == 0 or rng.random() < 0.4)
                        else None)
-        if resolved_at is not None and resolved_at >= fleet.t_end - 60:
+        if resolved_at is not None and resolved_at >= fleet.end_s - 60:
             resolved_at = None
         plan.vehicle_errors.append((int(vehicle), error_at, int(rng.integers(0, len(C.VEHICLE_ERRORS))),
                                     resolved_at))
@@ -166,7 +166,7 @@ def apply_odometer_faults(plan: FaultPlan, applied: AppliedFaults, fleet: Fleet,
             truth.fault(faulty, "SPIKE", at[i], f"lone reading +{spike[1]:.1f} km", odometer_km[i],
                         odometer_km[i] + spike[1])
             del applied.pending_spikes[faulty]
-    in_miles = fleet.odo_miles[vehicle].copy()
+    in_miles = fleet.odometer_in_miles[vehicle].copy()
     for faulty, changed_at in plan.unit_change.items():
         affected = (vehicle == faulty) & (at >= changed_at)
         if affected.any():
@@ -174,7 +174,7 @@ def apply_odometer_faults(plan: FaultPlan, applied: AppliedFaults, fleet: Fleet,
             if ("UNIT_CHANGE", faulty) not in applied.recorded:
                 i = int(np.argmax(affected))
                 applied.recorded.add(("UNIT_CHANGE", faulty))
-                truth.fault(faulty, "UNIT_CHANGE", at[i], f"odometer unit km -> {fleet.mi_spelling[faulty]}",
+                truth.fault(faulty, "UNIT_CHANGE", at[i], f"odometer unit km -> {fleet.mile_spelling[faulty]}",
                             odometer_km[i], odometer_km[i])
     return OdometerReport(reported_km, in_miles, spike_rows)
 
@@ -294,6 +294,6 @@ def choose_redeliveries(plan: FaultPlan, cfg, fleet: Fleet, day: int, spike_rows
         late &= late_day > day  # on the last day there is no later day to land in
         for i in spike_rows:  # keep the spike readings in place
             late[i] = duplicate[i] = False
-        late_delivered_ms = ((fleet.t0 + late_day * DAY + rng.uniform(0, DAY - 60, count)) * 1000).astype(np.int64)
+        late_delivered_ms = ((fleet.start_s + late_day * DAY + rng.uniform(0, DAY - 60, count)) * 1000).astype(np.int64)
         delivered_ms = np.where(late, late_delivered_ms, delivered_ms)
     return Redeliveries(late, late_day, duplicate, delivered_ms)

@@ -1,4 +1,11 @@
-"""The static fleet: who owns which car, its true figures, habits and places."""
+"""The static fleet: who owns which car, its true figures, habits and places.
+
+``build_fleet`` runs six stages in a fixed order, each drawing from the one fleet RNG stream:
+identity & models, battery & energy, places, habits & charging, maintenance truth, reading
+cadence. The order of the draws *is* the simulator's output: reordering them (or drawing one
+number more or less) changes every file, so a new draw goes at the end of a stage's draws only
+when the bytes are meant to change.
+"""
 from __future__ import annotations
 
 import math
@@ -7,83 +14,91 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import catalog as C
+from . import catalog
 from .geo import offset
 from .ids import uuids, vin
 
 DAY = 86400.0
+VIN_PLANT_CODES = "ABCFKLMPRSTUZ"
 
 
 @dataclass
 class Fleet:
-    n: int
-    t0: float  # epoch seconds of the first simulated UTC midnight
-    t_end: float
+    size: int  # number of vehicles
+    start_s: float  # epoch seconds of the first simulated UTC midnight
+    end_s: float
+    # identity & models
     vehicle_id: np.ndarray
     user_id: np.ndarray
-    model_idx: np.ndarray
+    model_index: np.ndarray  # into catalog.MODELS
     make: list
     model: list
     year: np.ndarray
     vin: list  # None where the make's payload omits it
-    powertrain: np.ndarray
-    nominal_kwh: np.ndarray  # nan for ICE
-    soh: np.ndarray
-    usable_kwh: np.ndarray
-    cons_kwh_per_km: np.ndarray  # nan for ICE
+    powertrain: np.ndarray  # catalog.BEV | PHEV | ICE
+    # battery & energy
+    nominal_capacity_kwh: np.ndarray  # nan for ICE
+    state_of_health: np.ndarray  # usable / nominal; nan for ICE
+    usable_capacity_kwh: np.ndarray
+    consumption_kwh_per_km: np.ndarray  # nan for ICE
     fuel_l_per_km: np.ndarray  # nan for BEV
-    tank_l: np.ndarray
+    tank_capacity_l: np.ndarray
     dc_max_kw: np.ndarray  # nan: no DC
     ac_max_kw: np.ndarray
-    metro: np.ndarray
+    # places
+    metro_index: np.ndarray  # into catalog.METROS
     home_lat: np.ndarray
     home_lon: np.ndarray
     commuter: np.ndarray
     commute_km: np.ndarray
-    work_lat: np.ndarray
+    work_lat: np.ndarray  # nan: not a commuter
     work_lon: np.ndarray
-    dep_hour: np.ndarray
-    work_hours: np.ndarray
-    speed_kmh: np.ndarray
-    idle_prob: np.ndarray
+    public_stations: np.ndarray  # (metros, k, 3): lat, lon, kW
+    # habits & charging
+    departure_hour: np.ndarray  # local hour of the morning commute
+    hours_at_work: np.ndarray
+    average_speed_kmh: np.ndarray
+    idle_day_probability: np.ndarray
     has_home_charger: np.ndarray
-    home_kw: np.ndarray
-    work_charger: np.ndarray
-    plug_always: np.ndarray
-    plug_threshold: np.ndarray
-    charge_limit: np.ndarray
-    scheduled: np.ndarray
-    odo_miles: np.ndarray
-    odo_start_km: np.ndarray
-    soc0: np.ndarray
-    fuel0: np.ndarray
-    webhook: np.ndarray
+    home_charger_kw: np.ndarray  # nan for ICE
+    has_work_charger: np.ndarray
+    plugs_in_every_night: np.ndarray
+    plug_in_below_soc_pct: np.ndarray  # otherwise plugs in at home below this SoC
+    charge_limit_pct: np.ndarray
+    scheduled_charging: np.ndarray  # home charging waits for the off-peak start
+    # starting state
+    odometer_in_miles: np.ndarray
+    odometer_start_km: np.ndarray
+    start_soc_pct: np.ndarray  # nan for ICE
+    start_fuel_pct: np.ndarray  # nan for BEV
+    webhook_index: np.ndarray  # into catalog.WEBHOOKS
+    # how the make reports (catalog.MAKES)
     reports_energy_added: np.ndarray
-    wattage_unit: list
-    volt_amp: np.ndarray
+    wattage_unit: list  # None: no charge-wattage signal
+    reports_voltage_amperage: np.ndarray
     tire_unit: list
     km_spelling: list
-    mi_spelling: list
-    no_oem: list  # per vehicle frozenset of signal codes
+    mile_spelling: list
+    without_oem_time: list  # per vehicle frozenset of signal codes delivered without meta.oemUpdatedAt
+    newer_signals: list  # per vehicle frozenset of catalog.NEWER_SIGNALS its make sends
     # maintenance truth
-    oil_life_km: np.ndarray
-    oil0: np.ndarray
-    oil_change_below: np.ndarray  # nan: owner does not change oil in the window
-    tire_base: np.ndarray  # (n, 4) kPa: FL, FR, RL, RR
-    tire_slow: np.ndarray  # (n, 4) kPa/day
-    tire_leak: np.ndarray  # (n, 4) kPa/day (0 when not leaking)
-    tire_leak_start: np.ndarray  # (n, 4) epoch s (inf)
-    tire_reinflate: np.ndarray  # (n, 4) epoch s (inf)
-    lv_base: np.ndarray
-    lv_rate: np.ndarray  # %/day (negative for weak batteries)
-    dtcs: list  # per vehicle list of (code, first_seen_s, cleared_s or None)
+    oil_life_km: np.ndarray  # km from 100 % to 0 % oil life; nan for BEV
+    start_oil_life_pct: np.ndarray
+    oil_change_below_pct: np.ndarray  # nan: owner does not change oil in the window
+    tire_baseline_kpa: np.ndarray  # (n, 4) kPa: FL, FR, RL, RR
+    tire_seep_kpa_per_day: np.ndarray  # (n, 4) slow loss of every tyre
+    tire_leak_kpa_per_day: np.ndarray  # (n, 4) (0 when not leaking)
+    tire_leak_start_s: np.ndarray  # (n, 4) epoch s (inf)
+    tire_reinflated_s: np.ndarray  # (n, 4) epoch s (inf)
+    low_voltage_baseline_pct: np.ndarray  # 12 V battery state of charge at the start
+    low_voltage_rate_pct_per_day: np.ndarray  # negative for weak batteries
+    trouble_codes: list  # per vehicle list of (code, first_seen_s, cleared_s or None)
     # reading cadence
-    grid_offset: np.ndarray  # seconds
-    asleep_every: np.ndarray  # keep every m-th grid slot while asleep
+    grid_offset_s: np.ndarray
+    asleep_keep_every: np.ndarray  # keep every m-th grid slot while asleep
     asleep_phase: np.ndarray
     slow_period_s: np.ndarray
     slow_phase_s: np.ndarray
-    stations: np.ndarray  # (metros, k, 3): lat, lon, kW
 
 
 def _choice_weighted(rng, items, weights, size):
@@ -92,166 +107,216 @@ def _choice_weighted(rng, items, weights, size):
 
 
 def build_fleet(cfg, rng: np.random.Generator) -> Fleet:
-    n = cfg.vehicles
-    t0 = datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=timezone.utc).timestamp()
-    t_end = t0 + cfg.days * DAY
+    size = cfg.vehicles
+    start_s = datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=timezone.utc).timestamp()
+    end_s = start_s + cfg.days * DAY
+    identity = _identity_and_models(size, rng)
+    powertrain = identity["powertrain"]
+    models = [catalog.MODELS[i] for i in identity["model_index"]]
+    energy = _battery_and_energy(models, powertrain, rng)
+    places = _places(size, rng)
+    habits = _habits_and_charging(powertrain, places["commuter"], energy["ac_max_kw"], rng)
+    starting = _starting_state(identity["year"], powertrain, places["metro_index"], rng)
+    reporting = _reporting(identity["make"], powertrain)
+    maintenance = _maintenance_truth(cfg, start_s, powertrain, rng)
+    cadence = _reading_cadence(cfg, size, rng)
+    return Fleet(size=size, start_s=start_s, end_s=end_s, **identity, **energy, **places, **habits,
+                 **starting, **reporting, **maintenance, **cadence)
 
-    # powertrain mix ~50/20/30, then the model within the powertrain
-    n_bev = int(round(0.5 * n))
-    n_phev = int(round(0.2 * n))
-    pt = rng.permutation(np.array([C.BEV] * n_bev + [C.PHEV] * n_phev + [C.ICE] * (n - n_bev - n_phev)))
-    model_idx = np.empty(n, dtype=np.int64)
-    for p in (C.BEV, C.PHEV, C.ICE):
-        idx = [i for i, m in enumerate(C.MODELS) if m.powertrain == p]
-        sel = pt == p
-        model_idx[sel] = np.array(idx)[_choice_weighted(rng, idx, [C.MODELS[i].weight for i in idx], int(sel.sum()))]
-    models = [C.MODELS[i] for i in model_idx]
-    make = [m.make for m in models]
+
+def _identity_and_models(size: int, rng: np.random.Generator) -> dict:
+    """Powertrain mix ~50/20/30, the model within the powertrain, year, ids (a few owners have two
+    cars) and VIN."""
+    bev_count = int(round(0.5 * size))
+    phev_count = int(round(0.2 * size))
+    powertrain = rng.permutation(np.array([catalog.BEV] * bev_count + [catalog.PHEV] * phev_count
+                                          + [catalog.ICE] * (size - bev_count - phev_count)))
+    model_index = np.empty(size, dtype=np.int64)
+    for kind in (catalog.BEV, catalog.PHEV, catalog.ICE):
+        candidates = [i for i, m in enumerate(catalog.MODELS) if m.powertrain == kind]
+        selected = powertrain == kind
+        picks = _choice_weighted(rng, candidates, [catalog.MODELS[i].weight for i in candidates], int(selected.sum()))
+        model_index[selected] = np.array(candidates)[picks]
+    models = [catalog.MODELS[i] for i in model_index]
     year = np.array([rng.integers(m.years[0], m.years[1] + 1) for m in models], dtype=np.int64)
 
-    vehicle_id = uuids(rng, n)
-    user_id = uuids(rng, n)
-    # a few owners have two cars
-    shared = rng.random(n) < 0.06
-    for i in np.nonzero(shared)[0]:
+    vehicle_id = uuids(rng, size)
+    user_id = uuids(rng, size)
+    second_car = rng.random(size) < 0.06
+    for i in np.nonzero(second_car)[0]:
         if i > 0:
             user_id[i] = user_id[rng.integers(0, i)]
 
-    plants = "ABCFKLMPRSTUZ"
     vins = []
     for i, m in enumerate(models):
-        v = vin(m.wmi, m.vds, int(year[i]), plants[int(rng.integers(0, len(plants)))],
-                int(rng.integers(1, 999999)))
-        vins.append(None if rng.random() < 0.05 else v)
+        plant = VIN_PLANT_CODES[int(rng.integers(0, len(VIN_PLANT_CODES)))]
+        full_vin = vin(m.wmi, m.vds, int(year[i]), plant, int(rng.integers(1, 999999)))
+        vins.append(None if rng.random() < 0.05 else full_vin)
+    return dict(vehicle_id=vehicle_id, user_id=user_id, model_index=model_index, make=[m.make for m in models],
+                model=[m.model for m in models], year=year, vin=vins, powertrain=powertrain)
 
-    nominal = np.array([m.nominal_kwh if m.nominal_kwh else np.nan for m in models])
-    soh = np.where(pt == C.ICE, np.nan, rng.uniform(0.85, 1.0, n))
-    usable = nominal * soh
-    base_cons = np.array([m.consumption_kwh_per_km or np.nan for m in models])
-    cons = base_cons * rng.uniform(0.92, 1.08, n)
-    cons = np.where(pt == C.BEV, np.clip(cons, 0.14, 0.22), cons)
-    fuel_l_per_km = np.array([(m.fuel_l_per_100km or np.nan) / 100.0 for m in models]) * rng.uniform(0.9, 1.12, n)
-    tank = np.array([m.tank_l or np.nan for m in models])
-    dc_max = np.array([m.dc_max_kw or np.nan for m in models])
-    ac_max = np.array([m.ac_max_kw or np.nan for m in models])
 
-    # places
-    metro = _choice_weighted(rng, C.METROS, [m[3] for m in C.METROS], n)
-    home_lat = np.empty(n)
-    home_lon = np.empty(n)
-    work_lat = np.empty(n)
-    work_lon = np.empty(n)
-    commuter = rng.random(n) < 0.6
-    commute_km = rng.uniform(6.0, 40.0, n)
-    for i in range(n):
-        mlat, mlon = C.METROS[metro[i]][1], C.METROS[metro[i]][2]
-        home_lat[i], home_lon[i] = offset(mlat, mlon, 20.0 * math.sqrt(rng.random()), rng.uniform(0, 360))
-        work_lat[i], work_lon[i] = offset(home_lat[i], home_lon[i], commute_km[i] / 1.3, rng.uniform(0, 360))
-    work_lat = np.where(commuter, work_lat, np.nan)
-    work_lon = np.where(commuter, work_lon, np.nan)
-    stations = np.empty((len(C.METROS), C.PUBLIC_STATIONS_PER_METRO, 3))
-    for mi, (_, mlat, mlon, _, _) in enumerate(C.METROS):
-        for k in range(C.PUBLIC_STATIONS_PER_METRO):
-            la, lo = offset(mlat, mlon, 3.0 + 15.0 * rng.random(), 360.0 * k / C.PUBLIC_STATIONS_PER_METRO + rng.uniform(-20, 20))
-            stations[mi, k] = (la, lo, C.PUBLIC_STATION_KW[k % len(C.PUBLIC_STATION_KW)])
-
-    dep_hour = rng.uniform(6.0, 8.75, n)
-    work_hours = rng.uniform(7.5, 9.5, n)
-    speed = rng.uniform(32.0, 58.0, n)
-    idle_prob = rng.choice([0.03, 0.08, 0.15, 0.35], size=n, p=[0.35, 0.35, 0.2, 0.1])
-
-    ev = pt != C.ICE
-    has_home = ev & (rng.random(n) < np.where(pt == C.PHEV, 0.92, 0.85))
-    home_kw = np.where(rng.random(n) < 0.55, 7.4, 11.0)
-    home_kw = np.where(ev, np.minimum(home_kw, ac_max), np.nan)
-    work_charger = ev & commuter & (rng.random(n) < 0.35)
-    plug_always = ev & ((pt == C.PHEV) | (rng.random(n) < 0.45))
-    plug_threshold = rng.uniform(35.0, 65.0, n)
-    charge_limit = np.where(pt == C.PHEV, 100.0, rng.choice([80.0, 80.0, 90.0, 90.0, 100.0], size=n))
-    scheduled = has_home & (rng.random(n) < 0.3)
-
-    miles_share = np.array([C.METROS[m][4] for m in metro])
-    odo_miles = rng.random(n) < miles_share
-    age = np.maximum(0, 2026 - year) + rng.uniform(0.1, 0.9, n)
-    odo_start = np.round(age * rng.uniform(9000, 22000, n) + rng.uniform(50, 900, n), 3)
-    soc0 = np.where(ev, rng.uniform(45.0, 90.0, n), np.nan)
-    fuel0 = np.where(pt != C.BEV, rng.uniform(25.0, 95.0, n), np.nan)
-    webhook = _choice_weighted(rng, C.WEBHOOKS, [w[1] for w in C.WEBHOOKS], n)
-
-    profiles = [C.MAKES[mk] for mk in make]
-    reports_ea = np.array([p.energy_added for p in profiles]) & ev
-    wattage_unit = [p.wattage_unit if ev[i] else None for i, p in enumerate(profiles)]
-    volt_amp = np.array([p.voltage_amperage for p in profiles]) & ev
-
-    # oil (ICE, PHEV)
-    has_oil = pt != C.BEV
-    oil_life_km = np.where(has_oil, rng.uniform(8000, 15000, n), np.nan)
-    # a quarter of the engines are near or past due at the start, so that some get an oil change
-    oil0 = np.where(rng.random(n) < 0.25, rng.uniform(3.0, 25.0, n), rng.uniform(25.0, 100.0, n))
-    oil0 = np.where(has_oil, oil0, np.nan)
-    oil_change_below = np.where(has_oil & (rng.random(n) < 0.6), rng.uniform(8.0, 22.0, n), np.nan)
-
-    # tyres
-    placard = rng.choice([220.0, 230.0, 240.0, 250.0, 260.0], size=n)
-    tire_base = placard[:, None] + rng.uniform(-3.0, 3.0, (n, 4))
-    tire_slow = rng.uniform(0.5, 1.0, (n, 4)) / 7.0
-    leaking = rng.random((n, 4)) < 0.03
-    tire_leak = np.where(leaking, rng.uniform(1.0, 5.0, (n, 4)), 0.0)
-    span = max(cfg.days, 1) * DAY
-    leak_start = np.where(leaking, t0 + rng.uniform(0.25, 0.8, (n, 4)) * span, np.inf)
-    if cfg.days >= 14:  # baseline week stays clean on longer runs
-        leak_start = np.where(leaking, np.maximum(leak_start, t0 + 7.5 * DAY), np.inf)
-    reinflate = np.full((n, 4), np.inf)
-    reinf_sel = leaking & (rng.random((n, 4)) < 0.5)
-    # re-inflated to baseline once, when about 15-20 % under-inflated
-    drop = rng.uniform(0.15, 0.20, (n, 4)) * tire_base
-    t_hit = leak_start + drop / (tire_leak + tire_slow + 1e-9) * DAY
-    reinflate = np.where(reinf_sel, t_hit + rng.uniform(0.1, 0.9, (n, 4)) * DAY, np.inf)
-
-    lv_base = rng.uniform(75.0, 95.0, n)
-    weak = rng.random(n) < 0.05
-    lv_rate = np.where(weak, -rng.uniform(0.4, 1.2, n), 0.0)
-
-    dtcs = []
-    for i in range(n):
-        lst = []
-        r = rng.random()
-        if r < 0.12:
-            code = C.DTC_CODES[int(rng.integers(0, len(C.DTC_CODES)))][0]
-            first = t0 + rng.uniform(0.05, 0.9) * span if r > 0.03 else t0 - rng.uniform(1, 20) * DAY
-            first = float(np.floor(first))
-            cleared = float(np.floor(first + rng.uniform(1, 10) * DAY)) if rng.random() < 0.5 else None
-            lst.append((code, first, cleared))
-        dtcs.append(lst)
-
-    interval = cfg.interval_minutes * 60.0
-    grid_offset = rng.uniform(0, interval, n)
-    asleep_s = rng.uniform(3600, 7200, n)
-    if cfg.asleep_interval_minutes is not None:
-        asleep_s = np.full(n, cfg.asleep_interval_minutes * 60.0)
-    asleep_every = np.maximum(1, np.round(asleep_s / interval)).astype(np.int64)
-    asleep_phase = rng.integers(0, 1 << 30, n) % asleep_every
-    slow_period = rng.choice([3.0, 4.0, 6.0], size=n) * 3600.0
-    slow_phase = rng.uniform(0, 1, n) * slow_period
-
-    return Fleet(
-        n=n, t0=t0, t_end=t_end, vehicle_id=vehicle_id, user_id=user_id, model_idx=model_idx,
-        make=make, model=[m.model for m in models], year=year, vin=vins, powertrain=pt,
-        nominal_kwh=nominal, soh=soh, usable_kwh=usable, cons_kwh_per_km=np.where(ev, cons, np.nan),
-        fuel_l_per_km=np.where(pt != C.BEV, fuel_l_per_km, np.nan), tank_l=tank, dc_max_kw=dc_max,
-        ac_max_kw=ac_max, metro=metro, home_lat=home_lat, home_lon=home_lon, commuter=commuter,
-        commute_km=commute_km, work_lat=work_lat, work_lon=work_lon, dep_hour=dep_hour,
-        work_hours=work_hours, speed_kmh=speed, idle_prob=idle_prob, has_home_charger=has_home,
-        home_kw=home_kw, work_charger=work_charger, plug_always=plug_always,
-        plug_threshold=plug_threshold, charge_limit=charge_limit, scheduled=scheduled,
-        odo_miles=odo_miles, odo_start_km=odo_start, soc0=soc0, fuel0=fuel0, webhook=webhook,
-        reports_energy_added=reports_ea, wattage_unit=wattage_unit, volt_amp=volt_amp,
-        tire_unit=[p.tire_unit for p in profiles], km_spelling=[p.km_spelling for p in profiles],
-        mi_spelling=[p.mi_spelling for p in profiles], no_oem=[p.no_oem_time for p in profiles],
-        oil_life_km=oil_life_km, oil0=oil0, oil_change_below=oil_change_below,
-        tire_base=tire_base, tire_slow=tire_slow, tire_leak=tire_leak, tire_leak_start=leak_start,
-        tire_reinflate=reinflate, lv_base=lv_base, lv_rate=lv_rate, dtcs=dtcs,
-        grid_offset=grid_offset, asleep_every=asleep_every, asleep_phase=asleep_phase,
-        slow_period_s=slow_period, slow_phase_s=slow_phase, stations=stations,
+def _battery_and_energy(models: list, powertrain: np.ndarray, rng: np.random.Generator) -> dict:
+    """Capacity and state of health, consumption (per-vehicle spread), fuel use, charge powers."""
+    size = len(models)
+    has_battery = powertrain != catalog.ICE
+    nominal_capacity_kwh = np.array([m.nominal_kwh if m.nominal_kwh else np.nan for m in models])
+    state_of_health = np.where(powertrain == catalog.ICE, np.nan, rng.uniform(0.85, 1.0, size))
+    typical_consumption = np.array([m.consumption_kwh_per_km or np.nan for m in models])
+    consumption = typical_consumption * rng.uniform(0.92, 1.08, size)
+    consumption = np.where(powertrain == catalog.BEV, np.clip(consumption, 0.14, 0.22), consumption)
+    fuel_l_per_km = (np.array([(m.fuel_l_per_100km or np.nan) / 100.0 for m in models])
+                     * rng.uniform(0.9, 1.12, size))
+    return dict(
+        nominal_capacity_kwh=nominal_capacity_kwh, state_of_health=state_of_health,
+        usable_capacity_kwh=nominal_capacity_kwh * state_of_health,
+        consumption_kwh_per_km=np.where(has_battery, consumption, np.nan),
+        fuel_l_per_km=np.where(powertrain != catalog.BEV, fuel_l_per_km, np.nan),
+        tank_capacity_l=np.array([m.tank_l or np.nan for m in models]),
+        dc_max_kw=np.array([m.dc_max_kw or np.nan for m in models]),
+        ac_max_kw=np.array([m.ac_max_kw or np.nan for m in models]),
     )
 
+
+def _places(size: int, rng: np.random.Generator) -> dict:
+    """Metro, home (within 20 km of its centre), work (commuters only) and the public stations."""
+    metro_index = _choice_weighted(rng, catalog.METROS, [m[3] for m in catalog.METROS], size)
+    home_lat = np.empty(size)
+    home_lon = np.empty(size)
+    work_lat = np.empty(size)
+    work_lon = np.empty(size)
+    commuter = rng.random(size) < 0.6
+    commute_km = rng.uniform(6.0, 40.0, size)
+    for i in range(size):
+        metro_lat, metro_lon = catalog.METROS[metro_index[i]][1], catalog.METROS[metro_index[i]][2]
+        home_lat[i], home_lon[i] = offset(metro_lat, metro_lon, 20.0 * math.sqrt(rng.random()), rng.uniform(0, 360))
+        work_lat[i], work_lon[i] = offset(home_lat[i], home_lon[i], commute_km[i] / 1.3, rng.uniform(0, 360))
+    per_metro = catalog.PUBLIC_STATIONS_PER_METRO
+    stations = np.empty((len(catalog.METROS), per_metro, 3))
+    for m, (_, metro_lat, metro_lon, _, _) in enumerate(catalog.METROS):
+        for k in range(per_metro):
+            lat, lon = offset(metro_lat, metro_lon, 3.0 + 15.0 * rng.random(),
+                              360.0 * k / per_metro + rng.uniform(-20, 20))
+            stations[m, k] = (lat, lon, catalog.PUBLIC_STATION_KW[k % len(catalog.PUBLIC_STATION_KW)])
+    return dict(metro_index=metro_index, home_lat=home_lat, home_lon=home_lon, commuter=commuter,
+                commute_km=commute_km, work_lat=np.where(commuter, work_lat, np.nan),
+                work_lon=np.where(commuter, work_lon, np.nan), public_stations=stations)
+
+
+def _habits_and_charging(powertrain: np.ndarray, commuter: np.ndarray, ac_max_kw: np.ndarray,
+                         rng: np.random.Generator) -> dict:
+    """When and how the owner drives, and where and when the car is plugged in."""
+    size = len(powertrain)
+    departure_hour = rng.uniform(6.0, 8.75, size)
+    hours_at_work = rng.uniform(7.5, 9.5, size)
+    average_speed_kmh = rng.uniform(32.0, 58.0, size)
+    idle_day_probability = rng.choice([0.03, 0.08, 0.15, 0.35], size=size, p=[0.35, 0.35, 0.2, 0.1])
+
+    has_battery = powertrain != catalog.ICE
+    is_phev = powertrain == catalog.PHEV
+    has_home_charger = has_battery & (rng.random(size) < np.where(is_phev, 0.92, 0.85))
+    home_charger_kw = np.where(rng.random(size) < 0.55, 7.4, 11.0)
+    home_charger_kw = np.where(has_battery, np.minimum(home_charger_kw, ac_max_kw), np.nan)
+    has_work_charger = has_battery & commuter & (rng.random(size) < 0.35)
+    plugs_in_every_night = has_battery & (is_phev | (rng.random(size) < 0.45))
+    plug_in_below_soc_pct = rng.uniform(35.0, 65.0, size)
+    charge_limit_pct = np.where(is_phev, 100.0, rng.choice([80.0, 80.0, 90.0, 90.0, 100.0], size=size))
+    scheduled_charging = has_home_charger & (rng.random(size) < 0.3)
+    return dict(departure_hour=departure_hour, hours_at_work=hours_at_work, average_speed_kmh=average_speed_kmh,
+                idle_day_probability=idle_day_probability, has_home_charger=has_home_charger,
+                home_charger_kw=home_charger_kw, has_work_charger=has_work_charger,
+                plugs_in_every_night=plugs_in_every_night, plug_in_below_soc_pct=plug_in_below_soc_pct,
+                charge_limit_pct=charge_limit_pct, scheduled_charging=scheduled_charging)
+
+
+def _starting_state(year: np.ndarray, powertrain: np.ndarray, metro_index: np.ndarray,
+                    rng: np.random.Generator) -> dict:
+    """Odometer unit and reading (from the car's age), SoC and fuel at the start, the webhook."""
+    size = len(year)
+    miles_share = np.array([catalog.METROS[m][4] for m in metro_index])
+    odometer_in_miles = rng.random(size) < miles_share
+    age_years = np.maximum(0, 2026 - year) + rng.uniform(0.1, 0.9, size)
+    odometer_start_km = np.round(age_years * rng.uniform(9000, 22000, size) + rng.uniform(50, 900, size), 3)
+    start_soc_pct = np.where(powertrain != catalog.ICE, rng.uniform(45.0, 90.0, size), np.nan)
+    start_fuel_pct = np.where(powertrain != catalog.BEV, rng.uniform(25.0, 95.0, size), np.nan)
+    webhook_index = _choice_weighted(rng, catalog.WEBHOOKS, [w[1] for w in catalog.WEBHOOKS], size)
+    return dict(odometer_in_miles=odometer_in_miles, odometer_start_km=odometer_start_km,
+                start_soc_pct=start_soc_pct, start_fuel_pct=start_fuel_pct, webhook_index=webhook_index)
+
+
+def _reporting(make: list, powertrain: np.ndarray) -> dict:
+    """How each car's make reports its signals (no draws)."""
+    has_battery = powertrain != catalog.ICE
+    profiles = [catalog.MAKES[m] for m in make]
+    return dict(
+        reports_energy_added=np.array([p.energy_added for p in profiles]) & has_battery,
+        wattage_unit=[p.wattage_unit if has_battery[i] else None for i, p in enumerate(profiles)],
+        reports_voltage_amperage=np.array([p.voltage_amperage for p in profiles]) & has_battery,
+        tire_unit=[p.tire_unit for p in profiles], km_spelling=[p.km_spelling for p in profiles],
+        mile_spelling=[p.mi_spelling for p in profiles], without_oem_time=[p.no_oem_time for p in profiles],
+        newer_signals=[p.newer for p in profiles],
+    )
+
+
+def _maintenance_truth(cfg, start_s: float, powertrain: np.ndarray, rng: np.random.Generator) -> dict:
+    """Engine oil, tyres (slow seep, a few leaks, some re-inflated), the 12 V battery, trouble codes."""
+    size = len(powertrain)
+    span_s = max(cfg.days, 1) * DAY
+
+    has_engine = powertrain != catalog.BEV
+    oil_life_km = np.where(has_engine, rng.uniform(8000, 15000, size), np.nan)
+    # a quarter of the engines are near or past due at the start, so that some get an oil change
+    start_oil = np.where(rng.random(size) < 0.25, rng.uniform(3.0, 25.0, size), rng.uniform(25.0, 100.0, size))
+    start_oil = np.where(has_engine, start_oil, np.nan)
+    oil_change_below_pct = np.where(has_engine & (rng.random(size) < 0.6), rng.uniform(8.0, 22.0, size), np.nan)
+
+    placard_kpa = rng.choice([220.0, 230.0, 240.0, 250.0, 260.0], size=size)
+    baseline_kpa = placard_kpa[:, None] + rng.uniform(-3.0, 3.0, (size, 4))
+    seep = rng.uniform(0.5, 1.0, (size, 4)) / 7.0
+    leaking = rng.random((size, 4)) < 0.03
+    leak = np.where(leaking, rng.uniform(1.0, 5.0, (size, 4)), 0.0)
+    leak_start_s = np.where(leaking, start_s + rng.uniform(0.25, 0.8, (size, 4)) * span_s, np.inf)
+    if cfg.days >= 14:  # baseline week stays clean on longer runs
+        leak_start_s = np.where(leaking, np.maximum(leak_start_s, start_s + 7.5 * DAY), np.inf)
+    reinflated = leaking & (rng.random((size, 4)) < 0.5)
+    # re-inflated to baseline once, when about 15-20 % under-inflated
+    drop_kpa = rng.uniform(0.15, 0.20, (size, 4)) * baseline_kpa
+    reaches_drop_s = leak_start_s + drop_kpa / (leak + seep + 1e-9) * DAY
+    reinflated_s = np.where(reinflated, reaches_drop_s + rng.uniform(0.1, 0.9, (size, 4)) * DAY, np.inf)
+
+    low_voltage_baseline_pct = rng.uniform(75.0, 95.0, size)
+    weak = rng.random(size) < 0.05
+    low_voltage_rate = np.where(weak, -rng.uniform(0.4, 1.2, size), 0.0)
+
+    trouble_codes = []
+    for _ in range(size):
+        codes = []
+        r = rng.random()
+        if r < 0.12:
+            code = catalog.DTC_CODES[int(rng.integers(0, len(catalog.DTC_CODES)))][0]
+            # most appear in the window, a quarter of them before it
+            first_seen = start_s + rng.uniform(0.05, 0.9) * span_s if r > 0.03 else start_s - rng.uniform(1, 20) * DAY
+            first_seen = float(np.floor(first_seen))
+            cleared = float(np.floor(first_seen + rng.uniform(1, 10) * DAY)) if rng.random() < 0.5 else None
+            codes.append((code, first_seen, cleared))
+        trouble_codes.append(codes)
+    return dict(oil_life_km=oil_life_km, start_oil_life_pct=start_oil, oil_change_below_pct=oil_change_below_pct,
+                tire_baseline_kpa=baseline_kpa, tire_seep_kpa_per_day=seep, tire_leak_kpa_per_day=leak,
+                tire_leak_start_s=leak_start_s, tire_reinflated_s=reinflated_s,
+                low_voltage_baseline_pct=low_voltage_baseline_pct, low_voltage_rate_pct_per_day=low_voltage_rate,
+                trouble_codes=trouble_codes)
+
+
+def _reading_cadence(cfg, size: int, rng: np.random.Generator) -> dict:
+    """Each car's place on the reading grid, how sparse it reads asleep, and when it sends slow signals."""
+    interval_s = cfg.interval_minutes * 60.0
+    grid_offset_s = rng.uniform(0, interval_s, size)
+    asleep_s = rng.uniform(3600, 7200, size)
+    if cfg.asleep_interval_minutes is not None:
+        asleep_s = np.full(size, cfg.asleep_interval_minutes * 60.0)
+    asleep_keep_every = np.maximum(1, np.round(asleep_s / interval_s)).astype(np.int64)
+    asleep_phase = rng.integers(0, 1 << 30, size) % asleep_keep_every
+    slow_period_s = rng.choice([3.0, 4.0, 6.0], size=size) * 3600.0
+    slow_phase_s = rng.uniform(0, 1, size) * slow_period_s
+    return dict(grid_offset_s=grid_offset_s, asleep_keep_every=asleep_keep_every, asleep_phase=asleep_phase,
+                slow_period_s=slow_period_s, slow_phase_s=slow_phase_s)

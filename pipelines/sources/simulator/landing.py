@@ -180,7 +180,7 @@ def redeliver_duplicates(writer: LandingWriter, cfg, fleet, formats, day: int, r
             line = state_lines.lines[i]
             detail = "identical re-delivery"
         else:
-            delivered_ms = int((fleet.t0 + target_day * DAY_S + (target_window + rng.random()) * window_s) * 1000)
+            delivered_ms = int((fleet.start_s + target_day * DAY_S + (target_window + rng.random()) * window_s) * 1000)
             delivered_ms = max(delivered_ms, int(redeliveries.delivered_ms[i]) + 1000)
             number = delivered_ms // 1000 if formats.delivered_at_in_seconds[v] else delivered_ms
             line = (state_lines.prefix[int(i)] + str(new_delivery_id[j]) + '","deliveredAt":' + str(number)
@@ -195,7 +195,7 @@ def redeliver_late(writer: LandingWriter, cfg, fleet, day: int, readings, state_
     window_s = DAY_S / cfg.files_per_day
     for i in np.nonzero(redeliveries.late)[0]:
         late_day = int(redeliveries.late_day[i])
-        window = int(np.clip((redeliveries.delivered_ms[i] / 1000.0 - (fleet.t0 + late_day * DAY_S)) // window_s,
+        window = int(np.clip((redeliveries.delivered_ms[i] / 1000.0 - (fleet.start_s + late_day * DAY_S)) // window_s,
                              0, cfg.files_per_day - 1))
         writer.redeliver(late_day, window, state_lines.lines[i], "LATE", str(event_id[i]), float(readings.at[i]),
                          f"delivered {late_day - day} day(s) late", int(readings.vehicle[i]))

@@ -60,24 +60,24 @@ def reading_times(cfg, fleet: Fleet, timeline: DayTimeline, events_by_vehicle: l
     interval = cfg.interval_minutes * 60.0
     jitter = min(0.2 * interval, 90.0)
     # grid slots are counted from the start of the run, so a vehicle's cadence carries over midnight
-    first_slot = int(math.floor((day_start - fleet.t0) / interval)) - 1
+    first_slot = int(math.floor((day_start - fleet.start_s) / interval)) - 1
     slot_count = int(math.ceil(DAY / interval)) + 3
     slots = first_slot + np.arange(slot_count)
-    grid_at = fleet.t0 + fleet.grid_offset[:, None] + slots[None, :] * interval
+    grid_at = fleet.start_s + fleet.grid_offset_s[:, None] + slots[None, :] * interval
     grid_at = np.floor(grid_at + rng.uniform(-jitter, jitter, grid_at.shape))
-    grid_vehicle = np.broadcast_to(np.arange(fleet.n)[:, None], grid_at.shape)
+    grid_vehicle = np.broadcast_to(np.arange(fleet.size)[:, None], grid_at.shape)
     grid_slot = np.broadcast_to(slots[None, :], grid_at.shape)
     in_day = (grid_at >= day_start) & (grid_at < day_end)
     grid_vehicle, grid_at, grid_slot = grid_vehicle[in_day], grid_at[in_day], grid_slot[in_day]
     mode = timeline.keyframes[timeline.keyframe_before(timeline.position(grid_vehicle, grid_at)), MODE]
     awake = (mode == DRIVING) | (mode == CHARGING)
-    asleep_slot = (grid_slot + fleet.asleep_phase[grid_vehicle]) % fleet.asleep_every[grid_vehicle] == 0
+    asleep_slot = (grid_slot + fleet.asleep_phase[grid_vehicle]) % fleet.asleep_keep_every[grid_vehicle] == 0
     keep = awake | asleep_slot
     keep &= rng.random(len(grid_at)) >= MISSING_GRID_READING_SHARE
     grid_vehicle, grid_at = grid_vehicle[keep], grid_at[keep]
     grid_trigger = np.full(len(grid_at), -1, dtype=np.int64)
 
-    event_vehicle = np.fromiter((v for v in range(fleet.n) for _ in events_by_vehicle[v]), dtype=np.int64)
+    event_vehicle = np.fromiter((v for v in range(fleet.size) for _ in events_by_vehicle[v]), dtype=np.int64)
     event_at = np.floor(np.fromiter((event[0] for events in events_by_vehicle for event in events),
                                     dtype=np.float64))
     event_kind = np.fromiter((event[1] for events in events_by_vehicle for event in events), dtype=np.int64)
@@ -146,7 +146,7 @@ def delivery_times(fleet: Fleet, readings: Readings, state: TrueState, rng: np.r
     count = len(readings)
     lag_s = np.where(state.awake, rng.uniform(2.0, 40.0, count), rng.uniform(20.0, 600.0, count))
     # makes without an oemUpdatedAt on the odometer report it as it is retrieved
-    retrieved_on_demand = np.array(["odometer-traveleddistance" in signals for signals in fleet.no_oem])
+    retrieved_on_demand = np.array(["odometer-traveleddistance" in signals for signals in fleet.without_oem_time])
     lag_s = np.where(retrieved_on_demand[readings.vehicle], rng.uniform(0.5, 4.0, count), lag_s)
     oem_updated_ms = (readings.at * 1000.0).astype(np.int64)
     retrieved_ms = oem_updated_ms + (lag_s * 1000.0).astype(np.int64)

@@ -17,8 +17,8 @@ METRES_PER_DEGREE = 111320.0
 
 def grid_voltage(fleet: Fleet, rng: np.random.Generator) -> np.ndarray:
     """Each vehicle's home grid voltage: 240 V split phase in the US, 230 V in Europe."""
-    us = np.array([C.METROS[metro][0] == "bay_area" for metro in fleet.metro])
-    return np.where(us, 240.0, 230.0) * rng.uniform(0.985, 1.015, fleet.n)
+    us = np.array([C.METROS[metro][0] == "bay_area" for metro in fleet.metro_index])
+    return np.where(us, 240.0, 230.0) * rng.uniform(0.985, 1.015, fleet.size)
 
 
 @dataclass
@@ -84,6 +84,6 @@ def report_odometer(fleet: Fleet, readings: Readings, reported_km: np.ndarray,
                     in_miles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The odometer value and its unit spelling, in the unit the car reports in."""
     value = np.round(np.where(in_miles, reported_km / C.KM_PER_MILE, reported_km), 1)
-    unit = np.where(in_miles, np.array(fleet.mi_spelling, dtype=object)[readings.vehicle],
+    unit = np.where(in_miles, np.array(fleet.mile_spelling, dtype=object)[readings.vehicle],
                     np.array(fleet.km_spelling, dtype=object)[readings.vehicle])
     return value, unit

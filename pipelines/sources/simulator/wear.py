@@ -20,13 +20,13 @@ OIL_CHANGE_DAILY_CHANCE = 0.5
 def tire_pressure(fleet: Fleet, vehicle: np.ndarray, at: np.ndarray) -> np.ndarray:
     """True tyre pressures (kPa), shape (len(at), 4), for vehicles ``vehicle`` at times ``at``."""
     at = np.asarray(at, dtype=float)[:, None]
-    base = fleet.tire_base[vehicle]
-    slow_loss = fleet.tire_slow[vehicle]
-    leak = fleet.tire_leak[vehicle]
-    leak_start = fleet.tire_leak_start[vehicle]
-    reinflated_at = fleet.tire_reinflate[vehicle]
+    base = fleet.tire_baseline_kpa[vehicle]
+    slow_loss = fleet.tire_seep_kpa_per_day[vehicle]
+    leak = fleet.tire_leak_kpa_per_day[vehicle]
+    leak_start = fleet.tire_leak_start_s[vehicle]
+    reinflated_at = fleet.tire_reinflated_s[vehicle]
     after_reinflation = at >= reinflated_at
-    reference = np.where(after_reinflation, reinflated_at, fleet.t0)
+    reference = np.where(after_reinflation, reinflated_at, fleet.start_s)
     leak_from = np.where(after_reinflation, np.maximum(reinflated_at, leak_start), leak_start)
     leak_days = np.where(np.isfinite(leak_from),
                          np.maximum(0.0, at - np.where(np.isfinite(leak_from), leak_from, 0.0)), 0.0) / DAY
@@ -35,9 +35,10 @@ def tire_pressure(fleet: Fleet, vehicle: np.ndarray, at: np.ndarray) -> np.ndarr
 
 def low_voltage_soc(fleet: Fleet, vehicle: np.ndarray, at: np.ndarray) -> np.ndarray:
     """True 12 V state of charge (%), without sensor noise."""
-    days = (np.asarray(at, dtype=float) - fleet.t0) / DAY
+    days = (np.asarray(at, dtype=float) - fleet.start_s) / DAY
     daily_swing = 1.5 * np.sin(2 * np.pi * (days % 1.0))
-    return np.clip(fleet.lv_base[vehicle] + fleet.lv_rate[vehicle] * days + daily_swing, 0.0, 100.0)
+    return np.clip(fleet.low_voltage_baseline_pct[vehicle] + fleet.low_voltage_rate_pct_per_day[vehicle] * days
+                   + daily_swing, 0.0, 100.0)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class EngineOil:
 
     @classmethod
     def at_start(cls, fleet: Fleet) -> EngineOil:
-        return cls(fleet.oil0.copy(), fleet.odo_start_km.copy(), fleet.oil_change_below.copy())
+        return cls(fleet.start_oil_life_pct.copy(), fleet.odometer_start_km.copy(), fleet.oil_change_below_pct.copy())
 
 
 @dataclass
@@ -68,12 +69,12 @@ def plan_oil_changes(oil: EngineOil, fleet: Fleet, timeline: DayTimeline, day_st
                      odometer_at_day_start: np.ndarray, rng: np.random.Generator) -> OilChanges:
     percent_at_day_start = (oil.percent_at_reference
                             - (odometer_at_day_start - oil.odometer_at_reference) / fleet.oil_life_km * 100.0)
-    changed_at = np.full(fleet.n, np.inf)
+    changed_at = np.full(fleet.size, np.inf)
     due = (~np.isnan(oil.change_below)) & (percent_at_day_start < np.nan_to_num(oil.change_below, nan=-1.0))
-    changed = due & (rng.random(fleet.n) < OIL_CHANGE_DAILY_CHANCE)
+    changed = due & (rng.random(fleet.size) < OIL_CHANGE_DAILY_CHANCE)
     changed_at[changed] = np.floor(day_start + rng.uniform(8.0, 18.0, int(changed.sum())) * 3600.0)
     odometer_at_change = np.where(
-        changed, timeline.odometer_at(np.arange(fleet.n), np.where(changed, changed_at, day_start)),
+        changed, timeline.odometer_at(np.arange(fleet.size), np.where(changed, changed_at, day_start)),
         oil.odometer_at_reference)
     oil.change_below[changed] = np.nan  # one oil change per owner
     return OilChanges(changed, changed_at, odometer_at_change, percent_at_day_start)
