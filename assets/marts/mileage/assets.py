@@ -21,9 +21,8 @@ from assets.marts.mileage.odometer import (
     distinct_odometer_readings, odometer_anomalies as odometer_anomalies_frame,
 )
 from assets.marts.protocol import Built, MartBuild, MartCheck, mart
-from assets.marts.warehouse_io import MART_SCHEMA, sql
+from assets.marts.warehouse_io import MART_SCHEMA, lake_scan, sql
 from assets.readings import readings
-from storage.layout import lake_files
 from storage.resources import LakeResource
 from quality.suites import daily_mileage_suite, mileage_verification_suite, odometer_readings_suite
 
@@ -33,17 +32,13 @@ MILEAGE_SQL_DIR = Path(__file__).parent / "sql"
 def load_odometer(lake: LakeResource) -> pl.DataFrame:
     """Distinct odometer readings of the lake, with where each came from: its event, the
     unit it was reported in, when it was delivered, and the landing file and line."""
-    files = lake_files(lake)
-    if not files["readings"]:
-        return pl.DataFrame(schema={**ODOMETER_SCHEMA, **SOURCE_SCHEMA})
     odometer = distinct_odometer_readings(
-        pl.scan_parquet(files["readings"]).filter(pl.col("metric") == "odometer_km")
+        lake_scan(lake, "readings").filter(pl.col("metric") == "odometer_km")
         .select("vehicle_id", "reading_time", "metric", "component", "value", "delivered_at", "event_id", "source_unit")
         .collect()
     )
-    lines = (pl.scan_parquet(files["deliveries"]).select("event_id", "source_file", pl.col("line_no").cast(pl.Int64))
-             .collect() if files["deliveries"] else pl.DataFrame(schema={"event_id": pl.String, "source_file": pl.String,
-                                                                         "line_no": pl.Int64}))
+    lines = (lake_scan(lake, "deliveries").select("event_id", "source_file", pl.col("line_no").cast(pl.Int64))
+             .collect())
     return odometer.join(lines, on="event_id", how="left").select(*ODOMETER_SCHEMA, *SOURCE_SCHEMA)
 
 
