@@ -2,19 +2,19 @@
 (partitioned by the UTC day of their reading time), vehicle errors, duplicates and
 quarantined lines.
 
-On disk, one landing file is one batch. A batch's files are written first and its manifest
-(`raw/_batches/<batch_id>.json`) last: the manifest is the commit. Readers only use files of
-committed batches, and a batch interrupted before its commit is simply redone by the next
-run, overwriting its own files. So a crash at any point leaves nothing half-visible, and
+New landing files are parsed in groups; one landing file is one batch. A group's rows go
+into each raw Delta table in one commit per table, tagged with the group's `ingest_seq`, and
+its batches into `raw/batches` last: that commit is the group's. Readers leave out rows of a
+later `ingest_seq` than `raw/batches` holds, and an ingest first deletes them: a group cut
+short by a crash is simply redone. So a crash at any point leaves nothing half-visible, and
 re-running gives the same lake.
 """
 
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -22,9 +22,9 @@ import polars as pl
 
 from assets.parsing import (FILE_QUARANTINE_SCHEMA, RawBatch, connect, empty_batch, file_batch_id, landing_content,
                             lines_frame, parse_lines)
-from storage.files import write_parquet_atomic, write_text_atomic
-from storage.layout import RawLayout, landing_files, landing_name, read_landing_file
-from storage.partitions import reading_day
+from storage import tables
+from storage.layout import BATCHES_SCHEMA, RAW_TABLES, RawLayout, landing_files, landing_name, read_landing_file
+from storage.partitions import reading_day, record_reading_days
 from storage.resources import LakeResource
 from quality.accounting import batch_accounting
 from quality.results import check_result
@@ -34,34 +34,85 @@ from quality.results import check_result
 UNREADABLE = "unreadable"
 
 
-def write_batch(layout: RawLayout, batch: RawBatch, manifest: dict, quarantined_file: dict | None = None) -> dict:
-    """Write one batch's files (and the record of its landing file, if that is quarantined),
-    then its manifest (the commit). Returns the manifest."""
-    batch_id = manifest["batch_id"]
-    write_parquet_atomic(batch.deliveries, layout.table_file("deliveries", batch_id))
-    write_parquet_atomic(batch.vehicle_errors, layout.table_file("vehicle_errors", batch_id))
-    write_parquet_atomic(batch.duplicates, layout.table_file("duplicates", batch_id))
-    write_parquet_atomic(batch.quarantine, layout.quarantine_file(batch_id))
-    if quarantined_file is not None:
-        write_parquet_atomic(pl.DataFrame([quarantined_file], schema=FILE_QUARANTINE_SCHEMA),
-                             layout.file_quarantine_file(batch_id))
-    ingested_at = datetime.fromisoformat(manifest["ingested_at"])
-    signals = batch.signals.with_columns(ingested_at=pl.lit(ingested_at, pl.Datetime("us", "UTC")))
-    signals = signals.with_columns(day=reading_day())
-    days = sorted(signals.get_column("day").unique().to_list())
-    for (day,), part in signals.partition_by("day", as_dict=True, maintain_order=True).items():
-        write_parquet_atomic(part.drop("day"), layout.signals_file(day, batch_id))
-    manifest = {**manifest, **batch.counts, "days": [d.isoformat() for d in days],
-                "file_reason": quarantined_file["reason"] if quarantined_file else None}
-    write_text_atomic(json.dumps(manifest, indent=1, sort_keys=True), layout.batches_dir / f"{batch_id}.json")
-    return manifest
+@dataclass
+class _Written:
+    """One landing file's share of a group: its parsed batch, manifest and file record."""
+    batch: RawBatch
+    manifest: dict
+    quarantined_file: dict | None = None
 
 
-def seen_event_ids(layout: RawLayout) -> pl.Series:
-    files = layout.committed_files("deliveries")
-    if not files:
-        return pl.Series("event_id", [], dtype=pl.String)
-    return pl.scan_parquet(files).select("event_id").collect().get_column("event_id")
+def write_group(layout: RawLayout, seq: int, group: list[_Written]) -> list[dict]:
+    """Write one ingest group: its rows into each raw table (one commit each), then its
+    batches (the group's commit). Returns the batches' manifests."""
+    tag = pl.lit(seq, pl.Int64).alias("ingest_seq")
+    for table in ("deliveries", "vehicle_errors", "duplicates", "quarantine"):
+        frame = pl.concat([getattr(w.batch, table) for w in group])
+        if frame.height:
+            tables.append(layout.table_dir(table), frame.with_columns(tag))
+    records = [w.quarantined_file for w in group if w.quarantined_file is not None]
+    if records:
+        tables.append(layout.table_dir("quarantined_files"),
+                      pl.DataFrame(records, schema=FILE_QUARANTINE_SCHEMA).with_columns(tag))
+    manifests = []
+    signals = []
+    for w in group:
+        ingested_at = datetime.fromisoformat(w.manifest["ingested_at"])
+        batch_signals = w.batch.signals.with_columns(ingested_at=pl.lit(ingested_at, pl.Datetime("us", "UTC")))
+        batch_signals = batch_signals.with_columns(day=reading_day())
+        days = sorted(batch_signals.get_column("day").unique().to_list())
+        signals.append(batch_signals)
+        manifests.append({**w.manifest, **w.batch.counts, "days": [d.isoformat() for d in days],
+                          "file_reason": w.quarantined_file["reason"] if w.quarantined_file else None,
+                          "ingest_seq": seq})
+    signals = pl.concat(signals)
+    if signals.height:
+        tables.append(layout.table_dir("signals"), signals.with_columns(tag), partition_by=["day"])
+    tables.append(layout.batches_table, pl.DataFrame(manifests, schema=BATCHES_SCHEMA))
+    return manifests
+
+
+def discard_cut_ingest(layout: RawLayout) -> None:
+    """Delete the rows an ingest cut short left in the raw tables (a later `ingest_seq` than
+    the last committed group): found from the tables' file statistics, without reading data."""
+    for table in RAW_TABLES:
+        path = layout.table_dir(table)
+        stats = tables.files(path)
+        if stats.height and ("max.ingest_seq" not in stats.columns
+                             or (stats.get_column("max.ingest_seq").max() or 0) > layout.committed_seq):
+            tables.delete(path, f"ingest_seq > {layout.committed_seq}")
+
+
+def vacuum_raw(lake: LakeResource) -> int:
+    """Delete the raw tables' files that no version within the lake's retention uses."""
+    layout = RawLayout(lake)
+    return sum(tables.vacuum(path, lake.retention_hours)
+               for path in [layout.batches_table, *map(layout.table_dir, RAW_TABLES)])
+
+
+def seen_event_ids(layout: RawLayout, event_ids: pl.Series) -> pl.Series:
+    """Which of these eventIds the lake already holds a delivery of. Within an ingest (after
+    `discard_cut_ingest`) every row of `raw/deliveries` is committed or this ingest's own, so
+    the table is read as it stands; only its `event_id` column is read, in a streaming
+    scan, so memory grows with the group, not with the history."""
+    path = layout.table_dir("deliveries")
+    if not tables.exists(path) or event_ids.is_empty():
+        return pl.Series("event_id", [], pl.String)
+    return (tables.scan(path, pl.Schema()).select("event_id").filter(pl.col("event_id").is_in(event_ids.implode()))
+            .collect(engine="streaming").get_column("event_id"))
+
+
+def without_seen(parsed: RawBatch, seen: pl.Series) -> RawBatch:
+    """A parse with the deliveries of eventIds seen before moved to its duplicates (with
+    their signals and errors dropped), as if `parse_lines` had been given them."""
+    if seen.is_empty():
+        return parsed
+    again = pl.col("event_id").is_in(seen.implode())
+    moved = parsed.deliveries.filter(again).select(parsed.duplicates.columns)
+    return RawBatch(
+        deliveries=parsed.deliveries.filter(~again), signals=parsed.signals.filter(~again),
+        vehicle_errors=parsed.vehicle_errors.filter(~again), quarantine=parsed.quarantine,
+        duplicates=pl.concat([parsed.duplicates, moved]).sort("batch_id", "line_no", maintain_order=True))
 
 
 def _iso(moment) -> str | None:
@@ -119,16 +170,24 @@ def _file_record(manifest: dict, landed_on, reason: str, detail: str | None, lin
 
 
 def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
-    """Ingest every landing file not yet ingested (or changed since), in path order. Each
-    file is committed on its own. A file that cannot be read or decompressed never stops
-    the others: it is quarantined as a file (a cut gzip keeps its complete lines). Returns
-    the manifests this call committed."""
+    """Ingest every landing file not yet ingested (or changed since), in path order, in
+    groups of about GROUP_LINES lines, each committed on its own. A file that cannot be read
+    or decompressed never stops the others: it is quarantined as a file (a cut gzip keeps
+    its complete lines). Returns the manifests this call committed."""
     layout = RawLayout(lake)
+    discard_cut_ingest(layout)
     committed = set(layout.committed)
-    seen = seen_event_ids(layout)
     ingested_at = datetime.now(UTC).isoformat()
     done: list[dict] = []
     group: list[_Pending] = []
+    seq = [layout.committed_seq]  # the last group committed; each group takes the next
+
+    def commit(written: list[_Written]) -> None:
+        seq[0] += 1
+        for manifest in write_group(layout, seq[0], written):
+            done.append(manifest)
+            _log(log, manifest, manifest)
+
     con = connect()
     try:
         for path, relative, stat in unseen_landing_files(layout):
@@ -144,8 +203,7 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
                 if manifest["batch_id"] not in committed:
                     why = f"{type(error).__name__}: {error.strerror or error}"
                     record = _file_record(manifest, landed_on, UNREADABLE, why, 0)
-                    done.append(write_batch(layout, empty_batch(), {**manifest, "latest_delivered_at": None}, record))
-                    _log(log, manifest, done[-1])
+                    commit([_Written(empty_batch(), {**manifest, "latest_delivered_at": None}, record)])
                 continue
             if data is None:  # gone or replaced since it was listed: the next run sees what is there
                 continue
@@ -160,10 +218,10 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
                       if content.fault else None)
             group.append(_Pending(lines, manifest, record))
             if sum(p.lines.height for p in group) >= GROUP_LINES:
-                seen = _ingest_group(layout, group, seen, con, done, log)
+                _ingest_group(layout, group, con, commit)
                 group = []
         if group:
-            _ingest_group(layout, group, seen, con, done, log)
+            _ingest_group(layout, group, con, commit)
     finally:
         con.close()
     return done
@@ -176,19 +234,21 @@ def _log(log, manifest: dict, written: dict) -> None:
                  f"{ {k: written[k] for k in ('lines', 'parsed', 'duplicates', 'quarantined', 'signals')} }")
 
 
-def _ingest_group(layout: RawLayout, group: list[_Pending], seen: pl.Series,
-                  con, done: list[dict], log) -> pl.Series:
-    parsed = parse_lines(pl.concat([p.lines for p in group]), seen_event_ids=seen, con=con)
+def _ingest_group(layout: RawLayout, group: list[_Pending], con, commit) -> None:
+    # Parsed first, then checked against the lake for the eventIds the group holds: the
+    # lake's eventIds are never all loaded.
+    parsed = parse_lines(pl.concat([p.lines for p in group]), con=con)
+    parsed = without_seen(parsed, seen_event_ids(layout, parsed.deliveries.get_column("event_id")))
+    written = []
     for pending in group:
         batch = parsed.of_batch(pending.manifest["batch_id"])
         # The newest delivery for freshness, of those not dated after their ingest: a clock
         # set to year 9999 does not make the lake look fresh.
         received = datetime.fromisoformat(pending.manifest["ingested_at"]) + timedelta(days=1)
         latest = batch.deliveries.filter(pl.col("delivered_at") <= received).get_column("delivered_at").max()
-        done.append(write_batch(layout, batch, {**pending.manifest, "latest_delivered_at": _iso(latest)},
+        written.append(_Written(batch, {**pending.manifest, "latest_delivered_at": _iso(latest)},
                                 pending.quarantined_file))
-        _log(log, pending.manifest, done[-1])
-    return pl.concat([seen, parsed.deliveries.get_column("event_id")])
+    commit(written)
 
 
 class RawIngestConfig(dg.Config):
@@ -204,16 +264,17 @@ RAW_CHECKS = {spec.name: spec for spec in [
 ]}
 
 
-@dg.asset(group_name="lake", check_specs=list(RAW_CHECKS.values()), pool="lake", kinds={"parquet", "duckdb"})
+@dg.asset(group_name="lake", check_specs=list(RAW_CHECKS.values()), pool="lake", kinds={"delta", "duckdb"})
 def raw_deliveries(context: dg.AssetExecutionContext, config: RawIngestConfig, lake: LakeResource) -> dg.MaterializeResult:
     """Landing files ingested once each: parsed deliveries, raw signals by reading day,
     vehicle errors, duplicates, and quarantined lines with their original text."""
     layout = RawLayout(lake)
     manifests = ingest_landing(lake, log=context.log)
     accounting = check_result(lake, RAW_CHECKS["landed_lines_accounted"],
-                               {m["batch_id"]: [batch_accounting(layout, m)] for m in manifests})
+                               {row["batch_id"]: [row] for row in batch_accounting(RawLayout(lake), manifests)})
+    vacuum_raw(lake)
 
-    all_manifests = layout.manifests()
+    all_manifests = RawLayout(lake).manifests()
     newest = max((m["latest_delivered_at"] for m in all_manifests if m.get("latest_delivered_at")), default=None)
     age_hours = (datetime.now(UTC) - datetime.fromisoformat(newest)).total_seconds() / 3600 if newest else None
     fresh = age_hours is not None and age_hours <= config.freshness_hours
@@ -223,6 +284,8 @@ def raw_deliveries(context: dg.AssetExecutionContext, config: RawIngestConfig, l
     totals = {k: sum(m[k] for m in manifests) for k in ("landing_lines", "parsed", "duplicates", "quarantined", "signals")}
     totals["files_quarantined"] = sum(1 for m in manifests if m["file_reason"])
     days = sorted({d for m in manifests for d in m["days"]})
+    # However the ingest was launched (command, UI, sensor), the reading partitions then reach back to its days.
+    record_reading_days(lake.root, [date.fromisoformat(d) for d in days])
     preview = "\n".join(f"| {m['source_file']} | {m['landing_lines']} | {m['parsed']} | {m['duplicates']} | "
                         f"{m['quarantined']} | {m['file_reason'] or ''} |" for m in manifests[:10])
     return dg.MaterializeResult(

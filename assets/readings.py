@@ -1,16 +1,15 @@
 """The readings layer: typed readings in SI units, one Dagster partition per UTC day.
 
-A day is rebuilt whole from the committed raw signals stored under it, so materializing a
-partition is idempotent, and late data for an old day simply makes that day stale again.
-Each day records which raw batches it was built from; a day whose sources have not changed
-is skipped, so a run costs what the new data costs.
+A day is rebuilt whole from the committed raw signals stored under it, and replaced in each
+table in one commit, so materializing a partition is idempotent, and late data for an old
+day simply makes that day stale again. Each day records the last ingest group its raw
+signals were built up to (`_state/readings`); a day no later group has added to is skipped,
+so a run costs what the new data costs.
 """
 
 
-import json
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -19,8 +18,8 @@ from assets.normalize import normalize_signals
 from assets.parsing import empty_batch
 from assets.metadata import markdown_preview
 from assets.raw import raw_deliveries
-from storage.files import write_parquet_atomic, write_text_atomic
-from storage.layout import RawLayout, ReadingsLayout
+from storage import tables
+from storage.layout import READINGS_STATE_SCHEMA, RawLayout, ReadingsLayout
 from storage.partitions import reading_days
 from storage.resources import LakeResource
 from quality.accounting import signal_accounting
@@ -31,13 +30,8 @@ from quality.suites import readings_ranges_suite, readings_schema_suite
 
 def stale_days(lake: LakeResource) -> list[date]:
     """Days whose committed raw signals differ from what their readings were built from."""
-    raw, built = RawLayout(lake), ReadingsLayout(lake)
-    stale = []
-    for day in raw.signal_days():
-        sources = [p.stem for p in raw.committed_signal_files(day)]
-        if sources != (built.built_from(day) or []):
-            stale.append(day)
-    return stale
+    built = ReadingsLayout(lake).states()
+    return [day for day, seq in RawLayout(lake).day_seqs().items() if seq != (built.get(day) or {}).get("source_seq")]
 
 
 def distinct_readings(readings: pl.DataFrame) -> pl.DataFrame:
@@ -57,25 +51,40 @@ class DayBuild:
     accounting: dict
 
 
-def build_day(lake: LakeResource, day: date, files: list[Path]) -> DayBuild:
+# Raw signals as normalize reads them: the batch's signals and when they were ingested.
+RAW_SIGNALS_SCHEMA = pl.Schema({**empty_batch().signals.schema, "ingested_at": pl.Datetime("us", "UTC")})
+OUTPUTS = ("readings", "signal_errors", "quarantine/readings")
+
+
+def build_day(lake: LakeResource, day: date, source_seq: int) -> DayBuild:
     """Rebuild one day of readings, signal errors and quarantined signals from its committed
-    raw signal files."""
-    out = ReadingsLayout(lake)
-    signals = pl.read_parquet(files) if files else empty_batch().signals
+    raw signals (up to ingest group `source_seq`), each table's day replaced in one commit."""
+    raw, out = RawLayout(lake), ReadingsLayout(lake)
+    signals = (raw.scan("signals", pl.Schema({**RAW_SIGNALS_SCHEMA, "day": pl.Date}))
+               .filter(pl.col("day") == day).select(RAW_SIGNALS_SCHEMA.names()).collect())
     normalized = normalize_signals(signals)
-    write_parquet_atomic(normalized.readings, out.readings_file(day))
-    write_parquet_atomic(normalized.signal_errors, out.signal_errors_file(day))
-    write_parquet_atomic(normalized.quarantine, out.quarantine_file(day))
-    # Accounting from what is on disk now, then the state file that marks the day as built.
-    stored = pl.read_parquet(out.readings_file(day), columns=["event_id", "signal_index"])
+    produced = dict(zip(OUTPUTS, (normalized.readings, normalized.signal_errors, normalized.quarantine)))
+    for kind, frame in produced.items():
+        tables.replace(out.table(kind), frame, f"day = '{day.isoformat()}'", partition_by=["day"])
+    # Accounting from what is stored now, then the state row that marks the day as built.
+    stored = {kind: tables.scan(out.table(kind), frame.schema).filter(pl.col("day") == day)
+              for kind, frame in produced.items()}
     accounting = signal_accounting(
         raw_signals=signals.height,
-        readings=stored,
-        signal_errors=pl.scan_parquet(out.signal_errors_file(day)).select(pl.len()).collect().item(),
-        quarantined=pl.scan_parquet(out.quarantine_file(day)).select(pl.len()).collect().item(),
+        readings=stored["readings"].select("event_id", "signal_index").collect(),
+        signal_errors=stored["signal_errors"].select(pl.len()).collect().item(),
+        quarantined=stored["quarantine/readings"].select(pl.len()).collect().item(),
     )
-    write_text_atomic(json.dumps({"sources": [p.stem for p in files], **accounting}, indent=1), out.state_file(day))
+    state = pl.DataFrame([{"day": day, "source_seq": source_seq, **accounting}], schema=READINGS_STATE_SCHEMA)
+    # Partitioned by day too, so that days built in parallel never touch the same files.
+    tables.replace(out.state_table, state, f"day = '{day.isoformat()}'", partition_by=["day"])
     return DayBuild(day, normalized.readings, accounting)
+
+
+def vacuum_readings(lake: LakeResource) -> int:
+    """Delete the readings tables' files that no version within the lake's retention uses."""
+    out = ReadingsLayout(lake)
+    return sum(tables.vacuum(path, lake.retention_hours) for path in [*map(out.table, OUTPUTS), out.state_table])
 
 
 READINGS_CHECKS = {spec.name: spec for spec in [
@@ -96,22 +105,22 @@ def with_reading_key(readings: pl.DataFrame) -> pl.DataFrame:
 
 @dg.asset(
     group_name="lake", partitions_def=reading_days, deps=[raw_deliveries], check_specs=list(READINGS_CHECKS.values()),
-    backfill_policy=dg.BackfillPolicy.single_run(), pool="lake", kinds={"polars", "parquet"},
+    backfill_policy=dg.BackfillPolicy.single_run(), pool="lake", kinds={"polars", "delta"},
 )
 def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Typed readings in SI units (one row per value), by UTC day of the reading time; with
     the day's signal errors and quarantined signals beside them."""
-    layout, built_state = RawLayout(lake), ReadingsLayout(lake)
+    day_seqs, built = RawLayout(lake).day_seqs(), ReadingsLayout(lake).states()
     validation = ChunkedValidation()
     accounting: dict[str, list[dict]] = {}
     rows = errors = quarantined = 0
     last: pl.DataFrame | None = None
     for key in context.partition_keys:
         day = date.fromisoformat(key)
-        files = layout.committed_signal_files(day)
-        if [p.stem for p in files] == (built_state.built_from(day) or []):
-            continue  # unchanged since it was built
-        build = build_day(lake, day, files)
+        source_seq = day_seqs.get(day, 0)
+        if source_seq == (built.get(day) or {}).get("source_seq", 0):
+            continue  # unchanged since it was built (or never had signals)
+        build = build_day(lake, day, source_seq)
         context.log.info(f"readings {day}: {build.accounting}")
         accounting[key] = [build.accounting]
         rows += build.readings.height
@@ -120,6 +129,7 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
         validation.add(day, build.readings)
         last = build.readings if build.readings.height else last
     validation.flush()
+    vacuum_readings(lake)
     return dg.MaterializeResult(
         metadata={
             "days_rebuilt": len(accounting),

@@ -25,11 +25,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
 @dg.sensor(job=readings_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
 def stale_readings_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """Request a readings run for each day whose committed raw signals changed."""
-    raw = RawLayout(lake)
-    requests = []
-    for day in stale_days(lake):
-        sources = ",".join(p.stem for p in raw.committed_signal_files(day))
-        digest = hashlib.sha256(sources.encode()).hexdigest()[:16]
-        requests.append(dg.RunRequest(run_key=f"readings-{day}-{digest}", partition_key=day.isoformat()))
+    day_seqs = RawLayout(lake).day_seqs()
+    requests = [dg.RunRequest(run_key=f"readings-{day}-{day_seqs[day]}", partition_key=day.isoformat())
+                for day in stale_days(lake)]
     return requests or dg.SkipReason("every day's readings are up to date")
 

@@ -10,35 +10,41 @@ Both are checked against what is actually on disk, not against the counts the wr
 
 from __future__ import annotations
 
-from datetime import date
-from pathlib import Path
-
 import polars as pl
 
+from storage import tables
 from storage.layout import RawLayout, ReadingsLayout
 from storage.resources import LakeResource
 
+# What each raw table holds per batch, as the batch's manifest counts it.
+_STORED_AS = {"deliveries": "parsed", "duplicates": "duplicates", "quarantine": "quarantined",
+              "quarantined_files": "files_quarantined", "signals": "signals"}
 
-def _rows(files: list[Path]) -> int:
-    return sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
+
+def _rows_per_batch(layout: RawLayout, table: str, seqs: list[int]) -> dict[str, int]:
+    """Rows per batch of the given ingest groups (their files found by statistics)."""
+    path = layout.table_dir(table)
+    if not tables.exists(path):
+        return {}
+    counted = (tables.scan(path, pl.Schema()).filter(pl.col("ingest_seq").is_in(seqs))
+               .group_by("batch_id").len().collect())
+    return dict(counted.iter_rows())
 
 
-def batch_accounting(layout: RawLayout, manifest: dict) -> dict:
-    """Compare one committed batch's landed lines with the rows stored for it."""
-    batch_id = manifest["batch_id"]
-    stored = {
-        "parsed": _rows([layout.table_file("deliveries", batch_id)]),
-        "duplicates": _rows([layout.table_file("duplicates", batch_id)]),
-        "quarantined": _rows([layout.quarantine_file(batch_id)]),
-        "files_quarantined": _rows([layout.file_quarantine_file(batch_id)]) if manifest.get("file_reason") else 0,
-        "signals": _rows([layout.signals_file(date.fromisoformat(d), batch_id)
-                          for d in manifest["days"]]),
-    }
-    balanced = manifest["landing_lines"] == stored["parsed"] + stored["duplicates"] + stored["quarantined"]
-    file_recorded = stored["files_quarantined"] == (1 if manifest.get("file_reason") else 0)
-    return {"success": balanced and file_recorded and stored["signals"] == manifest["signals"],
-            "batch_id": batch_id, "source_file": manifest["source_file"],
-            "landing_lines": manifest["landing_lines"], **stored, "signals_expected": manifest["signals"]}
+def batch_accounting(layout: RawLayout, manifests: list[dict]) -> list[dict]:
+    """Compare committed batches' landed lines with the rows stored for them."""
+    seqs = sorted({m["ingest_seq"] for m in manifests})
+    stored = {table: _rows_per_batch(layout, table, seqs) for table in _STORED_AS}
+    results = []
+    for manifest in manifests:
+        batch_id = manifest["batch_id"]
+        counts = {name: stored[table].get(batch_id, 0) for table, name in _STORED_AS.items()}
+        balanced = manifest["landing_lines"] == counts["parsed"] + counts["duplicates"] + counts["quarantined"]
+        file_recorded = counts["files_quarantined"] == (1 if manifest.get("file_reason") else 0)
+        results.append({"success": balanced and file_recorded and counts["signals"] == manifest["signals"],
+                        "batch_id": batch_id, "source_file": manifest["source_file"],
+                        "landing_lines": manifest["landing_lines"], **counts, "signals_expected": manifest["signals"]})
+    return results
 
 
 def signal_accounting(raw_signals: int, readings: pl.DataFrame, signal_errors: int, quarantined: int) -> dict:
@@ -48,21 +54,26 @@ def signal_accounting(raw_signals: int, readings: pl.DataFrame, signal_errors: i
             "signals_read": read, "signal_errors": signal_errors, "signals_quarantined": quarantined}
 
 
+def raw_signals_per_day(layout: RawLayout) -> dict:
+    """The committed raw signals of every day (the day is the table's partition column)."""
+    counted = layout.scan("signals", pl.Schema({"day": pl.Date, "ingest_seq": pl.Int64}))
+    return dict(counted.group_by("day").len().collect().iter_rows())
+
+
 def lake_signal_accounting(lake: LakeResource) -> dict:
     """Every raw signal the lake holds, over all days, not only the days a run built: each
     day with committed raw signals must have been built from exactly those signals, and
-    balance. A day that was not (never built, or built from other batches) holds signals
-    without an outcome, and fails this."""
+    balance. A day that was not (never built, or built before later signals came) holds
+    signals without an outcome, and fails this."""
     raw, built = RawLayout(lake), ReadingsLayout(lake)
     totals = {"raw_signals": 0, "signals_read": 0, "signal_errors": 0, "signals_quarantined": 0}
     without_outcome: list[str] = []
-    days = raw.signal_days()
+    counts, states, day_seqs = raw_signals_per_day(raw), built.states(), raw.day_seqs()
+    days = sorted(set(counts) | set(day_seqs))
     for day in days:
-        files = raw.committed_signal_files(day)
-        raw_signals = _rows(files)
-        state = built.state(day)
+        raw_signals, state = counts.get(day, 0), states.get(day)
         totals["raw_signals"] += raw_signals
-        if (state is None or state["sources"] != [p.stem for p in files] or state["raw_signals"] != raw_signals
+        if (state is None or state["source_seq"] != day_seqs.get(day) or state["raw_signals"] != raw_signals
                 or not state["success"]):
             without_outcome.append(day.isoformat())
             continue

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from storage.files import write_parquet_atomic
+from storage import tables
 from storage.layout import SmartcarLayout
 
 _TIME = pl.Datetime("us", "UTC")
@@ -32,12 +32,10 @@ CONNECTIONS_SCHEMA = pl.Schema({
 
 
 def read_connections(layout: SmartcarLayout) -> pl.DataFrame:
-    path = layout.connections_file
-    if not path.exists():
-        return CONNECTIONS_SCHEMA.to_frame()
-    return pl.read_parquet(path).cast(dict(CONNECTIONS_SCHEMA))
+    return tables.scan(layout.connections_table, CONNECTIONS_SCHEMA).collect().cast(dict(CONNECTIONS_SCHEMA))
 
 
 def write_connections(layout: SmartcarLayout, frame: pl.DataFrame) -> None:
-    write_parquet_atomic(frame.select(CONNECTIONS_SCHEMA.names()).cast(dict(CONNECTIONS_SCHEMA)).sort("vehicle_id"),
-                         layout.connections_file)
+    """The whole table, replaced in one commit (a row per vehicle: it stays small)."""
+    tables.overwrite(layout.connections_table,
+                     frame.select(CONNECTIONS_SCHEMA.names()).cast(dict(CONNECTIONS_SCHEMA)).sort("vehicle_id"))

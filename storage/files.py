@@ -1,14 +1,14 @@
-"""Atomic writes: write to a hidden temporary file beside the target, then rename, so a
-reader never sees a half-written file and a crash leaves only the temporary behind. The
-one guard every written path passes: it must resolve inside its root. And the rule that
-what Fleetlake keeps is its owner's alone."""
+"""Atomic writes of small files (check results, the pull's state; the lake's tables are
+Delta tables, see tables.py): write to a hidden temporary file beside the target, then
+rename, so a reader never sees a half-written file and a crash leaves only the temporary
+behind. The one guard every written path passes: it must resolve inside its root. And the
+rule that what Fleetlake keeps is its owner's alone."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import polars as pl
 
 
 class OutsideRoot(ValueError):
@@ -20,15 +20,6 @@ def inside(root: Path, path: Path) -> Path:
     if not Path(path).resolve().is_relative_to(Path(root).resolve()):
         raise OutsideRoot(f"{path} is outside {root}")
     return Path(path)
-
-
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
-    """Write then rename, so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.write_parquet(tmp, compression="zstd", statistics=True)
-    os.replace(tmp, path)
-    return path
 
 
 def write_text_atomic(text: str, path: Path) -> Path:

@@ -1,16 +1,19 @@
-"""The lake's floor plan: where each table's files live under the data directory, which
-of them are committed, and which landing files are input. Every module that reads or
-writes the lake asks this one; nothing else builds lake paths.
+"""The lake's floor plan: where each table lives under the data directory, and which
+landing files are input. Every module that reads or writes the lake asks this one; nothing
+else builds lake paths. Every table is a Delta table (`storage/tables.py`).
 
-Raw tables are written per batch (one landing file); a batch's manifest
-(`raw/_batches/<batch_id>.json`) is written last and is its commit. Readings tables are
-written per UTC day, with a state file saying which raw batches the day was built from.
+Raw tables are appended once per ingest group (new landing files parsed together), each row
+carrying the group's `ingest_seq`; the group's rows of `raw/batches` (one per landing file:
+what was ingested, with its counts) are appended last, and that commit is the group's
+commit. Rows of a later `ingest_seq` than `raw/batches` holds belong to an ingest that was
+cut short: readers leave them out, and the next ingest deletes them before it starts.
+Readings tables are replaced a UTC day at a time; `_state/readings` says, per day, which
+ingest its raw signals were built up to.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat as st
 from dataclasses import dataclass
@@ -18,12 +21,27 @@ from datetime import date
 from functools import cached_property
 from pathlib import Path
 
+import polars as pl
+import pyarrow.dataset as ds
+
+from storage import tables
 from storage.resources import LakeResource
 
 LANDING_SUFFIXES = (".ndjson", ".ndjson.gz")
 
-# Per-batch tables and where their files live.
-_BATCH_TABLE_DIRS = {"quarantine": ("quarantine", "deliveries"), "quarantined_files": ("quarantine", "files")}
+# Where each raw table lives; the rest are under raw/<table>.
+_RAW_TABLE_DIRS = {"quarantine": ("quarantine", "deliveries"), "quarantined_files": ("quarantine", "files")}
+RAW_TABLES = ("deliveries", "vehicle_errors", "duplicates", "quarantine", "quarantined_files", "signals")
+
+# One row per ingested landing file version (what the manifests held), appended last by
+# each ingest group: the group's commit.
+BATCHES_SCHEMA = pl.Schema({
+    "batch_id": pl.String, "source_file": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64,
+    "ctime_ns": pl.Int64, "sha256": pl.String, "ingested_at": pl.String, "latest_delivered_at": pl.String,
+    "landing_lines": pl.Int64, "lines": pl.Int64, "parsed": pl.Int64, "duplicates": pl.Int64,
+    "quarantined": pl.Int64, "signals": pl.Int64, "vehicle_errors": pl.Int64, "file_reason": pl.String,
+    "days": pl.List(pl.String), "ingest_seq": pl.Int64,
+})
 
 
 @dataclass(frozen=True)
@@ -31,50 +49,53 @@ class RawLayout:
     lake: LakeResource
 
     @property
-    def batches_dir(self) -> Path:
-        return self.lake.path("raw", "_batches")
+    def batches_table(self) -> Path:
+        return self.lake.path("raw", "batches")
 
     def table_dir(self, table: str) -> Path:
-        return self.lake.path(*_BATCH_TABLE_DIRS.get(table, ("raw", table)))
+        return self.lake.path(*_RAW_TABLE_DIRS.get(table, ("raw", table)))
 
-    def table_file(self, table: str, batch_id: str) -> Path:
-        return self.table_dir(table) / f"{batch_id}.parquet"
-
-    def signals_file(self, day: date, batch_id: str) -> Path:
-        return self.lake.path("raw", "signals", f"day={day.isoformat()}", f"{batch_id}.parquet")
-
-    def quarantine_file(self, batch_id: str) -> Path:
-        return self.table_file("quarantine", batch_id)
-
-    def file_quarantine_file(self, batch_id: str) -> Path:
-        """The record of a landing file quarantined as a file (unreadable, corrupt or cut)."""
-        return self.table_file("quarantined_files", batch_id)
+    @cached_property
+    def batches(self) -> pl.DataFrame:
+        """The committed batches in ingest order, read once: a layout serves one step, and a
+        batch committed meanwhile is picked up by the next step."""
+        return (tables.scan(self.batches_table, BATCHES_SCHEMA).collect()
+                .sort("ingest_seq", "source_file", maintain_order=True))
 
     def manifests(self) -> list[dict]:
-        if not self.batches_dir.exists():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(self.batches_dir.glob("*.json"))]
+        return self.batches.to_dicts()
 
     @cached_property
     def committed(self) -> frozenset[str]:
-        """The ids of the committed batches, read once: a layout serves one step, and a batch
-        committed meanwhile is picked up by the next step."""
-        return frozenset(m["batch_id"] for m in self.manifests())
+        return frozenset(self.batches.get_column("batch_id"))
 
-    def committed_files(self, table: str) -> list[Path]:
-        """Files of a per-batch table (deliveries, vehicle_errors, duplicates, quarantine,
-        quarantined_files) that are committed."""
-        return sorted(p for p in self.table_dir(table).glob("*.parquet") if p.stem in self.committed)
+    @cached_property
+    def committed_seq(self) -> int:
+        """The last ingest group that committed: rows of a later one were cut short."""
+        return self.batches.get_column("ingest_seq").max() or 0
 
-    def committed_signal_files(self, day: date) -> list[Path]:
-        folder = self.signals_file(day, "x").parent
-        return sorted(p for p in folder.glob("*.parquet") if p.stem in self.committed)
+    def scan(self, table: str, schema: pl.Schema) -> pl.LazyFrame:
+        """A raw table's committed rows, in `schema`'s columns, lazily."""
+        path = self.table_dir(table)
+        if not tables.exists(path):
+            return schema.to_frame().lazy()
+        return tables.scan(path, schema).filter(pl.col("ingest_seq") <= self.committed_seq).select(schema.names())
+
+    def dataset(self, table: str) -> ds.Dataset | None:
+        """A raw table's committed rows as an Arrow dataset; None if it was never written."""
+        found = tables.dataset(self.table_dir(table))
+        return found.filter(ds.field("ingest_seq") <= self.committed_seq) if found is not None else None
+
+    def day_seqs(self) -> dict[date, int]:
+        """For each UTC day with committed raw signals, the last ingest group that added to it."""
+        latest: dict[date, int] = {}
+        for days, seq in self.batches.select("days", "ingest_seq").iter_rows():
+            for day in map(date.fromisoformat, days or []):
+                latest[day] = max(seq, latest.get(day, 0))
+        return dict(sorted(latest.items()))
 
     def signal_days(self) -> list[date]:
-        folder = self.lake.path("raw", "signals")
-        if not folder.exists():
-            return []
-        return sorted(date.fromisoformat(p.name.removeprefix("day=")) for p in folder.glob("day=*"))
+        return list(self.day_seqs())
 
 
 def landing_files(landing: Path) -> list[Path]:
@@ -129,52 +150,30 @@ def read_landing_file(path: Path, listed: os.stat_result) -> bytes | None:
         return f.read()
 
 
+READINGS_STATE_SCHEMA = pl.Schema({
+    "day": pl.Date, "source_seq": pl.Int64, "success": pl.Boolean, "raw_signals": pl.Int64,
+    "signals_read": pl.Int64, "signal_errors": pl.Int64, "signals_quarantined": pl.Int64,
+})
+
+
 @dataclass(frozen=True)
 class ReadingsLayout:
+    """Readings, signal errors and quarantined signals: Delta tables partitioned by `day`."""
     lake: LakeResource
 
-    def _day(self, *parts: str, day: date) -> Path:
-        return self.lake.path(*parts, f"day={day.isoformat()}", "part-0.parquet")
+    def table(self, kind: str) -> Path:
+        """`readings`, `signal_errors` or `quarantine/readings`."""
+        return self.lake.path(*kind.split("/"))
 
-    def readings_file(self, day: date) -> Path:
-        return self._day("readings", day=day)
+    @property
+    def state_table(self) -> Path:
+        return self.lake.path("_state", "readings")
 
-    def signal_errors_file(self, day: date) -> Path:
-        return self._day("signal_errors", day=day)
-
-    def quarantine_file(self, day: date) -> Path:
-        return self._day("quarantine", "readings", day=day)
-
-    def state_file(self, day: date) -> Path:
-        return self.lake.path("_state", "readings", f"{day.isoformat()}.json")
-
-    def state(self, day: date) -> dict | None:
-        """What the day was built from (`sources`) and its signal accounting, if it was built."""
-        path = self.state_file(day)
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def built_from(self, day: date) -> list[str] | None:
-        state = self.state(day)
-        return state["sources"] if state else None
-
-    def files(self, kind: str) -> list[Path]:
-        """Every day file of `readings`, `signal_errors` or `quarantine/readings`."""
-        folder = self.lake.path(*kind.split("/"))
-        return sorted(folder.glob("day=*/part-0.parquet")) if folder.exists() else []
-
-
-def lake_files(lake: LakeResource) -> dict[str, list[Path]]:
-    raw, built = RawLayout(lake), ReadingsLayout(lake)
-    return {
-        "deliveries": raw.committed_files("deliveries"),
-        "duplicates": raw.committed_files("duplicates"),
-        "quarantined_lines": raw.committed_files("quarantine"),
-        "quarantined_files": raw.committed_files("quarantined_files"),
-        "raw_vehicle_errors": raw.committed_files("vehicle_errors"),
-        "readings": built.files("readings"),
-        "signal_errors": built.files("signal_errors"),
-        "quarantined_signals": built.files("quarantine/readings"),
-    }
+    def states(self) -> dict[date, dict]:
+        """Per built day: the ingest group its raw signals were built up to (`source_seq`)
+        and its signal accounting."""
+        frame = tables.scan(self.state_table, READINGS_STATE_SCHEMA).collect()
+        return {row["day"]: row for row in frame.to_dicts()}
 
 
 @dataclass(frozen=True)
@@ -185,8 +184,8 @@ class SmartcarLayout:
     lake: LakeResource
 
     @property
-    def connections_file(self) -> Path:
-        return self.lake.path("smartcar", "connections", "part-0.parquet")
+    def connections_table(self) -> Path:
+        return self.lake.path("smartcar", "connections")
 
     @property
     def bucket_file(self) -> Path:

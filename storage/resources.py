@@ -26,6 +26,10 @@ class LakeResource(dg.ConfigurableResource):
     """Everything Fleetlake keeps on disk under one data directory (see DESIGN.md)."""
 
     data_dir: str = DEFAULT_DATA_DIR
+    # How long a lake table keeps the files of its old versions (Delta's vacuum retention)
+    # after a write replaced or deleted them. Small, so that removed data does not linger;
+    # long enough for a reader that started on the previous version to finish.
+    retention_hours: float = 1.0
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         make_owner_only(self.root)  # whichever process runs the assets (CLI, UI, daemon)

@@ -162,7 +162,7 @@ def test_a_user_mistake_found_inside_the_build_exits_2(data_dir, capsys, monkeyp
     def refuse(*args, **kwargs):
         raise UserError("landing/a.ndjson is not yours to read")
 
-    monkeypatch.setattr(assets.raw, "write_batch", refuse)  # any layer may raise it
+    monkeypatch.setattr(assets.raw, "write_group", refuse)  # any layer may raise it
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     write_landing(data_dir / "landing/a.ndjson", [delivery("a")])
     err = user_mistake(["--data-dir", str(data_dir), "run"], capsys)

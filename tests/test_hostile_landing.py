@@ -18,6 +18,8 @@ from conftest import build, lake_table, mart
 from deliveries import delivery, odometer, signal, write_landing
 
 import assets.raw
+from deltalake import DeltaTable
+from storage import tables
 from pipelines.cli import main
 
 DAY1, DAY2 = "2026-09-01", "2026-09-02"
@@ -205,11 +207,10 @@ def test_poison_files_are_quarantined_and_everything_else_is_ingested_exactly(da
 def test_a_quarantined_file_is_not_retried_unchanged_and_is_ingested_once_readable_or_replaced(data_dir, hostile,
                                                                                                monkeypatch):
     assert build(data_dir).ok
-    batches = data_dir / "lake" / "raw" / "_batches"
-    before = len(list(batches.glob("*.json")))
+    before = lake_table(data_dir, "raw", "batches").height
     again = build(data_dir)
     assert again.ok and again.metadata["raw_deliveries"]["new_files"] == 0
-    assert len(list(batches.glob("*.json"))) == before
+    assert lake_table(data_dir, "raw", "batches").height == before
 
     landing = data_dir / "landing"
     (landing / "locked.ndjson").chmod(0o644)  # its permissions change, not its content or mtime
@@ -251,8 +252,11 @@ def test_a_signal_left_without_an_outcome_fails_a_blocking_check_and_the_warning
                                                   reading("a2", "car-a", DAY2, 8, 1010)])
     assert build(data_dir).ok
     # A lake written by an older version: raw signals filed under a day that is no partition.
-    raw = data_dir / "lake" / "raw" / "signals"
-    shutil.move(raw / f"day={DAY2}", raw / "day=1969-12-31")
+    lake = data_dir / "lake"
+    DeltaTable(str(lake / "raw/signals")).update({"day": "'1969-12-31'"}, predicate=f"day = '{DAY2}'")
+    batches = pl.read_delta(str(lake / "raw/batches"))
+    tables.overwrite(lake / "raw/batches", batches.with_columns(
+        days=pl.col("days").list.eval(pl.element().replace(DAY2, "1969-12-31"))))
     report = build(data_dir)
     assert report.failed_checks == ["marts/pipeline_health:lake_signals_accounted"]
     [warning] = [w for w in report.warnings if w.startswith("readings not built")]

@@ -31,6 +31,7 @@ from quality.suites import (
     battery_health_suite, charging_sessions_suite, daily_mileage_suite, maintenance_forecast_suite,
     mileage_verification_suite, odometer_readings_suite,
 )
+from storage import tables
 from storage.layout import RawLayout
 from storage.resources import LakeResource
 
@@ -281,10 +282,9 @@ def test_line_accounting_fails_when_a_stored_row_is_missing(tmp_path):
     write_landing(tmp_path / "landing/a.ndjson", [delivery("a", signals=[odometer(1, AT)]), delivery("a"), "{oops"])
     (manifest,) = ingest_landing(lake)
     layout = RawLayout(lake)
-    assert batch_accounting(layout, manifest)["success"]
-    quarantine = layout.quarantine_file(manifest["batch_id"])
-    pl.read_parquet(quarantine).head(0).write_parquet(quarantine)  # the quarantined line is lost
-    lost = batch_accounting(layout, manifest)
+    assert batch_accounting(layout, [manifest])[0]["success"]
+    tables.delete(layout.table_dir("quarantine"), "true")  # the quarantined line is lost
+    [lost] = batch_accounting(layout, [manifest])
     assert not lost["success"] and (lost["landing_lines"], lost["quarantined"]) == (3, 0)
 
 
@@ -314,13 +314,14 @@ def test_landing_freshness_warns_on_old_deliveries_and_passes_on_fresh_ones(data
 
 def lose_quarantined_lines(monkeypatch) -> None:
     """A bug in ingest: quarantined lines are not stored (the landed-lines check must see it)."""
-    write_batch = assets.raw.write_batch
+    write_group = assets.raw.write_group
 
-    def lossy(layout, batch: RawBatch, manifest: dict, *args, **kwargs) -> dict:
-        lost = RawBatch(**{**batch.__dict__, "quarantine": batch.quarantine.head(0)})
-        return write_batch(layout, lost, manifest, *args, **kwargs)
+    def lossy(layout, seq: int, group: list) -> list[dict]:
+        for written in group:
+            written.batch = RawBatch(**{**written.batch.__dict__, "quarantine": written.batch.quarantine.head(0)})
+        return write_group(layout, seq, group)
 
-    monkeypatch.setattr(assets.raw, "write_batch", lossy)
+    monkeypatch.setattr(assets.raw, "write_group", lossy)
 
 
 def landing_with_a_bad_line(data_dir: Path) -> None:
@@ -356,7 +357,7 @@ def test_a_step_that_fails_is_reported_as_an_error_not_raised(data_dir, monkeypa
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(assets.raw, "write_batch", broken)
+    monkeypatch.setattr(assets.raw, "write_group", broken)
     landing_with_a_bad_line(data_dir)
     report = build_everything(definitions_on(data_dir))
     assert not report.ok and report.failed_checks == []

@@ -1,8 +1,9 @@
 """How mart assets read the lake and write the warehouse.
 
-The lake's committed Parquet files are exposed to DuckDB as connection-local views (Arrow
-datasets, so DuckDB pushes projections and filters into the scan) under the names the mart
-SQL uses. Each mart is replaced whole inside one transaction: a reader sees the old table
+The lake's Delta tables are exposed to DuckDB as connection-local views of their current
+versions (deltalake's Arrow datasets, so DuckDB pushes projections and filters into the
+scan; DuckDB's own delta extension cannot be installed offline) under the names the mart
+SQL uses, and to Polars as lazy scans. Each mart is replaced whole inside one transaction: a reader sees the old table
 or the new one, never a half-built one.
 """
 
@@ -14,13 +15,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import polars as pl
-import pyarrow.dataset as ds
 
 from assets.marts.dictionary import column_schema, comment_columns
 from assets.metadata import markdown_preview
 from assets.normalize import normalize_signals
 from assets.parsing import FILE_QUARANTINE_SCHEMA, empty_batch
-from storage.layout import lake_files
+from storage import tables
+from storage.layout import RawLayout, ReadingsLayout
 from storage.resources import LakeResource
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -40,15 +41,28 @@ def _empty_tables() -> dict[str, pl.DataFrame]:
     }
 
 
+# The lake's tables under the names the marts use: raw tables (committed rows only) by
+# their RawLayout name, readings tables by their path.
+_RAW = {"deliveries": "deliveries", "duplicates": "duplicates", "quarantined_lines": "quarantine",
+        "quarantined_files": "quarantined_files", "raw_vehicle_errors": "vehicle_errors"}
+_BUILT = {"readings": "readings", "signal_errors": "signal_errors", "quarantined_signals": "quarantine/readings"}
+
+
+def lake_scan(lake: LakeResource, name: str) -> pl.LazyFrame:
+    """One of the lake's tables, by its mart name, as a lazy Polars scan of its current version."""
+    schema = _empty_tables()[name].schema
+    if name in _RAW:
+        return RawLayout(lake).scan(_RAW[name], schema)
+    return tables.scan(ReadingsLayout(lake).table(_BUILT[name]), schema).select(schema.names())
+
+
 def attach_lake(con: duckdb.DuckDBPyConnection, lake: LakeResource) -> None:
     """Register the lake's tables on this connection (temporary: nothing of the lake's
     paths is stored in the warehouse)."""
-    for name, files in lake_files(lake).items():
-        if files:
-            con.register(name, ds.dataset([str(f) for f in files], format="parquet",
-                                          schema=_empty_tables()[name].to_arrow().schema))
-        else:
-            con.register(name, _empty_tables()[name])
+    raw, built = RawLayout(lake), ReadingsLayout(lake)
+    for name in _empty_tables():
+        found = raw.dataset(_RAW[name]) if name in _RAW else tables.dataset(built.table(_BUILT[name]))
+        con.register(name, found if found is not None else _empty_tables()[name])
 
 
 def sql(name: str, folder: Path = SQL_DIR) -> str:

@@ -47,8 +47,8 @@ def run_pipeline(data_dir: Path) -> dict:
     defs.resolve_job_def("readings_job").execute_in_process(
         run_config=quiet, tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()})
     finished = time.perf_counter()
-    deliveries = pl.scan_parquet(str(lake.path("raw", "deliveries", "*.parquet"))).select(pl.len()).collect().item()
-    readings = pl.scan_parquet(str(lake.path("readings", "*", "*.parquet"))).select(pl.len()).collect().item()
+    deliveries = pl.scan_delta(str(lake.path("raw", "deliveries"))).select(pl.len()).collect().item()
+    readings = pl.scan_delta(str(lake.path("readings"))).select(pl.len()).collect().item()
     return {"seconds": finished - started, "ingest_seconds": ingested - started,
             "readings_seconds": finished - ingested, "deliveries": deliveries, "rows": readings,
             "peak_rss_mib": peak_rss_mib()}

@@ -13,10 +13,9 @@ from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, ch
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging.time_of_use import daily_energy, load_profile, parse_windows, session_costs, time_of_use
 from assets.marts.protocol import MartBuild, MartCheck, MartSpec, mart_family
-from assets.normalize import READINGS_SCHEMA
+from assets.marts.warehouse_io import lake_scan
 from assets.readings import readings
 from quality.suites import battery_health_suite, charging_sessions_suite
-from storage.layout import lake_files
 from storage.resources import LakeResource
 
 SESSION_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4c0e-9a8b-3d2f1e0c9b7a")
@@ -123,19 +122,13 @@ CHARGING_READING_COLUMNS = ["vehicle_id", "reading_time", "metric", "component",
 
 
 def load_charging_readings(lake: LakeResource) -> pl.DataFrame:
-    files = lake_files(lake)["readings"]
-    if not files:
-        return pl.DataFrame(schema=READINGS_SCHEMA).select(CHARGING_READING_COLUMNS)
-    return (pl.scan_parquet(files).filter(pl.col("metric").is_in(CHARGING_METRICS))
+    return (lake_scan(lake, "readings").filter(pl.col("metric").is_in(CHARGING_METRICS))
             .select(CHARGING_READING_COLUMNS).collect())
 
 
 def load_vehicle_models(lake: LakeResource) -> pl.DataFrame:
     """Each vehicle's make and model, as its deliveries name them (the latest one)."""
-    files = lake_files(lake)["deliveries"]
-    if not files:
-        return pl.DataFrame(schema={"vehicle_id": pl.String, "make": pl.String, "model": pl.String})
-    return (pl.scan_parquet(files).filter(pl.col("make").is_not_null() & pl.col("model").is_not_null())
+    return (lake_scan(lake, "deliveries").filter(pl.col("make").is_not_null() & pl.col("model").is_not_null())
             .select("vehicle_id", "make", "model", "delivered_at").collect()
             .sort("delivered_at").unique("vehicle_id", keep="last").drop("delivered_at"))
 

@@ -10,10 +10,9 @@ from assets.marts.maintenance.forecast import distinct_readings, forecast_mainte
 from assets.marts.maintenance.rules import MAINTENANCE_METRICS, TROUBLE_CODE_SCHEMA, active_trouble_codes as active_codes
 from assets.marts.mileage.assets import daily_mileage
 from assets.marts.protocol import Built, MartBuild, MartCheck, mart
-from assets.normalize import READINGS_SCHEMA
+from assets.marts.warehouse_io import lake_scan
 from assets.readings import readings
 from quality.suites import maintenance_forecast_suite
-from storage.layout import lake_files
 from storage.resources import LakeResource
 
 READING_COLUMNS = ["event_id", "vehicle_id", "reading_time", "metric", "component", "value", "noted_at",
@@ -23,11 +22,7 @@ READING_COLUMNS = ["event_id", "vehicle_id", "reading_time", "metric", "componen
 def load_maintenance_readings(lake: LakeResource) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The maintenance metrics' readings (plus the odometer of each delivery that carried
     oil life), and each vehicle's as-of time: its latest reading of any metric."""
-    files = lake_files(lake)["readings"]
-    if not files:
-        empty = pl.DataFrame(schema=READINGS_SCHEMA).select(READING_COLUMNS)
-        return empty, pl.DataFrame(schema={"vehicle_id": pl.String, "as_of": pl.Datetime("us", "UTC")})
-    scan = pl.scan_parquet(files)
+    scan = lake_scan(lake, "readings")
     as_of = scan.group_by("vehicle_id").agg(pl.col("reading_time").max().alias("as_of")).collect()
     maintenance = scan.filter(pl.col("metric").is_in(MAINTENANCE_METRICS)).select(READING_COLUMNS)
     oil_events = maintenance.filter(pl.col("metric") == "oil_life_pct").select("event_id")

@@ -22,9 +22,8 @@ from assets.marts.mileage.odometer import (
 )
 from assets.marts.mileage.services import SERVICE_RECORD_SCHEMA, check_service_odometers, service_records as records_of
 from assets.marts.protocol import Built, MartBuild, MartCheck, mart
-from assets.marts.warehouse_io import MART_SCHEMA, sql
+from assets.marts.warehouse_io import MART_SCHEMA, lake_scan, sql
 from assets.readings import readings
-from storage.layout import lake_files
 from storage.resources import LakeResource
 from quality.suites import daily_mileage_suite, mileage_verification_suite, odometer_readings_suite
 
@@ -35,17 +34,13 @@ DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Float64: "DOUBLE", pl.Datetime("us", "U
 def load_odometer(lake: LakeResource) -> pl.DataFrame:
     """Distinct odometer readings of the lake, with where each came from: its event, the
     unit it was reported in, when it was delivered, and the landing file and line."""
-    files = lake_files(lake)
-    if not files["readings"]:
-        return pl.DataFrame(schema={**ODOMETER_SCHEMA, **SOURCE_SCHEMA})
     odometer = distinct_odometer_readings(
-        pl.scan_parquet(files["readings"]).filter(pl.col("metric") == "odometer_km")
+        lake_scan(lake, "readings").filter(pl.col("metric") == "odometer_km")
         .select("vehicle_id", "reading_time", "metric", "component", "value", "delivered_at", "event_id", "source_unit")
         .collect()
     )
-    lines = (pl.scan_parquet(files["deliveries"]).select("event_id", "source_file", pl.col("line_no").cast(pl.Int64))
-             .collect() if files["deliveries"] else pl.DataFrame(schema={"event_id": pl.String, "source_file": pl.String,
-                                                                         "line_no": pl.Int64}))
+    lines = (lake_scan(lake, "deliveries").select("event_id", "source_file", pl.col("line_no").cast(pl.Int64))
+             .collect())
     return odometer.join(lines, on="event_id", how="left").select(*ODOMETER_SCHEMA, *SOURCE_SCHEMA)
 
 
@@ -120,13 +115,8 @@ def daily_mileage(build: MartBuild) -> pl.DataFrame:
 
 def load_service_readings(lake: LakeResource) -> pl.DataFrame:
     """The readings of service records' odometers (component: record id; noted_at: its time)."""
-    files = lake_files(lake)["readings"]
     columns = ["vehicle_id", "metric", "component", "value", "noted_at", "delivered_at"]
-    if not files:
-        return pl.DataFrame(schema={"vehicle_id": pl.String, "metric": pl.String, "component": pl.String,
-                                    "value": pl.Float64, "noted_at": pl.Datetime("us", "UTC"),
-                                    "delivered_at": pl.Datetime("us", "UTC")})
-    return pl.scan_parquet(files).filter(pl.col("metric") == "service_odometer_km").select(columns).collect()
+    return lake_scan(lake, "readings").filter(pl.col("metric") == "service_odometer_km").select(columns).collect()
 
 
 @mart(grain=("vehicle_id", "serviced_at", "record_id"), deps=[readings, odometer_readings], kinds=("polars", "duckdb"))

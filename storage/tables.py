@@ -1,0 +1,95 @@
+"""The lake's tables: Delta Lake tables (delta-rs), so that every write is one atomic commit
+to the table's transaction log (`_delta_log/`), readers see one committed version or the
+next and never a half-written one, and the same code runs on S3-compatible object storage.
+
+Writes either append, or replace the rows a predicate selects (a day of a day-partitioned
+table, the rows of some keys) in the same commit that adds the new rows. The data files a
+version no longer uses are deleted by `vacuum` once they are older than the lake's
+retention, so that nothing removed from a table stays recoverable for longer than that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow.dataset as ds
+from deltalake import DeltaTable, WriterProperties, write_deltalake
+
+_WRITER = WriterProperties(compression="ZSTD")
+
+
+def exists(path: Path) -> bool:
+    return DeltaTable.is_deltatable(str(path))
+
+
+def open_table(path: Path) -> DeltaTable | None:
+    return DeltaTable(str(path)) if exists(path) else None
+
+
+def _arrow(frame: pl.DataFrame):
+    # Plain (not view or large) Arrow types, so that every table keeps one schema however
+    # the frame was built.
+    return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
+def append(path: Path, frame: pl.DataFrame, partition_by: list[str] | None = None) -> None:
+    """Add the frame's rows to the table (created on first write), in one commit."""
+    path.mkdir(parents=True, exist_ok=True)
+    write_deltalake(str(path), _arrow(frame), mode="append", partition_by=partition_by, writer_properties=_WRITER)
+
+
+def replace(path: Path, frame: pl.DataFrame, predicate: str, partition_by: list[str] | None = None) -> None:
+    """Replace the rows `predicate` selects (SQL over the table's columns) with the frame's
+    rows, which must all match it, in one commit. On a partition column this is a partition
+    overwrite: only that partition's files are touched."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not exists(path):
+        write_deltalake(str(path), _arrow(frame), mode="append", partition_by=partition_by, writer_properties=_WRITER)
+        return
+    write_deltalake(str(path), _arrow(frame), mode="overwrite", predicate=predicate, writer_properties=_WRITER)
+
+
+def overwrite(path: Path, frame: pl.DataFrame) -> None:
+    """Replace the whole table with the frame, in one commit (a small table)."""
+    path.mkdir(parents=True, exist_ok=True)
+    write_deltalake(str(path), _arrow(frame), mode="overwrite", writer_properties=_WRITER)
+
+
+def delete(path: Path, predicate: str) -> None:
+    if (table := open_table(path)) is not None:
+        table.delete(predicate)
+
+
+def scan(path: Path, schema: pl.Schema) -> pl.LazyFrame:
+    """The table's current version, lazily (filters on partition columns and statistics
+    prune files); an empty frame of `schema` when the table was never written."""
+    if not exists(path):
+        return schema.to_frame().lazy()
+    return pl.scan_delta(str(path))
+
+
+def dataset(path: Path) -> ds.Dataset | None:
+    """The table's current version as an Arrow dataset (DuckDB pushes projections and
+    filters into it); None when the table was never written."""
+    table = open_table(path)
+    return table.to_pyarrow_dataset() if table is not None else None
+
+
+def files(path: Path) -> pl.DataFrame:
+    """The table's current data files with their statistics (`num_records`, `partition.*`,
+    `min.*`, `max.*`): what can be known without reading data."""
+    table = open_table(path)
+    if table is None:
+        return pl.DataFrame(schema={"path": pl.String, "num_records": pl.Int64})
+    return pl.DataFrame(table.get_add_actions(flatten=True))
+
+
+def vacuum(path: Path, retention_hours: float) -> int:
+    """Delete the data files no version younger than `retention_hours` uses. Returns how
+    many were deleted."""
+    table = open_table(path)
+    if table is None:
+        return 0
+    # delta-rs takes whole hours; a fraction rounds down, so that 0 means "keep none".
+    return len(table.vacuum(retention_hours=int(retention_hours), enforce_retention_duration=False, dry_run=False))

@@ -1,0 +1,159 @@
+"""Benchmark: landing to every mart, as `fleetlake run` does it, against the design's anchor.
+
+    uv run --locked python tests/benchmarks/bench_end_to_end.py [--vehicles 200 --days 30]
+    uv run --locked python tests/benchmarks/bench_end_to_end.py --landing DIR   # a fleet already landed
+
+The fleet is the issue's: a delivery every 15 minutes for every vehicle, awake or not
+(`asleep_interval_minutes=15`). The anchor is bench_ingest's one DuckDB statement. Each side
+runs in a fresh process on the same landing files. The pipeline's per-step times come from
+Dagster's event log (step start to step end); a sampler thread records resident memory, so
+each step also gets its own peak. Prints time, rows per second, peak memory and the ratios.
+Run on demand: it is not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.benchmarks.bench_ingest import peak_rss_mib, run_anchor  # noqa: E402
+
+PAGE_MIB = 4096 / 2**20
+
+
+class RssSampler(threading.Thread):
+    """Resident memory of this process every 50 ms, with the wall-clock time of each sample."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            with open("/proc/self/statm") as f:
+                self.samples.append((time.time(), int(f.read().split()[1]) * PAGE_MIB))
+            time.sleep(0.05)
+
+    def peak(self, start: float, end: float) -> float:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
+
+
+def step_windows(instance, run_id: str) -> list[tuple[str, float, float]]:
+    """(step, started, ended) of every step of a run, from its event log."""
+    starts, windows = {}, []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not event.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
+            windows.append((event.step_key, starts[event.step_key], entry.timestamp))
+    return windows
+
+
+def run_pipeline(data_dir: Path, process_started: float) -> dict:
+    """The three jobs of a build, in this process, as `pipelines.build.build_everything` runs them."""
+    sampler = RssSampler()
+    sampler.start()
+    import dagster as dg
+    import duckdb
+
+    from assets.readings import stale_days
+    from pipelines.build import RANGE_END_TAG, RANGE_START_TAG
+    from pipelines.definitions import build_definitions
+    from storage.resources import LakeResource, WarehouseResource
+
+    lake = LakeResource(data_dir=str(data_dir))
+    defs = build_definitions({"lake": lake, "warehouse": WarehouseResource(data_dir=str(data_dir))})
+    instance = dg.DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    started = time.time()
+    stages = [("start-up", process_started, started)]
+
+    def job(name: str, **kwargs) -> None:
+        began = time.time()
+        result = defs.resolve_job_def(name).execute_in_process(instance=instance, run_config=quiet,
+                                                               raise_on_error=False, **kwargs)
+        stages.append((name, began, time.time()))
+        stages.extend((f"  {step}", a, b) for step, a, b in step_windows(instance, result.run_id))
+
+    job("ingest_job")
+    days = stale_days(lake)
+    job("readings_job", tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()})
+    job("marts_job")
+    finished = time.time()
+    sampler.running = False
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        counts = con.sql("SELECT (SELECT count(*) FROM marts.pipeline_health), "
+                         "(SELECT sum(deliveries_parsed) FROM marts.pipeline_health), "
+                         "(SELECT sum(readings) FROM marts.pipeline_health)").fetchall()[0]
+    return {"seconds": finished - process_started, "deliveries": counts[1], "rows": counts[2],
+            "peak_rss_mib": peak_rss_mib(),
+            "stages": [(name, b - a, sampler.peak(a, b)) for name, a, b in stages]}
+
+
+def in_fresh_process(stage: str, data_dir: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--stage", stage, "--data-dir", str(data_dir),
+                          "--started", str(time.time())], capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f"{stage} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    args = argparse.ArgumentParser()
+    args.add_argument("--vehicles", type=int, default=200)
+    args.add_argument("--days", type=int, default=30)
+    args.add_argument("--interval", type=int, default=15)
+    args.add_argument("--landing", type=Path, help="use the fleet already landed in this directory")
+    args.add_argument("--stage", choices=["pipeline", "anchor"])
+    args.add_argument("--data-dir", type=Path)
+    args.add_argument("--started", type=float)
+    opts = args.parse_args()
+    if opts.stage:
+        result = run_pipeline(opts.data_dir, opts.started) if opts.stage == "pipeline" else run_anchor(opts.data_dir)
+        print(json.dumps(result))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="fleetlake-bench-"))
+    try:
+        if opts.landing:
+            shutil.copytree(opts.landing, work / "landing")
+        else:
+            from pipelines.sources.simulator import SimulationConfig, simulate_fleet
+
+            config = SimulationConfig(vehicles=opts.vehicles, days=opts.days, interval_minutes=opts.interval,
+                                      asleep_interval_minutes=opts.interval)
+            simulate_fleet(config, landing_dir=work / "landing", truth_dir=work / "ground_truth")
+        files = [p for p in (work / "landing").rglob("*.ndjson*")]
+        print(f"fleet: {len(files)} landing files, {sum(p.stat().st_size for p in files) / 2**20:,.0f} MiB")
+        anchor = in_fresh_process("anchor", work)
+        pipeline = in_fresh_process("pipeline", work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    for name, r, unit in (("anchor", anchor, "signal rows"), ("pipeline", pipeline, "readings")):
+        print(f"{name:<10} {r['seconds']:8.1f} s  {r['deliveries'] / r['seconds']:>10,.0f} deliveries/s  "
+              f"{r['rows'] / r['seconds']:>11,.0f} {unit}/s  peak {r['peak_rss_mib']:,.0f} MiB")
+    for name, seconds, peak in pipeline["stages"]:
+        print(f"  {name:<44} {seconds:7.1f} s  peak {peak:7,.0f} MiB")
+    ingest_readings = sum(s for n, s, _ in pipeline["stages"] if n in ("ingest_job", "readings_job"))
+    print(f"ratio pipeline/anchor: end to end {pipeline['seconds'] / anchor['seconds']:.1f}×, "
+          f"ingest + readings {ingest_readings / anchor['seconds']:.1f}×, "
+          f"peak memory {pipeline['peak_rss_mib'] / anchor['peak_rss_mib']:.1f}×")
+
+
+if __name__ == "__main__":
+    main()
