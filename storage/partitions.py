@@ -32,8 +32,9 @@ def recorded_first_day(data_dir: str | Path) -> date | None:
 
 def record_reading_days(data_dir: str | Path, days) -> date | None:
     """Keep the earliest of `days` (days that received signals) in the record, if earlier than
-    what it holds. Returns the recorded first day."""
-    first = min(days, default=None)
+    what it holds. Returns the recorded first day. A day before FIRST_READING_DAY is never a
+    partition (ingest files no signal there; only a lake of an older version holds one)."""
+    first = min((day for day in days if day >= FIRST_READING_DAY), default=None)
     recorded = recorded_first_day(data_dir)
     if first is not None and (recorded is None or first < recorded):
         write_text_atomic(json.dumps({"first_reading_day": first.isoformat()}), first_day_record(data_dir))

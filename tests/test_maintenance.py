@@ -631,3 +631,13 @@ def test_the_fleet_forecast_takes_each_vehicles_latest_service_from_its_records(
     # v2 has no service record: unchanged
     base = forecast_maintenance(fleet, as_of, NO_DISTANCE, VEHICLES, CONFIG)
     assert forecast.filter(vehicle_id="v2").equals(base.filter(vehicle_id="v2"))
+
+
+def test_a_12v_battery_falling_exactly_at_the_limit_is_falling_and_at_least_soon():
+    config = MaintenanceConfig(lv_falling_pct_per_day=0.25)
+    frame = series([90.0 - 0.0625 * k for k in range(20 * 4)], metric="lv_battery_soc_pct", component=None,
+                   every_hours=6.0)  # exactly -0.25 %/day, readings every 6 h for 20 days
+    row = forecast_low_voltage("v1", frame, last_day(frame), config)
+    assert (row["finding"], row["trend_per_day"], row["urgency"]) == ("FALLING", -0.25, "SOON")  # due in 140 days
+    assert row["current_value"] == 85.06  # 85.0625, to two decimals
+    assert row["trend_since"] == T0 + timedelta(hours=6 * 79) - timedelta(days=14)

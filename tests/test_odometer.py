@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from assets.marts.mileage.odometer import assess_odometer, daily_mileage, distinct_odometer_readings
+from assets.marts.mileage.odometer import assess_odometer, daily_mileage, distinct_odometer_readings, odometer_anomalies
 
 START = datetime(2026, 9, 1, 6, tzinfo=UTC)
 
@@ -110,3 +110,21 @@ def test_odometer_readings_are_one_per_vehicle_and_time_the_first_delivered_with
                                 "delivered_at", "line_no"]
     assert distinct.rows() == [("v", t[0], 100.0, "e1", "km", delivered[0], 1),
                                ("v", t[1], 112.5, "e3", "km", delivered[2], 3)]
+
+
+def test_each_anomaly_explains_itself_in_figures():
+    """The evidence an insurer reads: the size of the fall, the jump's distance, time and speed,
+    and the length of a gap."""
+    def details(values, **kw):
+        return odometer_anomalies(assess_odometer(series(values, **kw)).readings).select("kind", "detail").rows()
+
+    assert details([1000.0, 1010.0, 1020.0, 987.66, 990.0, 1000.0]) == [("ROLLBACK", "odometer fell by 32.3 km")]
+    assert details([100, 110, 3_000.26, 3_010, 3_020], step_minutes=90) == \
+        [("IMPLAUSIBLE_SPEED", "2890.3 km in 90 min (1927 km/h)")]
+    gap = [START + timedelta(hours=h) for h in (0, 1, 2, 80, 81)]
+    assert details([1000.0, 1010.0, 1020.0, 1100.0, 1110.0], times=gap) == [("GAP", "no odometer reading for 78 h")]
+
+
+def test_a_first_reading_is_a_spike_only_when_two_readings_after_it_agree_against_it():
+    assert kinds([5000.0, 1000.0]) == ["ROLLBACK"]  # one reading after it: nothing to tell which is wrong
+    assert kinds([5000.0, 1000.0, 1010.0]) == ["SPIKE"]

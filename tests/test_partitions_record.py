@@ -14,6 +14,7 @@ def test_the_record_keeps_the_earliest_day_seen(tmp_path):
     assert record_reading_days(tmp_path, [date(2026, 9, 5)]) == date(2026, 9, 2)  # later days change nothing
     assert record_reading_days(tmp_path, [date(2026, 8, 20)]) == date(2026, 8, 20)
     assert recorded_first_day(tmp_path) == date(2026, 8, 20)
+    assert record_reading_days(tmp_path, [date(1969, 12, 31)]) == date(2026, 8, 20)  # never a partition
     assert first_day_record(tmp_path) == tmp_path / "lake" / "_state" / "first_reading_day.json"
 
 
