@@ -41,21 +41,23 @@ def test_marts_are_requested_once_what_they_read_was_updated():
     """The marts' declared automation: nothing on the first evaluation, every mart that reads
     readings (and the quality results) once one reading day is materialized, even though the
     other days were never built, and nothing again until the next update."""
-    instance = dg.DagsterInstance.ephemeral()
-    marts = dg.AssetSelection.groups("marts")
+    # Entered and left here: the evaluation makes the instance Dagster's current one, which
+    # must not outlive the test (later definitions would resolve a dead instance).
+    with dg.instance_for_test() as instance:
+        marts = dg.AssetSelection.groups("marts")
 
-    def requested(cursor):
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=marts, cursor=cursor)
-        return {r.key.to_user_string() for r in result.results if r.true_subset.size}, result.cursor
+        def requested(cursor):
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=marts, cursor=cursor)
+            return {r.key.to_user_string() for r in result.results if r.true_subset.size}, result.cursor
 
-    first, cursor = requested(None)
-    assert first == set()
-    instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey("readings"), partition="2026-09-01"))
-    after_readings, cursor = requested(cursor)
-    assert {"marts/daily_mileage", "marts/mileage_verification", "marts/charging_sessions",
-            "marts/maintenance_forecast", "marts/pipeline_health", "marts/quality_results"} <= after_readings
-    assert "marts/vehicle_errors" not in after_readings  # reads raw deliveries, not readings
-    assert requested(cursor)[0] == set()
+        first, cursor = requested(None)
+        assert first == set()
+        instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey("readings"), partition="2026-09-01"))
+        after_readings, cursor = requested(cursor)
+        assert {"marts/daily_mileage", "marts/mileage_verification", "marts/charging_sessions",
+                "marts/maintenance_forecast", "marts/pipeline_health", "marts/quality_results"} <= after_readings
+        assert "marts/vehicle_errors" not in after_readings  # reads raw deliveries, not readings
+        assert requested(cursor)[0] == set()
 
 
 def test_sensors_request_runs_for_new_files_and_stale_days(data_dir):
