@@ -9,9 +9,19 @@ from deltalake import DeltaTable
 
 sys.path.insert(0, str(Path(__file__).parent))  # the delivery builders in tests/deliveries.py
 
+from dagster._core.storage.defs_state.base import set_defs_state_storage  # noqa: E402
 from pipelines.build import BuildReport, build_everything  # noqa: E402
 from pipelines.definitions import build_definitions  # noqa: E402
 from storage.resources import LakeResource, WarehouseResource  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_dagster_instance_outlives_its_test():
+    """Each test starts with no current Dagster instance. An instance a test made current
+    and did not leave (Dagster keeps it in a context variable, by weak reference) would make
+    later tests' definitions resolve a dead instance."""
+    with set_defs_state_storage(None):
+        yield
 
 
 def pytest_collection_modifyitems(items):
