@@ -225,11 +225,13 @@ def cmd_pull(args) -> int:
 
     if args.min_interval < 0:
         raise UserError("--min-interval must be 0 or more minutes")
+    if args.max_in_flight < 1:
+        raise UserError("--max-in-flight must be 1 or more")
     lake = LakeResource(data_dir=args.data_dir)
     smartcar = SmartcarResource.from_environment().process_config_and_initialize()  # SecretsError is a UserError
     client = smartcar.client()
     try:
-        report = pull_round(client, lake.landing, SmartcarLayout(lake), smartcar.limits(args.min_interval),
+        report = pull_round(client, lake.landing, SmartcarLayout(lake), smartcar.limits(args.min_interval, args.max_in_flight),
                             smartcar.bucket())
     except CredentialsRejected as error:
         print(f"error: Smartcar refused the application's credentials ({error.status} {error.code or error.type}); "
@@ -323,6 +325,9 @@ def parser() -> argparse.ArgumentParser:
     pull.add_argument("--min-interval", type=float, default=30.0, metavar="MINUTES",
                       help="skip a vehicle pulled less than this long ago (30 is Smartcar's advice; "
                            "0 pulls every connected vehicle now)")
+    pull.add_argument("--max-in-flight", type=int, default=8, metavar="N",
+                      help="vehicles read at once (the bucket, the budget and retry-after bound the round "
+                           "whatever this is)")
 
     serve = command("serve", cmd_serve, "run the Smartcar webhook receiver (POST / and /webhooks/smartcar) "
                     "into landing")

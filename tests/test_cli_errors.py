@@ -136,6 +136,14 @@ def test_an_unknown_command_or_option_exits_2(capsys):
     assert "unrecognized arguments: --fast" in user_mistake(["run", "--fast"], capsys)
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--min-interval", "-1"], "--min-interval must be 0 or more minutes"),
+    (["--max-in-flight", "0"], "--max-in-flight must be 1 or more"),
+])
+def test_pull_refuses_bad_limits_before_calling_smartcar(tmp_path, capsys, args, message):
+    assert message in user_mistake(["pull", "--data-dir", str(tmp_path), *args], capsys)
+
+
 def test_statement_errors_are_user_errors():
     assert issubclass(StatementError, UserError)
 

@@ -290,11 +290,13 @@ def test_secrets_never_reach_logs_landing_lake_or_metadata(data_dir, smartcar, t
     home.mkdir()
     env = {**os.environ, "FLEETLAKE_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}
     outputs = []
-    for argv in (["pull"], ["pull", "--min-interval", "0"], ["run"]):
+    for argv in (["pull", "--max-in-flight", "1"], ["pull", "--min-interval", "0"], ["run"]):
         done = subprocess.run([sys.executable, "-m", "pipelines.cli", "-v", *argv], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         outputs.append(done.stdout + done.stderr)
+        if argv[1:] == ["--max-in-flight", "1"]:
+            assert smartcar.max_in_flight == 1  # the flag reaches the round
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         result = definitions_on(data_dir).resolve_job_def("smartcar_pull_job").execute_in_process(instance=instance)
         assert result.success

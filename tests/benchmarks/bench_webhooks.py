@@ -186,7 +186,7 @@ class Load:
                     else:
                         self.backlog.append(due)
                 await asyncio.sleep(0.001)  # the loop's timer resolution (libuv: 1 ms)
-            if len(self.idle) == self.connections and not self.backlog:
+            if len(self.idle) == self.connections and not self.backlog and not self.drained.done():
                 self.drained.set_result(None)
         await self.drained
         elapsed = time.perf_counter() - started

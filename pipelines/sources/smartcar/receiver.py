@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import hashlib
 import hmac
 import json
@@ -222,6 +223,11 @@ class WebhookReceiver:
             await send({"type": "lifespan.startup.failed", "message": str(error)})
             return
         roller = asyncio.create_task(self._roll_old_files())
+        # A full collection walks every object the imports made, tens of ms in which no answer
+        # goes out (p99 at 2,000/s: up to 400 ms). What exists at start-up lives as long as the
+        # process: freeze it out of the collector, and collect the young generation less often.
+        gc.freeze()
+        gc.set_threshold(20_000, 50, 1_000)
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown: uvicorn has finished the requests in flight
         roller.cancel()

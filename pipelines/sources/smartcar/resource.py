@@ -64,6 +64,7 @@ class SmartcarResource(dg.ConfigurableResource):
     bucket_refill_per_minute: float = 2.0
     monthly_calls_per_vehicle: int = 1500
     min_interval_minutes: float = 30.0
+    max_in_flight: int = 8  # vehicles read at once (see Limits)
     timeout_s: float = 30.0
 
     @classmethod
@@ -95,9 +96,10 @@ class SmartcarResource(dg.ConfigurableResource):
         return SmartcarClient(self.credentials(), iam_origin=self.iam_origin,
                               vehicle_api_origin=self.vehicle_api_origin, timeout_s=self.timeout_s, retry=retry)
 
-    def limits(self, min_interval_minutes: float | None = None) -> Limits:
+    def limits(self, min_interval_minutes: float | None = None, max_in_flight: int | None = None) -> Limits:
         minutes = self.min_interval_minutes if min_interval_minutes is None else min_interval_minutes
-        return Limits(min_interval=timedelta(minutes=minutes), monthly_calls_per_vehicle=self.monthly_calls_per_vehicle)
+        return Limits(min_interval=timedelta(minutes=minutes), monthly_calls_per_vehicle=self.monthly_calls_per_vehicle,
+                      max_in_flight=self.max_in_flight if max_in_flight is None else max_in_flight)
 
     def bucket(self) -> RequestBucket:
         return RequestBucket(capacity=self.bucket_capacity, refill_per_minute=self.bucket_refill_per_minute,
