@@ -21,7 +21,10 @@ In text, every number (or number in a string) that follows a `"latitude"` or `"l
 key is replaced by its coarse value, wherever it is, and nothing else of the text changes,
 so a malformed line is coarsened as well as a valid one. Each table changes in one commit,
 only when a row still holds a precise coordinate (running again commits nothing), and is
-then vacuumed within the lake's retention.
+then vacuumed within the lake's retention (`LakeResource.retention_hours`), its transaction
+log too: the log's file statistics (each column's minimum and maximum) of the replaced
+files hold coordinates, so log entries older than the retention are deleted after a
+checkpoint (the tables keep no history beyond the retention).
 
 Landing files are not touched: they are the sources' record of what was received (see the
 README, "On disk").
@@ -127,6 +130,9 @@ def coarsen_lake(lake: LakeResource, cutoff: datetime) -> dict[str, int]:
     for path in (out.table("readings"), signals_path, out.table("quarantine/readings"), raw.table_dir("deliveries"),
                  raw.table_dir("quarantine")):
         tables.vacuum(path, lake.retention_hours)
+        # The log's statistics of the files just replaced (minimum and maximum per column)
+        # hold coordinates too.
+        tables.forget_history(path, lake.retention_hours)
     return changed
 
 

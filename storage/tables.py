@@ -115,3 +115,18 @@ def update_matching(path: Path, frame: pl.DataFrame, keys: list[str], columns: l
     merged = (table.merge(_arrow(frame.select(*keys, *columns)), predicate=on, source_alias="s", target_alias="t")
               .when_matched_update(updates={column: f's."{column}"' for column in columns}).execute())
     return merged["num_target_rows_updated"]
+
+
+def forget_history(path: Path, retention_hours: float) -> None:
+    """Delete the transaction log's entries older than `retention_hours`, after a checkpoint
+    of the current version (which then describes the table alone). Old entries describe
+    files a later commit removed, with those files' statistics (each column's minimum and
+    maximum), so they can hold values the table no longer has."""
+    table = open_table(path)
+    if table is None:
+        return
+    keep = f"interval {int(retention_hours)} hours"  # whole hours, as vacuum takes them
+    if table.metadata().configuration.get("delta.logRetentionDuration") != keep:
+        table.alter.set_table_properties({"delta.logRetentionDuration": keep}, raise_if_not_exists=False)
+    table.create_checkpoint()
+    table.cleanup_metadata()

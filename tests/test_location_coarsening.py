@@ -112,16 +112,28 @@ def _holds(data_dir, lat, lon) -> set[str]:
 
 
 def _writes_since(data_dir, versions: dict[str, int]) -> dict[str, list[str]]:
-    """The commits that changed each table's data since `versions` (a vacuum commits too, but only its record)."""
+    """The commits that changed each table's data since `versions` (a vacuum and the log's
+    retention setting commit too, but change no data)."""
     return {path: [c["operation"] for c in DeltaTable(str(data_dir / "lake" / path)).history()
-                   if c["version"] > version and not c["operation"].startswith("VACUUM")]
+                   if c["version"] > version and c["operation"] not in ("VACUUM START", "VACUUM END", "SET TBLPROPERTIES")]
             for path, version in versions.items()}
+
+
+def _lake_files_holding(data_dir, *values: float) -> list[str]:
+    """Every data file, log checkpoint and log entry of the lake that holds one of `values`."""
+    found = []
+    for parquet in (data_dir / "lake").rglob("*.parquet"):  # data files and log checkpoints
+        text = str(pq.read_table(parquet).to_pylist())
+        found += [str(parquet)] if any(str(v) in text for v in values) else []
+    for log in (data_dir / "lake").rglob("_delta_log/*.json"):
+        found += [str(log)] if any(str(v) in log.read_text() for v in values) else []
+    return found
 
 
 def test_old_coordinates_are_coarsened_in_every_table_once(located_lake):
     everywhere = {"readings", *("/".join(p) for p in TEXT_TABLES)}
     assert _holds(located_lake, OLD_LAT, OLD_LON) == everywhere
-    lake = LakeResource(data_dir=str(located_lake), retention_hours=0)
+    lake = LakeResource(data_dir=str(located_lake), retention_hours=1)
     versions = {p: DeltaTable(str(located_lake / "lake" / p)).version()
                 for p in ("readings", "raw/signals", "quarantine/readings", "raw/deliveries", "quarantine/deliveries")}
 
@@ -138,16 +150,20 @@ def test_old_coordinates_are_coarsened_in_every_table_once(located_lake):
     old = readings.filter(pl.col("reading_time") < CUTOFF)
     assert sorted(old.filter(pl.col("metric").is_in(["latitude_deg", "longitude_deg"]))["value"]) == [-122.45, 37.75]
     assert old.filter(pl.col("metric") == "odometer_km")["value"].to_list() == [10.0]  # nothing else changes
-    delivered = json.loads(lake_table(located_lake, "raw", "deliveries").filter(pl.col("event_id") == "e-old")["payload"].item())
+    delivered = json.loads(lake_table(located_lake, "raw", "deliveries")
+                           .filter(pl.col("event_id") == "e-old")["payload"].item())
     assert delivered["data"]["signals"][1]["body"] == {"latitude": 37.75, "longitude": -122.45, "heading": 90,
                                                        "locationType": "GPS"}
-    # the files of the replaced versions are vacuumed: no data file keeps the old position
-    for parquet in (located_lake / "lake").rglob("*.parquet"):
-        text = str(pq.read_table(parquet).to_pylist())
-        assert str(OLD_LAT) not in text and str(OLD_LON) not in text, parquet
 
     assert coarsen_lake(lake, CUTOFF) == dict.fromkeys(changed, 0)  # idempotent: nothing left, no commit
     assert all(len(ops) == 1 for ops in _writes_since(located_lake, versions).values())
+
+    # Within the retention, the replaced files (and the log entries that describe them, with
+    # their statistics) are kept for readers still on the old version; past it, nothing is.
+    assert _lake_files_holding(located_lake, OLD_LAT, OLD_LON)
+    coarsen_lake(LakeResource(data_dir=str(located_lake), retention_hours=0), CUTOFF)
+    assert _lake_files_holding(located_lake, OLD_LAT, OLD_LON) == []
+    assert _holds(located_lake, NEW_LAT, NEW_LON) == {"readings", "raw/signals", "raw/deliveries"}
 
 
 def test_the_asset_coarsens_as_of_its_clock(located_lake):
