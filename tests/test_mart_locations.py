@@ -14,6 +14,7 @@ PINNED_DEG = 0.001
 # A column exposes positions when most of its values pin one; a few values that happen to
 # fall near a coordinate (a kW or kWh figure near 11.57 or 48.14) are not a position.
 EXPOSING_SHARE = 0.5
+ANY_VEHICLE = ""  # the rows of a mart without vehicle_id are compared with every vehicle's coordinates
 NUMBER_IN_TEXT = r"-?\d{1,3}\.\d{3,}"  # a decimal with three or more decimals: finer than the area
 
 
@@ -29,12 +30,12 @@ def _coarse(values: pl.Expr) -> pl.Expr:
 
 
 def pinned_rows(values: pl.DataFrame, coordinates: pl.DataFrame) -> set[int]:
-    """The `row`s of `values` (row, vehicle_id or null, value) that lie within PINNED_DEG of a
-    coordinate of their vehicle (of any vehicle when the row names none) and off the coarse grid."""
-    values = values.drop_nulls("value")
+    """The `row`s of `values` (row, vehicle_id, value) that lie within PINNED_DEG of a
+    coordinate of their vehicle (of any vehicle when the row names none: '') and off the coarse grid."""
+    values = values.drop_nulls("value").with_columns(pl.col("vehicle_id").fill_null(ANY_VEHICLE))
     if values.is_empty():
         return set()
-    everyone = coordinates.with_columns(pl.lit(None, pl.String).alias("vehicle_id")).unique()
+    everyone = coordinates.with_columns(pl.lit(ANY_VEHICLE).alias("vehicle_id")).unique()
     candidates = pl.concat([coordinates, everyone]).sort("coordinate")
     nearest = values.sort("value").join_asof(
         candidates, left_on="value", right_on="coordinate", by="vehicle_id", strategy="nearest",
@@ -54,7 +55,7 @@ def exposing_columns(con: duckdb.DuckDBPyConnection, coordinates: pl.DataFrame) 
     for table, column, data_type in columns:
         if data_type.startswith(("TIMESTAMP", "DATE", "TIME", "INTERVAL")):
             continue  # a time's seconds are no coordinate
-        vehicle = '"vehicle_id"' if table in with_vehicle else "NULL"
+        vehicle = '"vehicle_id"' if table in with_vehicle else f"'{ANY_VEHICLE}'"
         numeric = data_type in ("DOUBLE", "FLOAT", "REAL") or data_type.startswith("DECIMAL")
         as_type = "DOUBLE" if numeric else "VARCHAR"  # text, lists, structs: every number written in them
         rows = con.sql(f'SELECT {vehicle}::VARCHAR AS vehicle_id, "{column}"::{as_type} AS value '
@@ -107,5 +108,7 @@ def test_the_search_finds_a_position_however_a_mart_would_carry_it(default_fleet
     con.execute("CREATE SCHEMA marts")
     con.register("leaky_frame", leaky)
     con.execute("CREATE TABLE marts.leaky AS SELECT * FROM leaky_frame")
+    con.execute("CREATE TABLE marts.fleet_wide AS SELECT * EXCLUDE (session_id, vehicle_id) FROM leaky_frame")
     found = exposing_columns(con, coordinates)
-    assert set(found) == {"leaky.one", "leaky.note", "leaky.rounded", "leaky.median"}  # not coarse, not area
+    assert set(found) == {f"{table}.{column}" for table in ("leaky", "fleet_wide")
+                          for column in ("one", "note", "rounded", "median")}  # not coarse, not area
