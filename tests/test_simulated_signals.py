@@ -104,3 +104,33 @@ def test_the_range_at_full_charge_is_usable_capacity_over_consumption(default_fl
     error = (both["range_at_full_km"] / both["true_km"] - 1).abs()
     print(f"\nrange at full: {both.height} vehicle months, error median {error.median():.4f}, max {error.max():.4f}")
     assert error.median() <= 0.005 and error.max() <= 0.02
+
+
+def test_diagnostics_statuses_are_the_systems_the_active_codes_alert(default_fleet):
+    """The `diagnostics-*` statuses a car sends (ALERT for the systems its active trouble codes
+    concern, OK once they clear; a car sends the statuses of the systems its codes concern) are
+    the diagnostics forecast's reported status, and raise its urgency."""
+    window_end = _window_end(default_fleet)
+    vehicles = truth(default_fleet, "vehicles").select("vehicle_id", "reports_system_status")
+    codes = truth(default_fleet, "dtc").filter(pl.col("first_seen_at") <= window_end).with_columns(
+        active=pl.col("cleared_at").is_null() | (pl.col("cleared_at") > window_end))
+    systems = (codes.explode("alert_systems").drop_nulls("alert_systems").group_by("vehicle_id")
+               .agg(pl.col("alert_systems").filter("active").unique().sort().str.join(", ").alias("alerting"),
+                    pl.len().alias("concerned")))
+    forecast = mart(default_fleet, "maintenance_forecast").filter(component="diagnostics")
+    both = (vehicles.join(systems, on="vehicle_id", how="left")
+            .join(forecast.select("vehicle_id", "reported_status", "urgency"), on="vehicle_id"))
+    assert both.height == vehicles.height
+    alerted = both.filter(pl.col("alerting").str.len_chars() > 0)
+    cleared = both.filter(pl.col("concerned") > 0, pl.col("alerting") == "")
+    silent = both.filter(~pl.col("reports_system_status"))
+    print(f"\ndiagnostics statuses: {both.filter('reports_system_status').height} vehicles send them, "
+          f"{alerted.height} with systems in ALERT, {cleared.height} whose codes cleared")
+    assert alerted.height >= 3 and silent.height >= 5
+    assert alerted.select("reported_status").to_series().to_list() == \
+        ("ALERT: " + alerted["alerting"]).to_list()
+    assert (cleared["reported_status"] == "OK").all()
+    # no code in the window: nothing in ALERT (a code raised after the window may already have its OK sent)
+    assert not both.filter(pl.col("concerned").is_null())["reported_status"].str.starts_with("ALERT").any()
+    assert silent["reported_status"].null_count() == silent.height  # a car that sends none has none
+    assert alerted["urgency"].is_in(["PAST_DUE", "URGENT", "SOON"]).all()
