@@ -5,7 +5,7 @@ the range (battery health's range at full charge). All on the session's default 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 from conftest import mart, truth
@@ -134,3 +134,27 @@ def test_diagnostics_statuses_are_the_systems_the_active_codes_alert(default_fle
     assert not both.filter(pl.col("concerned").is_null())["reported_status"].str.starts_with("ALERT").any()
     assert silent["reported_status"].null_count() == silent.height  # a car that sends none has none
     assert alerted["urgency"].is_in(["PAST_DUE", "URGENT", "SOON"]).all()
+
+
+def test_the_cars_own_charge_records_check_and_correct_the_sessions(default_fleet):
+    """Cars that send `charge-chargerecords` (Volkswagen's, which report no energy counter):
+    each session carries its own record, whose energy (the car's measurement) replaces the
+    state-of-charge estimate and is the true energy."""
+    window_end = _window_end(default_fleet)
+    found = _utc(mart(default_fleet, "charging_sessions"))
+    true = truth(default_fleet, "charging_sessions").filter(pl.col("charge_ended_at") < window_end)
+    pairs = matched_sessions(found, true)
+    recorded = pairs.filter(pl.col("charge_record_id_true").is_not_null())
+    # a record is sent with the slow readings after the charge: the last day's may not be out yet
+    settled = recorded.filter(pl.col("charge_ended_at") < window_end - timedelta(days=1))
+    with_record = settled.filter(pl.col("charge_record_id").is_not_null())
+    print(f"\ncharge records: {recorded.height} sessions of cars that send them, "
+          f"{with_record.height} of {settled.height} settled ones matched to their record")
+    assert settled.height >= 20 and with_record.height >= 0.95 * settled.height
+    assert (with_record["charge_record_id"] == with_record["charge_record_id_true"]).all()
+    assert ((with_record["charge_record_energy_kwh"] - with_record["energy_added_kwh_true"]).abs() <= 0.01).all()
+    assert (with_record["energy_source"] == "charge_record").all()  # no counter: the record replaces the estimate
+    assert ((with_record["energy_added_kwh"] / with_record["energy_added_kwh_true"] - 1).abs() <= 0.005).all()
+    # cars that keep no records have none
+    assert pairs.filter(pl.col("charge_record_id_true").is_null())["charge_record_id"].null_count() == \
+        pairs.filter(pl.col("charge_record_id_true").is_null()).height
