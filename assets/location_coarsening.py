@@ -48,6 +48,7 @@ from storage.resources import LakeResource
 AREA_DIGITS = 2  # the centre of a 0.1° cell has two decimals
 COORDINATE_METRICS = ("latitude_deg", "longitude_deg")
 
+_COORDINATE_KEY = r'"(?:latitude|longitude)"'
 # A `"latitude"` or `"longitude"` key, then its value: a JSON number, or a number in a string.
 _COORDINATE = re.compile(r'("(?:latitude|longitude)"\s*:\s*)("?)(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\2')
 
@@ -78,7 +79,7 @@ def coarsen_text(text: str | None) -> str | None:
 
 def coarsened_rows(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     """The rows of `frame` whose `column` still holds a precise coordinate, with it coarsened."""
-    candidates = frame.filter(pl.col(column).str.contains(r'"(?:latitude|longitude)"'))
+    candidates = frame.filter(pl.col(column).str.contains(_COORDINATE_KEY))
     if candidates.is_empty():
         return candidates
     changed = candidates.with_columns(
@@ -95,7 +96,9 @@ def _text_table(path, keys: list[str], column: str, old: pl.Expr) -> int:
     """Coarsen the old rows of one text column of a table, in one commit."""
     if not tables.exists(path):
         return 0
-    frame = tables.scan(path, pl.Schema()).filter(old).select(*keys, column).collect()
+    # Only the rows whose text names a coordinate are read (streaming): the others never change.
+    frame = (tables.scan(path, pl.Schema()).filter(old & pl.col(column).str.contains(_COORDINATE_KEY))
+             .select(*keys, column).collect(engine="streaming"))
     return tables.update_matching(path, coarsened_rows(frame, column), keys, [column])
 
 
