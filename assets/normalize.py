@@ -103,7 +103,17 @@ SELECT row_id, item_index,
     json_type(item, '$.time') AS item_time_type,
     json_time(item -> '$.time') AS item_time,
     json_type(item, '$.odometer') AS item_odometer_type,
-    CASE WHEN json_type(item, '$.odometer') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.odometer' AS DOUBLE) END AS item_odometer
+    CASE WHEN json_type(item, '$.odometer') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.odometer' AS DOUBLE) END AS item_odometer,
+    json_type(item, '$.startTime') AS item_start_type,
+    json_time(item -> '$.startTime') AS item_start,
+    json_type(item, '$.endTime') AS item_end_type,
+    json_time(item -> '$.endTime') AS item_end,
+    json_type(item, '$.energyAdded') AS item_energy_type,
+    CASE WHEN json_type(item, '$.energyAdded') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.energyAdded' AS DOUBLE) END AS item_energy,
+    json_type(item, '$.startStateOfCharge') AS item_soc_start_type,
+    CASE WHEN json_type(item, '$.startStateOfCharge') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.startStateOfCharge' AS DOUBLE) END AS item_soc_start,
+    json_type(item, '$.endStateOfCharge') AS item_soc_end_type,
+    CASE WHEN json_type(item, '$.endStateOfCharge') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(item -> '$.endStateOfCharge' AS DOUBLE) END AS item_soc_end
 FROM items
 ORDER BY row_id, item_index
 """
@@ -358,6 +368,60 @@ def _services(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl
     return pl.concat([counts, at, odometer], how="diagonal_relaxed"), bad
 
 
+def _charge_records(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The car's own charge records: their number (`charge_record_count`), and per record
+    (component: its id, else its start time) when it
+    started and ended (`charge_record_started_at`, `charge_record_ended_at`: the time as
+    noted_at), the energy it added (`charge_record_energy_kwh`) and its states of charge at
+    either end, each where the record has it. A record that is not an object, has no start, a
+    time that is no time, or a number that is not one in range quarantines the signal."""
+    def present(column: str) -> pl.Expr:
+        return ~_absent(column)
+
+    numbers = (("item_energy_type", pl.col("item_energy") * pl.col("factor"), 0, 500),
+               ("item_soc_start_type", pl.col("item_soc_start"), 0, 100),
+               ("item_soc_end_type", pl.col("item_soc_end"), 0, 100))
+    not_numbers = pl.any_horizontal(present(t) & ~pl.col(t).is_in(NUMERIC_JSON) for t, *_ in numbers)
+    out_of_range = pl.any_horizontal(present(t) & ~v.is_between(low, high) for t, v, low, high in numbers)
+
+    item_reason = pl.coalesce(
+        pl.when(pl.col("item_type") != "OBJECT").then(pl.lit("malformed_body")),
+        pl.when(~present("item_start_type")).then(pl.lit("missing_value")),
+        pl.when(pl.col("item_start").is_null() | (present("item_end_type") & pl.col("item_end").is_null()))
+        .then(pl.lit("invalid_timestamp")),
+        pl.when(not_numbers).then(pl.lit("wrong_type")),
+        pl.when(out_of_range).then(pl.lit("out_of_range")),
+    )
+    part = part.join(_item_reasons(part, items, item_reason), on="row_id", how="left")
+    reason = pl.coalesce(
+        pl.when(_absent("values_type")).then(pl.lit("missing_value")),
+        pl.when(pl.col("values_type") != "ARRAY").then(pl.lit("wrong_type")),
+        _unit_reason(),
+        pl.col("item_reason"),
+    )
+    good, bad = _split(part, reason)
+    records = good.join(items, on="row_id", how="inner").with_columns(
+        pl.coalesce("item_id", pl.col("item_start").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).alias("record"))
+    record = pl.col("record")
+    parts = [
+        # how many records the list holds (none is an answer too, and the signal's outcome)
+        good.join(items.group_by("row_id").len("n"), on="row_id", how="left").with_columns(
+            _reading(pl.lit("charge_record_count"), pl.col("n").fill_null(0))),
+        records.with_columns(_reading(pl.lit("charge_record_started_at"), pl.lit(None, pl.Float64), component=record,
+                                      noted_at=pl.col("item_start"))),
+        records.filter(pl.col("item_end").is_not_null()).with_columns(_reading(
+            pl.lit("charge_record_ended_at"), pl.lit(None, pl.Float64), component=record, noted_at=pl.col("item_end"))),
+        records.filter(pl.col("item_energy").is_not_null()).with_columns(_reading(
+            pl.col("metric"), pl.col("item_energy") * pl.col("factor"), component=record, unit=pl.col("unit"),
+            noted_at=pl.col("item_start"))),
+        *(records.filter(pl.col(column).is_not_null()).with_columns(_reading(
+            pl.lit(metric), pl.col(column), component=record, unit=pl.lit("percent"), noted_at=pl.col("item_start")))
+          for column, metric in (("item_soc_start", "charge_record_soc_start_pct"),
+                                 ("item_soc_end", "charge_record_soc_end_pct"))),
+    ]
+    return pl.concat(parts, how="diagonal_relaxed"), bad
+
+
 def _words(part: pl.DataFrame, _items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """An open status word (no documented list): kept upper-cased as the component, value null."""
     word = pl.col("value_text").str.strip_chars().str.to_uppercase()
@@ -453,4 +517,4 @@ def _dtcs(part: pl.DataFrame, items: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
 
 _SHAPES = {"number": _numbers, "boolean": _booleans, "location": _locations, "tires": _tires, "dtc": _dtcs,
            "limits": _limits, "level": _levels, "word": _words,
-           "system": _systems, "services": _services}
+           "system": _systems, "services": _services, "charge_records": _charge_records}

@@ -36,7 +36,7 @@ TIRE_POSITIONS: dict[tuple[int, int], str] = {
 @dataclass(frozen=True)
 class SignalSpec:
     code: str
-    shape: str            # "number" | "boolean" | "location" | "tires" | "dtc" | "level" | "word" | "limits"
+    shape: str            # "number" | "boolean" | "location" | "tires" | "dtc" | "level" | "word" | "limits" | ...
     metric: str           # canonical metric (for "location": the latitude metric)
     field: str = "value"  # body field that carries a number/boolean/level
     quantity: str | None = None
@@ -96,6 +96,11 @@ SIGNALS: dict[str, SignalSpec] = {
         # unit is not documented (the service-history endpoint gives kilometres)
         SignalSpec("service-records", "services", "service_odometer_km", quantity="length", low=0, high=2_000_000,
                    default_unit="km"),
+        # the charge page's records: {values: [{id, cost, startTime, endTime, location, energyAdded,
+        # connectorType, isPublicCharger, startStateOfCharge, endStateOfCharge}]}, energy in kWh
+        # (no unit field); the OEM's own sessions. Location and cost are left in the raw body.
+        SignalSpec("charge-chargerecords", "charge_records", "charge_record_energy_kwh", field="energyAdded",
+                   quantity="energy", low=0, high=500, default_unit="kWh"),
         # the diagnostics page's system statuses: {status: OK | ALERT, description}; the reading's
         # component is the system (the code's name), its value the index of the status word
         *(SignalSpec(f"diagnostics-{system}", "system", "system_status", field="status", levels=SYSTEM_LEVELS)
@@ -117,6 +122,11 @@ METRIC_UNITS: dict[str, str] = {
     # a service record: `service_at` (text: the record's id as component, its time as noted_at)
     # and, where the record has one, the odometer at the service (component and noted_at alike)
     "service_at": "text", "service_odometer_km": "km", "service_record_count": "count",
+    # a charge record of the car's own (`charge-chargerecords`), component: the record's id (its
+    # start time when it has none): when it started and ended (text metrics, the time as
+    # noted_at), the energy it added and the state of charge at either end, where it says
+    "charge_record_started_at": "text", "charge_record_ended_at": "text", "charge_record_energy_kwh": "kWh",
+    "charge_record_soc_start_pct": "percent", "charge_record_soc_end_pct": "percent", "charge_record_count": "count",
     # text the payload carries beside a value, kept for analysts: the value is null, the text
     # is the component (nominal capacity's `source`, location's `locationType`)
     "battery_capacity_source": "text", "location_type": "text",
@@ -127,7 +137,8 @@ BODY_TEXTS: dict[tuple[str, str], str] = {
     ("tractionbattery-nominalcapacity", "source"): "battery_capacity_source",
     ("location-preciselocation", "locationType"): "location_type",
 }
-TEXT_METRICS = ("dtc_code", "charging_status", "service_at", *BODY_TEXTS.values())
+TEXT_METRICS = ("dtc_code", "charging_status", "service_at", "charge_record_started_at", "charge_record_ended_at",
+                *BODY_TEXTS.values())
 
 # Physical range of every numeric metric, for the quality suite (normalization quarantines
 # anything outside it, so a failure there means a bug, not bad input).
@@ -137,4 +148,5 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     **{s.metric: (0, len(s.levels) - 1) for s in SIGNALS.values() if s.levels},
     "latitude_deg": (-90, 90), "longitude_deg": (-180, 180), "heading_deg": (0, 360),
     "dtc_count": (0, 1_000), "service_record_count": (0, 100_000),
+    "charge_record_soc_start_pct": (0, 100), "charge_record_soc_end_pct": (0, 100), "charge_record_count": (0, 100_000),
 }

@@ -93,3 +93,40 @@ def vacuum(path: Path, retention_hours: float) -> int:
         return 0
     # delta-rs takes whole hours; a fraction rounds down, so that 0 means "keep none".
     return len(table.vacuum(retention_hours=int(retention_hours), enforce_retention_duration=False, dry_run=False))
+
+
+def update(path: Path, updates: dict[str, str], predicate: str) -> int:
+    """Set columns to SQL expressions (over the row's columns) in the rows `predicate`
+    selects, in one commit; none when no row matches. Returns how many rows changed."""
+    table = open_table(path)
+    if table is None:
+        return 0
+    return table.update(updates=updates, predicate=predicate)["num_updated_rows"]
+
+
+def update_matching(path: Path, frame: pl.DataFrame, keys: list[str], columns: list[str]) -> int:
+    """Set `columns` of the rows whose `keys` match a row of `frame` to that row's values, in
+    one commit (a merge: the frame's values are data, never SQL). Returns how many rows
+    changed."""
+    table = open_table(path)
+    if table is None or frame.is_empty():
+        return 0
+    on = " AND ".join(f't."{key}" = s."{key}"' for key in keys)
+    merged = (table.merge(_arrow(frame.select(*keys, *columns)), predicate=on, source_alias="s", target_alias="t")
+              .when_matched_update(updates={column: f's."{column}"' for column in columns}).execute())
+    return merged["num_target_rows_updated"]
+
+
+def forget_history(path: Path, retention_hours: float) -> None:
+    """Delete the transaction log's entries older than `retention_hours`, after a checkpoint
+    of the current version (which then describes the table alone). Old entries describe
+    files a later commit removed, with those files' statistics (each column's minimum and
+    maximum), so they can hold values the table no longer has."""
+    table = open_table(path)
+    if table is None:
+        return
+    keep = f"interval {int(retention_hours)} hours"  # whole hours, as vacuum takes them
+    if table.metadata().configuration.get("delta.logRetentionDuration") != keep:
+        table.alter.set_table_properties({"delta.logRetentionDuration": keep}, raise_if_not_exists=False)
+    table.create_checkpoint()
+    table.cleanup_metadata()

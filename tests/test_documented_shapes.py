@@ -152,6 +152,52 @@ def test_a_service_list_may_be_empty_and_a_record_need_not_carry_an_odometer(tmp
                           ("none", "service_record_count", 0.0)], key=str)
 
 
+# The charge page's records example (signal `charge-chargerecords`): no unit (kWh documented),
+# the location and cost stay in the raw body
+CHARGE_RECORD = {"id": "CHG123", "cost": {"currency": "USD", "otherAmount": 2, "energyAmount": 10.5},
+                 "endTime": "2023-10-15T08:00:00Z",
+                 "location": {"name": "Home Charger", "address": "123 Main St", "latitude": 37.7749,
+                              "longitude": -122.4194},
+                 "startTime": "2023-10-15T00:00:00Z", "energyAdded": 40.5, "connectorType": "J1772",
+                 "isPublicCharger": False, "endStateOfCharge": 90, "startStateOfCharge": 20}
+
+
+def test_the_documented_charge_record_is_read_with_its_times_energy_and_charge(tmp_path):
+    _, result = _normalize(tmp_path, [delivery("r", signals=[_signal("charge-chargerecords", {"values": [CHARGE_RECORD]})],
+                                               delivered_at=AT_MS + 60_000)])
+    assert result.quarantine.is_empty(), CHARGE
+    rows = {r["metric"]: r for r in result.readings.iter_rows(named=True)}
+    assert rows["charge_record_count"]["value"] == 1.0
+    assert {m for m in rows if m != "charge_record_count"} == {
+        "charge_record_started_at", "charge_record_ended_at", "charge_record_energy_kwh",
+        "charge_record_soc_start_pct", "charge_record_soc_end_pct"}
+    assert {r["component"] for m, r in rows.items() if m != "charge_record_count"} == {"CHG123"}
+    assert rows["charge_record_started_at"]["noted_at"].isoformat() == "2023-10-15T00:00:00+00:00"
+    assert rows["charge_record_ended_at"]["noted_at"].isoformat() == "2023-10-15T08:00:00+00:00"
+    assert rows["charge_record_energy_kwh"]["value"] == 40.5
+    assert rows["charge_record_energy_kwh"]["source_unit"] == "kWh (assumed)"
+    assert (rows["charge_record_soc_start_pct"]["value"], rows["charge_record_soc_end_pct"]["value"]) == (20.0, 90.0)
+    assert not result.readings["metric"].is_in(["latitude_deg", "longitude_deg"]).any()  # no position from a record
+
+
+def test_charge_records_without_an_id_or_any_record_and_broken_ones(tmp_path):
+    bare = {"startTime": 1697328000, "energyAdded": 12}  # epoch seconds, no id: the start names it
+    lines = [delivery("none", signals=[_signal("charge-chargerecords", {"values": []})], delivered_at=AT_MS + 60_000),
+             delivery("bare", signals=[_signal("charge-chargerecords", {"values": [bare]})], delivered_at=AT_MS + 60_000),
+             *(delivery(f"bad{i}", signals=[_signal("charge-chargerecords", {"values": [CHARGE_RECORD | broken]})],
+                        delivered_at=AT_MS + 60_000)
+               for i, broken in enumerate([{"energyAdded": -3}, {"endStateOfCharge": 140}, {"startTime": "soon"},
+                                           {"energyAdded": "40.5"}]))]
+    _, result = _normalize(tmp_path, lines)
+    assert sorted(result.quarantine.select("event_id", "reason").rows()) == [
+        ("bad0", "out_of_range"), ("bad1", "out_of_range"), ("bad2", "invalid_timestamp"), ("bad3", "wrong_type")]
+    got = sorted(result.readings.select("event_id", "metric", "component", "value").rows(), key=str)
+    assert got == sorted([("bare", "charge_record_count", None, 1.0),
+                          ("bare", "charge_record_energy_kwh", "2023-10-15T00:00:00Z", 12.0),
+                          ("bare", "charge_record_started_at", "2023-10-15T00:00:00Z", None),
+                          ("none", "charge_record_count", None, 0.0)], key=str)
+
+
 def test_the_detailed_charging_status_word_is_kept_as_sent(tmp_path):
     # The charge page documents `charge-detailedchargingstatus` as `{value: string}`, example
     # {"value": "CHARGING"}, values CHARGING, NOT_CHARGING, FULLY_CHARGED; other pages and

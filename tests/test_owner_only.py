@@ -2,11 +2,15 @@
 it are closed to other local users (0700 directories, 0600 files), whichever process writes."""
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 from conftest import build, open_to_others
 from deliveries import delivery, odometer, write_landing
+
+from storage.resources import LakeResource
 
 pytestmark = pytest.mark.pipeline
 
@@ -34,4 +38,28 @@ def test_a_build_leaves_nothing_open_to_other_users(tmp_path, process_umask):
     build(data_dir)
 
     assert (data_dir / "warehouse.duckdb").exists() and any((data_dir / "lake").rglob("*.parquet"))
+    assert open_to_others(data_dir) == []
+
+
+def test_the_commands_leave_nothing_open_to_other_users(tmp_path, process_umask, monkeypatch):
+    """Through the commands, as a user runs them from a shell whose umask lets others read:
+    the simulator's landing files and ground truth, the lake's Delta tables (logs and
+    checkpoints), the warehouse, the Dagster instance kept in the data directory (its
+    settings, run and event storage), mileage statements, and the lake after coarsening."""
+    from pipelines.cli import main
+
+    data_dir = tmp_path / "data"
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    os.umask(0o022)
+    assert main(["init", str(data_dir)]) == 0
+    assert main(["--data-dir", str(data_dir), "simulate", "--vehicles", "1", "--days", "2"]) == 0
+    assert main(["--data-dir", str(data_dir), "run"]) == 0
+    vehicle = next(iter(pl.read_parquet(data_dir / "ground_truth" / "vehicles.parquet")["vehicle_id"]))
+    assert main(["--data-dir", str(data_dir), "mileage", vehicle, "--from", "2026-09-01", "--to", "2026-09-02"]) == 0
+    from assets.location_coarsening import coarsen_lake
+    coarsen_lake(LakeResource(data_dir=str(data_dir), retention_hours=0), datetime(2026, 9, 3, tzinfo=UTC))
+
+    made = {p.relative_to(data_dir).parts[0] for p in data_dir.rglob("*") if p.is_file()}
+    assert {"landing", "ground_truth", "lake", "warehouse.duckdb", "dagster", "statements"} <= made
+    assert any((data_dir / "dagster").rglob("*.db")) and any((data_dir / "lake").rglob("*.checkpoint.parquet"))
     assert open_to_others(data_dir) == []

@@ -5,7 +5,7 @@ the range (battery health's range at full charge). All on the session's default 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 from conftest import mart, truth
@@ -104,3 +104,57 @@ def test_the_range_at_full_charge_is_usable_capacity_over_consumption(default_fl
     error = (both["range_at_full_km"] / both["true_km"] - 1).abs()
     print(f"\nrange at full: {both.height} vehicle months, error median {error.median():.4f}, max {error.max():.4f}")
     assert error.median() <= 0.005 and error.max() <= 0.02
+
+
+def test_diagnostics_statuses_are_the_systems_the_active_codes_alert(default_fleet):
+    """The `diagnostics-*` statuses a car sends (ALERT for the systems its active trouble codes
+    concern, OK once they clear; a car sends the statuses of the systems its codes concern) are
+    the diagnostics forecast's reported status, and raise its urgency."""
+    window_end = _window_end(default_fleet)
+    vehicles = truth(default_fleet, "vehicles").select("vehicle_id", "reports_system_status")
+    codes = truth(default_fleet, "dtc").filter(pl.col("first_seen_at") <= window_end).with_columns(
+        active=pl.col("cleared_at").is_null() | (pl.col("cleared_at") > window_end))
+    systems = (codes.explode("alert_systems").drop_nulls("alert_systems").group_by("vehicle_id")
+               .agg(pl.col("alert_systems").filter("active").unique().sort().str.join(", ").alias("alerting"),
+                    pl.len().alias("concerned")))
+    forecast = mart(default_fleet, "maintenance_forecast").filter(component="diagnostics")
+    both = (vehicles.join(systems, on="vehicle_id", how="left")
+            .join(forecast.select("vehicle_id", "reported_status", "urgency"), on="vehicle_id"))
+    assert both.height == vehicles.height
+    alerted = both.filter(pl.col("alerting").str.len_chars() > 0)
+    cleared = both.filter(pl.col("concerned") > 0, pl.col("alerting") == "")
+    silent = both.filter(~pl.col("reports_system_status"))
+    print(f"\ndiagnostics statuses: {both.filter('reports_system_status').height} vehicles send them, "
+          f"{alerted.height} with systems in ALERT, {cleared.height} whose codes cleared")
+    assert alerted.height >= 3 and silent.height >= 5
+    assert alerted.select("reported_status").to_series().to_list() == \
+        ("ALERT: " + alerted["alerting"]).to_list()
+    assert (cleared["reported_status"] == "OK").all()
+    # no code in the window: nothing in ALERT (a code raised after the window may already have its OK sent)
+    assert not both.filter(pl.col("concerned").is_null())["reported_status"].str.starts_with("ALERT").any()
+    assert silent["reported_status"].null_count() == silent.height  # a car that sends none has none
+    assert alerted["urgency"].is_in(["PAST_DUE", "URGENT", "SOON"]).all()
+
+
+def test_the_cars_own_charge_records_check_and_correct_the_sessions(default_fleet):
+    """Cars that send `charge-chargerecords` (Volkswagen's, which report no energy counter):
+    each session carries its own record, whose energy (the car's measurement) replaces the
+    state-of-charge estimate and is the true energy."""
+    window_end = _window_end(default_fleet)
+    found = _utc(mart(default_fleet, "charging_sessions"))
+    true = truth(default_fleet, "charging_sessions").filter(pl.col("charge_ended_at") < window_end)
+    pairs = matched_sessions(found, true)
+    recorded = pairs.filter(pl.col("charge_record_id_true").is_not_null())
+    # a record is sent with the slow readings after the charge: the last day's may not be out yet
+    settled = recorded.filter(pl.col("charge_ended_at") < window_end - timedelta(days=1))
+    with_record = settled.filter(pl.col("charge_record_id").is_not_null())
+    print(f"\ncharge records: {recorded.height} sessions of cars that send them, "
+          f"{with_record.height} of {settled.height} settled ones matched to their record")
+    assert settled.height >= 20 and with_record.height >= 0.95 * settled.height
+    assert (with_record["charge_record_id"] == with_record["charge_record_id_true"]).all()
+    assert ((with_record["charge_record_energy_kwh"] - with_record["energy_added_kwh_true"]).abs() <= 0.01).all()
+    assert (with_record["energy_source"] == "charge_record").all()  # no counter: the record replaces the estimate
+    assert ((with_record["energy_added_kwh"] / with_record["energy_added_kwh_true"] - 1).abs() <= 0.005).all()
+    # cars that keep no records have none
+    assert pairs.filter(pl.col("charge_record_id_true").is_null())["charge_record_id"].null_count() == \
+        pairs.filter(pl.col("charge_record_id_true").is_null()).height

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from assets.marts.charging.places import location_types, session_places
+from assets.marts.charging.records import RECORD_METRICS, RECORD_SCHEMA, charge_records, reconcile_with_records
 from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, charging_readings, find_sessions,
                                             measure_sessions, nominal_capacity, plug_timeline, range_at_full,
                                             session_capacity_estimates, session_readings, vehicle_capacity)
@@ -56,7 +57,8 @@ class ChargingConfig(dg.Config):
 SESSION_COLUMNS = (
     "session_id", "vehicle_id", "started_at", "ended_at", "duration_min", "plugged_in_at", "unplugged_at",
     "plugged_in_min", "idle_min", "charge_start_estimated_at", "charge_end_estimated_at", "charging_readings",
-    "soc_start_pct", "soc_end_pct", "energy_added_kwh", "energy_source", "energy_low_kwh", "energy_high_kwh", "grid_energy_kwh", "avg_power_kw",
+    "soc_start_pct", "soc_end_pct", "energy_added_kwh", "energy_source", "energy_low_kwh", "energy_high_kwh",
+    "charge_record_id", "charge_record_energy_kwh", "energy_vs_record_pct", "grid_energy_kwh", "avg_power_kw",
     "max_power_kw", "power_source", "is_dc_fast", "current_type", "current_type_source", "charge_limit_pct",
     "completion", "location_type", "area", "peak_energy_kwh",
     "off_peak_energy_kwh", "cost", "currency",
@@ -75,9 +77,10 @@ def session_ids(frame: pl.DataFrame) -> pl.Series:
 
 
 def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
-                   vehicles: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
+                   vehicles: pl.DataFrame | None = None, records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
     """The charging marts from readings (long format: `CHARGING_READING_COLUMNS`) and, where
-    known, each vehicle's make and model (`vehicles`: same-model cars share capacity ratios)."""
+    known, each vehicle's make and model (`vehicles`: same-model cars share capacity ratios)
+    and the cars' own charge records (`records`: RECORD_SCHEMA, see records.py)."""
     parse_windows(config.peak_windows)  # a bad window fails before any work
     distinct = charging_readings(readings_frame)
     timeline = plug_timeline(distinct)
@@ -85,6 +88,7 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
     measured = session_capacity_estimates(session_readings(distinct, found))
     nominal = nominal_capacity(distinct)
     sessions = measure_sessions(found, measured, vehicle_capacity(measured, nominal, vehicles))
+    sessions = reconcile_with_records(sessions, records if records is not None else RECORD_SCHEMA.to_frame())
     sessions = sessions.join(session_places(distinct, found), on=["vehicle_id", "plug_id"], how="left")
     sessions = sessions.join(location_types(sessions, config.timezone), on=["vehicle_id", "plug_id"], how="left")
     sessions = sessions.with_columns(
@@ -126,6 +130,12 @@ def load_charging_readings(lake: LakeResource) -> pl.DataFrame:
             .select(CHARGING_READING_COLUMNS).collect())
 
 
+def load_charge_records(lake: LakeResource) -> pl.DataFrame:
+    """The cars' own charge records (`charge-chargerecords`), one row per record."""
+    return charge_records(lake_scan(lake, "readings").filter(pl.col("metric").is_in(RECORD_METRICS))
+                          .select("vehicle_id", "metric", "component", "value", "noted_at", "delivered_at").collect())
+
+
 def load_vehicle_models(lake: LakeResource) -> pl.DataFrame:
     """Each vehicle's make and model, as its deliveries name them (the latest one)."""
     return (lake_scan(lake, "deliveries").filter(pl.col("make").is_not_null() & pl.col("model").is_not_null())
@@ -155,4 +165,5 @@ CHARGING_MARTS = [
 @mart_family("charging", CHARGING_MARTS, deps=[readings], config=ChargingConfig)
 def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     """Sessions from the readings, then everything energy teams derive from them."""
-    return charging_marts(load_charging_readings(build.lake), build.config, load_vehicle_models(build.lake))
+    return charging_marts(load_charging_readings(build.lake), build.config, load_vehicle_models(build.lake),
+                          load_charge_records(build.lake))

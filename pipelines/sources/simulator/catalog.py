@@ -64,7 +64,11 @@ class MakeProfile:
 RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS = ("tractionbattery-range", "charge-chargelimits",
                                                 "charge-isfastchargerpresent", "charge-detailedchargingstatus")
 LOW_VOLTAGE_STATUS, SYSTEM_STATUS, SERVICE_RECORDS = "lowvoltagebattery-status", "diagnostics-*", "service-records"
-NEWER_SIGNALS = (RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS, LOW_VOLTAGE_STATUS, SYSTEM_STATUS, SERVICE_RECORDS)
+CHARGE_RECORDS = "charge-chargerecords"
+NEWER_SIGNALS = (RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS, LOW_VOLTAGE_STATUS, SYSTEM_STATUS, SERVICE_RECORDS,
+                 CHARGE_RECORDS)
+# A charge record is sent with the slow readings for this long after its session ended.
+CHARGE_RECORD_DAYS = 7
 
 
 MAKES: dict[str, MakeProfile] = {
@@ -77,7 +81,7 @@ MAKES: dict[str, MakeProfile] = {
                     frozenset({RANGE, LIMITS, FAST_CHARGER, CHARGING_STATUS, LOW_VOLTAGE_STATUS, SYSTEM_STATUS})),
     "VOLKSWAGEN": MakeProfile(False, "watts", False, "bar", "km", "mi",
                               frozenset({"lowvoltagebattery-stateofcharge"}),
-                    frozenset({RANGE, LIMITS, CHARGING_STATUS, SYSTEM_STATUS, SERVICE_RECORDS})),
+                    frozenset({RANGE, LIMITS, CHARGING_STATUS, SYSTEM_STATUS, SERVICE_RECORDS, CHARGE_RECORDS})),
     "HYUNDAI": MakeProfile(True, None, False, "psi", "km", "mi", frozenset(),
                     frozenset({RANGE, LIMITS, FAST_CHARGER, LOW_VOLTAGE_STATUS})),
     "FORD": MakeProfile(True, "W", True, "psi", "kilometers", "miles", frozenset(),
@@ -118,6 +122,7 @@ SIGNALS: dict[str, tuple[str, str]] = {
     "charge-detailedchargingstatus": ("DetailedChargingStatus", "Charge"),
     "lowvoltagebattery-status": ("Status", "LowVoltageBattery"),
     "service-records": ("ServiceRecords", "Service"),
+    "charge-chargerecords": ("ChargeRecords", "Charge"),
     **{"diagnostics-" + system: (name, "Diagnostics") for system, name in (
         ("mil", "MIL"), ("emissions", "Emissions"), ("evhvbattery", "EVHVBattery"), ("abs", "ABS"),
         ("airbag", "Airbag"))},

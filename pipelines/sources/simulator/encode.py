@@ -114,6 +114,7 @@ class NewerFormats:
     low_voltage_status: np.ndarray
     systems: list  # per vehicle: the diagnostics systems it reports (those its trouble codes raise)
     service_records: np.ndarray  # an engine, make reports service records
+    charge_records: np.ndarray  # a traction battery, make reports its charge records
 
 
 def newer_formats(fleet) -> NewerFormats:
@@ -140,7 +141,8 @@ def newer_formats(fleet) -> NewerFormats:
         fast_charger=np.isfinite(fleet.dc_max_kw) & reports(C.FAST_CHARGER),
         charging_status=has_battery & reports(C.CHARGING_STATUS),
         low_voltage_status=reports(C.LOW_VOLTAGE_STATUS), systems=systems,
-        service_records=has_engine & reports(C.SERVICE_RECORDS))
+        service_records=has_engine & reports(C.SERVICE_RECORDS),
+        charge_records=has_battery & reports(C.CHARGE_RECORDS))
 
 
 def low_voltage_status(soc_pct: np.ndarray) -> np.ndarray:
@@ -154,14 +156,29 @@ def service_record_id(fleet, v: int, at: float) -> str:
                           str(fleet.vehicle_id[v])[:8].upper())
 
 
+def charge_record_id(fleet, v: int, started_at: float) -> str:
+    return "CR-%s-%s" % (str(fleet.vehicle_id[v])[:8].upper(),
+                         datetime.fromtimestamp(started_at, tz=timezone.utc).strftime("%Y%m%dT%H%M%S"))
+
+
+def charge_record(fleet, session: tuple) -> dict:
+    """A session as the car's own charge record (the charge page's shape; energy in kWh)."""
+    v, _plugged, started, ended, _unplugged, location, _dc, soc_start, soc_end, energy = session[:10]
+    return {"id": charge_record_id(fleet, v, started), "startTime": _iso_seconds(started),
+            "endTime": _iso_seconds(ended), "energyAdded": round(float(energy), 2),
+            "isPublicCharger": location == "public", "startStateOfCharge": round(float(soc_start), 1),
+            "endStateOfCharge": round(float(soc_end), 1)}
+
+
 def newer_signal_columns(fleet, formats: PayloadFormats, vehicle: np.ndarray, at: np.ndarray, state,
                          slow: np.ndarray, fast_charger: np.ndarray, low_voltage_soc_pct: np.ndarray,
-                         service_at_s: np.ndarray, service_odometer_km: np.ndarray) -> dict:
+                         service_at_s: np.ndarray, service_odometer_km: np.ndarray, sessions: list = ()) -> dict:
     """The newer signals' columns of the day's readings (None where a reading does not carry one).
 
     Range and the charging words go with every reading of a car that sends them, the charge
     limit with slow and plugged-in readings, the 12 V status, system statuses and service
-    records with slow readings. ``fast_charger``: the reading falls in a DC session (plugged in
+    records with slow readings, and so do charge records (the sessions that ended in the last
+    CHARGE_RECORD_DAYS; ``sessions``: the fleet's sessions so far). ``fast_charger``: the reading falls in a DC session (plugged in
     at a fast charger); ``service_at_s``/``service_odometer_km``: per vehicle, its oil change
     (inf: none yet)."""
     newer = formats.newer
@@ -183,6 +200,11 @@ def newer_signal_columns(fleet, formats: PayloadFormats, vehicle: np.ndarray, at
     for system in C.DIAGNOSTIC_SYSTEMS:
         columns["system_" + system] = np.full(count, None, dtype=object)
     service = np.full(count, None, dtype=object)
+    charge_records = np.full(count, None, dtype=object)
+    ended_by_vehicle: dict[int, list] = {}
+    for session in sessions:
+        if newer.charge_records[session[0]]:
+            ended_by_vehicle.setdefault(session[0], []).append(session)
     for i in np.nonzero(slow)[0]:
         v, t = int(vehicle[i]), float(at[i])
         if newer.systems[v]:
@@ -198,7 +220,12 @@ def newer_signal_columns(fleet, formats: PayloadFormats, vehicle: np.ndarray, at
                                 "odometer": round(float(service_odometer_km[v]), 1),
                                 "tasks": [{"id": "TSK-1", "description": "Oil change"}]})
             service[i] = dumps({"values": records})
+        if newer.charge_records[v]:
+            recent = [charge_record(fleet, s) for s in ended_by_vehicle.get(v, ())
+                      if t - C.CHARGE_RECORD_DAYS * 86_400 < s[3] <= t]
+            charge_records[i] = dumps({"values": recent})
     columns["service_body"] = service
+    columns["charge_records_body"] = charge_records
     return columns
 
 
@@ -398,6 +425,7 @@ def build_state_lines(frame: pl.DataFrame) -> pl.DataFrame:
         C.LOW_VOLTAGE_STATUS: pl.col("low_voltage_status").is_not_null(),
         **{"diagnostics-" + system: pl.col("system_" + system).is_not_null() for system in C.DIAGNOSTIC_SYSTEMS},
         C.SERVICE_RECORDS: pl.col("service_body").is_not_null(),
+        C.CHARGE_RECORDS: pl.col("charge_records_body").is_not_null(),
     }
     signals += [
         _signal(C.RANGE, _number_body("range_km", unit_column="range_unit"), newer_includes[C.RANGE]),
@@ -410,6 +438,7 @@ def build_state_lines(frame: pl.DataFrame) -> pl.DataFrame:
         *(_signal("diagnostics-" + system, [_s('{"status":"'), pl.col("system_" + system), _s('"}')],
                   newer_includes["diagnostics-" + system]) for system in C.DIAGNOSTIC_SYSTEMS),
         _signal(C.SERVICE_RECORDS, [pl.col("service_body")], newer_includes[C.SERVICE_RECORDS]),
+        _signal(C.CHARGE_RECORDS, [pl.col("charge_records_body")], newer_includes[C.CHARGE_RECORDS]),
     ]
     signal_count = (pl.lit(2, dtype=pl.Int32) + has_battery.cast(pl.Int32) * 3
                     + (has_battery & slow).cast(pl.Int32)

@@ -157,7 +157,8 @@ def simulate_day(run: Run, state: FleetState, day: int) -> None:
     dtc_json = dtc_lists_json(formats, fleet, vehicle, at, slow)
     newer = newer_signal_columns(fleet, formats, vehicle, at, true, slow,
                                  in_dc_session(state.sessions, vehicle, at, day_start, day_end),
-                                 low_voltage_soc(fleet, vehicle, at), state.service_at_s, state.service_odometer_km)
+                                 low_voltage_soc(fleet, vehicle, at), state.service_at_s, state.service_odometer_km,
+                                 state.sessions)
     run.truth.low_voltage_statuses(vehicle, at, newer["low_voltage_status"])
     redeliveries = choose_redeliveries(plan, cfg, fleet, day, odometer.spike_rows, times.delivered_ms,
                                        streams.readings)

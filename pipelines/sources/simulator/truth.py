@@ -11,7 +11,7 @@ import polars as pl
 
 from . import catalog as C
 from .fleet import DAY
-from .encode import service_record_id
+from .encode import charge_record_id, service_record_id
 from .ids import uuids
 from .wear import OIL_DUE_PCT, low_voltage_soc, tire_pressure
 
@@ -22,7 +22,8 @@ LV_DUE_PCT = 50.0
 # truth column (reports_<column>) per newer signal: whether the vehicle's make sends it
 NEWER_SIGNAL_COLUMNS = {C.RANGE: "range", C.LIMITS: "charge_limits", C.FAST_CHARGER: "fast_charger",
                         C.CHARGING_STATUS: "charging_status", C.LOW_VOLTAGE_STATUS: "low_voltage_status",
-                        C.SYSTEM_STATUS: "system_status", C.SERVICE_RECORDS: "service_records"}
+                        C.SYSTEM_STATUS: "system_status", C.SERVICE_RECORDS: "service_records",
+                        C.CHARGE_RECORDS: "charge_records"}
 FAULT_KINDS = ("SPIKE", "ROLLBACK", "GAP", "UNIT_CHANGE", "DUPLICATE", "LATE", "MALFORMED", "OUT_OF_ORDER",
                "PERMISSION_REVOKED", "BAD_VALUE", "VEHICLE_ERROR")
 
@@ -162,12 +163,16 @@ class TruthBuilder:
             "completion": ["complete" if s[8] >= fleet.charge_limit_pct[s[0]] - 1.0 else "interrupted"
                            for s in ended_sessions],
             "current_type": ["DC" if s[6] else "AC" for s in ended_sessions],
+            # the id of the car's own record of it, for cars that send charge records
+            "charge_record_id": [charge_record_id(fleet, s[0], s[2])
+                                 if C.CHARGE_RECORDS in fleet.newer_signals[s[0]] and fleet.powertrain[s[0]] != C.ICE
+                                 else None for s in ended_sessions],
         }, schema={"session_id": pl.String, "vehicle_id": pl.String, "plugged_at": TS,
                    "charge_started_at": TS, "charge_ended_at": TS, "unplugged_at": TS,
                    "location_type": pl.String, "is_dc_fast": pl.Boolean, "soc_start_pct": pl.Float64,
                    "soc_end_pct": pl.Float64, "energy_added_kwh": pl.Float64, "avg_power_kw": pl.Float64,
                    "max_power_kw": pl.Float64, "ends_after_window": pl.Boolean, "charge_limit_pct": pl.Float64,
-                   "completion": pl.String, "current_type": pl.String})
+                   "completion": pl.String, "current_type": pl.String, "charge_record_id": pl.String})
         _write_parquet(sessions_frame, out / "charging_sessions.parquet")
 
         # faults
