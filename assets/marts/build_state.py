@@ -15,8 +15,9 @@ that rows and state commit together: a crash leaves both as they were.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import duckdb
 import polars as pl
@@ -44,21 +45,30 @@ class LakeState:
         return cls(days, RawLayout(lake).committed_seq)
 
 
+SCOPE_SCHEMA = pl.Schema({"vehicle_id": pl.String, "since": pl.Datetime("us", "UTC"), "since_day": pl.Date})
+
+
 @dataclass(frozen=True)
 class MartScope:
     """The vehicles a mart build recomputes: `vehicles` None means every vehicle (a full
-    build, which replaces the whole table)."""
+    build, which replaces the whole table). `since`, per vehicle, is when its new data
+    starts (its earliest new reading; None: unknown, the whole vehicle): a mart whose rows
+    before that cannot change (a windowed mart) recomputes only the rows from then on."""
 
     vehicles: frozenset[str] | None
     lake_state: LakeState
+    since: Mapping[str, datetime | None] = field(default_factory=dict)
 
     @property
     def full(self) -> bool:
         return self.vehicles is None
 
     def frame(self) -> pl.DataFrame:
-        """The scope's vehicles as a one-column frame (to register in DuckDB or join)."""
-        return pl.DataFrame({"vehicle_id": sorted(self.vehicles or ())}, schema={"vehicle_id": pl.String})
+        """The scope's vehicles, with `since` and its UTC day (to register in DuckDB or join)."""
+        vehicles = sorted(self.vehicles or ())
+        return pl.DataFrame({"vehicle_id": vehicles, "since": [self.since.get(v) for v in vehicles]},
+                            schema={"vehicle_id": pl.String, "since": pl.Datetime("us", "UTC")}
+                            ).with_columns(since_day=pl.col("since").dt.date())
 
     def select(self, frame: pl.LazyFrame | pl.DataFrame, column: str = "vehicle_id"):
         """The rows of a frame that belong to the scope's vehicles (all of them on a full build)."""
@@ -109,27 +119,35 @@ def forget_mart_builds(con: duckdb.DuckDBPyConnection, mart: str | None = None) 
     con.execute(f"DELETE FROM {_DAYS} {where}", params).fetchall()
 
 
-def touched_vehicles(lake: LakeResource, since: LakeState, now: LakeState) -> frozenset[str]:
-    """Vehicles with readings or deliveries that `now` holds and `since` did not: the raw
+def touched_since(lake: LakeResource, since: LakeState, now: LakeState) -> dict[str, datetime | None]:
+    """Vehicles with readings or deliveries that `now` holds and `since` did not (the raw
     signals of every reading day rebuilt since, from ingest groups after the one the day was
-    built up to then, and the deliveries of ingest groups after `since`'s last."""
+    built up to then, and the deliveries of ingest groups after `since`'s last), each with
+    the time of its earliest new reading (None when only deliveries are new)."""
     raw = RawLayout(lake)
     changed = {day: since.day_seqs.get(day, 0) for day, seq in now.day_seqs.items()
                if seq != since.day_seqs.get(day)}
-    found: set[str] = set()
-    if changed:
-        after = pl.DataFrame({"day": list(changed), "seen_seq": list(changed.values())},
-                             schema={"day": pl.Date, "seen_seq": pl.Int64})
-        signals = (raw.scan("signals", pl.Schema({"vehicle_id": pl.String, "day": pl.Date, "ingest_seq": pl.Int64}))
-                   .filter(pl.col("day").is_in(list(changed)))  # reading days are the table's partitions
-                   .join(after.lazy(), on="day").filter(pl.col("ingest_seq") > pl.col("seen_seq"))
-                   .select("vehicle_id").unique().collect())
-        found.update(signals.get_column("vehicle_id").drop_nulls())
+    found: dict[str, datetime | None] = {}
     if now.ingest_seq != since.ingest_seq:
         deliveries = (raw.scan("deliveries", pl.Schema({"vehicle_id": pl.String, "ingest_seq": pl.Int64}))
                       .filter(pl.col("ingest_seq") > since.ingest_seq).select("vehicle_id").unique().collect())
-        found.update(deliveries.get_column("vehicle_id").drop_nulls())
-    return frozenset(found)
+        found.update(dict.fromkeys(deliveries.get_column("vehicle_id").drop_nulls()))
+    if changed:
+        after = pl.DataFrame({"day": list(changed), "seen_seq": list(changed.values())},
+                             schema={"day": pl.Date, "seen_seq": pl.Int64})
+        schema = pl.Schema({"vehicle_id": pl.String, "reading_time": pl.Datetime("us", "UTC"), "day": pl.Date,
+                            "ingest_seq": pl.Int64})
+        signals = (raw.scan("signals", schema)
+                   .filter(pl.col("day").is_in(list(changed)))  # reading days are the table's partitions
+                   .join(after.lazy(), on="day").filter(pl.col("ingest_seq") > pl.col("seen_seq"))
+                   .group_by("vehicle_id").agg(pl.col("reading_time").min()).collect())
+        # A signal without a time is quarantined, not a reading: its vehicle counts whole.
+        found.update((v, t) for v, t in signals.filter(pl.col("vehicle_id").is_not_null()).iter_rows())
+    return found
+
+
+def touched_vehicles(lake: LakeResource, since: LakeState, now: LakeState) -> frozenset[str]:
+    return frozenset(touched_since(lake, since, now))
 
 
 def fingerprint(config) -> str:

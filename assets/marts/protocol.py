@@ -32,7 +32,7 @@ import polars as pl
 
 from assets.marts.dictionary import declared_schema
 from assets.marts.build_state import (LakeState, MartScope, fingerprint, forget_mart_builds, record_state,
-                                      recorded_state, touched_vehicles)
+                                      recorded_state, touched_since)
 from assets.marts.warehouse_io import MART_SCHEMA, attach_lake, mart_result, transaction, write_table
 from quality.gx_validation import validate
 from quality.results import check_result
@@ -74,6 +74,9 @@ class MartSpec:
     # Whether a build may recompute only some vehicles' rows: the mart's rows for a vehicle
     # depend on that vehicle's data alone (its grain starts with `vehicle_id`).
     scoped: bool = False
+    # For a scoped mart whose rows before a vehicle's new data cannot change: the column of
+    # its rows and the scope's bound on it (`since` or `since_day`) from which rows are rebuilt.
+    window: tuple[str, str] | None = None
 
     @property
     def key(self) -> dg.AssetKey:
@@ -117,11 +120,12 @@ def _store(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built
         view = f"{spec.name}_frame"
         build.con.register(view, built.content)
         try:
-            rows = write_table(build.con, spec.name, f"SELECT * FROM {view}", SCOPE_VIEW if scoped else None)
+            rows = write_table(build.con, spec.name, f"SELECT * FROM {view}", SCOPE_VIEW if scoped else None,
+                               spec.window)
         finally:
             build.con.unregister(view)
     else:
-        rows = write_table(build.con, spec.name, built.content, SCOPE_VIEW if scoped else None)
+        rows = write_table(build.con, spec.name, built.content, SCOPE_VIEW if scoped else None, spec.window)
     return rows, built
 
 
@@ -161,7 +165,8 @@ def _scope(con: duckdb.DuckDBPyConnection, lake: LakeResource, op_name: str, con
     seen = recorded_state(con, op_name, fingerprint(config))
     if seen is None:
         return MartScope(None, now)
-    return MartScope(touched_vehicles(lake, seen, now), now)
+    since = touched_since(lake, seen, now)
+    return MartScope(frozenset(since), now, since)
 
 
 def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callable, config_type: type | None,
@@ -172,9 +177,10 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
             attach_lake(con, lake)
             scope = _scope(con, lake, op_name, config, specs)
             build = MartBuild(lake=lake, con=con, config=config, log=context.log, scope=scope)
+            con.register(SCOPE_VIEW, build.scope.frame())
             if widen_scope is not None and not scope.full:
                 build = replace(build, scope=widen_scope(build))
-            con.register(SCOPE_VIEW, build.scope.frame())
+                con.register(SCOPE_VIEW, build.scope.frame())
             context.log.info(f"{op_name}: " + ("full build" if build.scope.full else
                                                f"{len(build.scope.vehicles or ())} vehicles with new data"))
             outputs = fn(build)
@@ -210,15 +216,16 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
 
 def mart(*, grain: Sequence[str], deps: Sequence, check: MartCheck | None = None, config: type | None = None,
          name: str | None = None, kinds: Sequence[str] = ("duckdb",), scoped: bool = False,
-         widen_scope: Callable[[MartBuild], MartScope] | None = None) -> Callable[[Callable], dg.AssetsDefinition]:
+         window: tuple[str, str] | None = None, widen_scope: Callable[[MartBuild], MartScope] | None = None) -> Callable[[Callable], dg.AssetsDefinition]:
     """Declare the mart `marts.<name>` (default: the function's name), described by the
     function's docstring. `scoped`: its rows for a vehicle depend on that vehicle's data
-    alone, so a build recomputes only the vehicles with new data (`build.scope`);
-    `widen_scope` adds to them (or makes the build a full one) where other data matters."""
+    alone, so a build recomputes only the vehicles with new data (`build.scope`); `window`
+    (see `MartSpec`) only their rows from their new data on; `widen_scope` adds to them (or
+    makes the build a full one) where other data matters, or moves their `since`."""
     def declare(fn: Callable) -> dg.AssetsDefinition:
         table = name or fn.__name__
         description = " ".join((fn.__doc__ or "").split())
-        spec = MartSpec(table, tuple(grain), description, check, scoped)
+        spec = MartSpec(table, tuple(grain), description, check, scoped, window)
         return _define(f"{MART_GROUP}__{table}", [spec], deps, fn, config, set(kinds), description, widen_scope)
     return declare
 

@@ -110,11 +110,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-def write_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, vehicles_view: str | None = None) -> int:
+def write_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, vehicles_view: str | None = None,
+                window: tuple[str, str] | None = None) -> int:
     """Write a SELECT's rows to `marts.<table>`, inside the caller's transaction: the whole
-    table replaced, or, given `vehicles_view` (a relation with a `vehicle_id` column), only
-    the rows of those vehicles, with the SELECT's rows of those vehicles. Returns the rows
-    written."""
+    table replaced, or, given `vehicles_view` (a relation of `vehicle_id, since, since_day`),
+    only the rows of those vehicles, with the SELECT's rows of those vehicles. `window`
+    (a column of the table, and `since` or `since_day`) narrows that to each vehicle's rows
+    from its `since` on (all of them where `since` is null). Returns the rows written."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
     exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
                          [MART_SCHEMA, table]).fetchall()[0][0]
@@ -122,12 +124,13 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, veh
         con.execute(f"CREATE OR REPLACE TABLE {MART_SCHEMA}.{table} AS {select_sql}").fetchall()
         comment_columns(con, MART_SCHEMA, table)
         return con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{table}").fetchall()[0][0]
-    scope = f"(SELECT vehicle_id FROM {vehicles_view})"
-    con.execute(f"DELETE FROM {MART_SCHEMA}.{table} WHERE vehicle_id IN {scope}").fetchall()
-    # The scope again on the rows written: a SELECT that yields other vehicles' rows cannot
-    # duplicate them.
-    written = con.execute(f"INSERT INTO {MART_SCHEMA}.{table} BY NAME SELECT * FROM ({select_sql}) "
-                          f"WHERE vehicle_id IN {scope}").fetchall()
+    within = f" AND (s.since IS NULL OR r.{window[0]} >= s.{window[1]})" if window else ""
+    con.execute(f"DELETE FROM {MART_SCHEMA}.{table} r WHERE EXISTS (SELECT 1 FROM {vehicles_view} s "
+                f"WHERE s.vehicle_id = r.vehicle_id{within})").fetchall()
+    # The scope again on the rows written: a SELECT that yields other rows cannot duplicate them.
+    written = con.execute(f"INSERT INTO {MART_SCHEMA}.{table} BY NAME SELECT r.* FROM ({select_sql}) r "
+                          f"WHERE EXISTS (SELECT 1 FROM {vehicles_view} s WHERE s.vehicle_id = r.vehicle_id{within})"
+                          ).fetchall()
     return written[0][0] if written else 0
 
 

@@ -39,7 +39,7 @@ def load_odometer(lake: LakeResource, scope: MartScope | None = None) -> pl.Data
     file and line."""
     scan = lake_scan(lake, "readings").filter(pl.col("metric") == "odometer_km")
     odometer = distinct_odometer_readings(
-        (scope.select(scan) if scope is not None else scan)
+        (within(scan, scope, "reading_time") if scope is not None else scan)
         .select("vehicle_id", "reading_time", "metric", "component", "value", "delivered_at", "event_id", "source_unit")
         .collect()
     )
@@ -49,10 +49,66 @@ def load_odometer(lake: LakeResource, scope: MartScope | None = None) -> pl.Data
     return odometer.join(lines, on="event_id", how="left").select(*ODOMETER_SCHEMA, *SOURCE_SCHEMA)
 
 
-def read_assessed(con: duckdb.DuckDBPyConnection, scope: MartScope | None = None) -> pl.DataFrame:
-    """marts.odometer_readings (the scope's vehicles' rows), by vehicle and time."""
-    where = f"WHERE vehicle_id IN (SELECT vehicle_id FROM {SCOPE_VIEW})" if scope is not None and not scope.full else ""
-    return con.sql(f"SELECT * FROM {MART_SCHEMA}.odometer_readings {where} ORDER BY vehicle_id, reading_time").pl()
+def within(scan: pl.LazyFrame, scope: MartScope, column: str) -> pl.LazyFrame:
+    """The rows of the scope's vehicles from each vehicle's `since` on (all its rows where
+    that is null); `column` is a reading time. Days before the earliest `since` are not read."""
+    if scope.full:
+        return scan
+    bounds = scope.frame()
+    first = bounds.get_column("since_day").min() if bounds.get_column("since").null_count() == 0 else None
+    if first is not None:
+        scan = scan.filter(pl.col("day") >= first)  # the readings' partitions
+    return (scan.join(bounds.lazy().select("vehicle_id", "since"), on="vehicle_id")
+            .filter(pl.col("since").is_null() | (pl.col(column) >= pl.col("since"))).drop("since"))
+
+
+def read_assessed(con: duckdb.DuckDBPyConnection, scope: MartScope | None = None,
+                  window: tuple[str, str] | None = None) -> pl.DataFrame:
+    """marts.odometer_readings (the scope's vehicles' rows; with `window`, a column and the
+    scope's bound on it, their rows from then on), by vehicle and time."""
+    where = ""
+    if scope is not None and not scope.full:
+        bound = f" AND (s.since IS NULL OR o.{window[0]} >= s.{window[1]})" if window else ""
+        where = f"WHERE EXISTS (SELECT 1 FROM {SCOPE_VIEW} s WHERE s.vehicle_id = o.vehicle_id{bound})"
+    return con.sql(f"SELECT o.* FROM {MART_SCHEMA}.odometer_readings o {where} "
+                   "ORDER BY o.vehicle_id, o.reading_time").pl()
+
+
+def odometer_restarts(build: MartBuild) -> MartScope:
+    """Where each vehicle's assessment must start again: at its last assessed reading before
+    its new data (whether that one is a spike depends on the reading after it; every reading
+    before it keeps its verdict), or from its first reading when fewer than three precede the
+    new data or no valid one precedes the restart (the first readings' spike rule looks two
+    ahead). Rows from the restart on are rebuilt; the assessment resumes from the last
+    valid reading before it (`resume_points`)."""
+    restarts = build.con.sql(
+        f"SELECT s.vehicle_id, CASE WHEN count(o.reading_time) >= 3 THEN max(o.reading_time) END AS restart, "
+        f"min(o.reading_time) FILTER (WHERE o.status <> 'spike') AS first_valid "
+        f"FROM {SCOPE_VIEW} s LEFT JOIN {MART_SCHEMA}.odometer_readings o "
+        f"ON o.vehicle_id = s.vehicle_id AND o.reading_time < s.since GROUP BY s.vehicle_id").fetchall()
+    since = {v: restart if restart is not None and first_valid is not None and first_valid < restart else None
+             for v, restart, first_valid in restarts}
+    return replace(build.scope, since=since)
+
+
+def resume_points(build: MartBuild) -> pl.DataFrame:
+    """For each vehicle assessed from a restart: its last valid reading before the restart,
+    with the high-water mark there (what `assess_odometer` resumes from)."""
+    return build.con.sql(
+        f"SELECT o.vehicle_id, arg_max(o.reading_time, o.reading_time) AS reading_time, "
+        f"arg_max(o.odometer_km, o.reading_time) AS odometer_km, arg_max(o.high_water_km, o.reading_time) AS high_water_km "
+        f"FROM {MART_SCHEMA}.odometer_readings o JOIN {SCOPE_VIEW} s ON s.vehicle_id = o.vehicle_id "
+        f"WHERE o.reading_time < s.since AND o.status <> 'spike' GROUP BY o.vehicle_id").pl()
+
+
+def has_high_water(build: MartBuild) -> bool:
+    return bool(build.con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = ? AND table_name = "
+                                  "'odometer_readings' AND column_name = 'high_water_km'", [MART_SCHEMA]).fetchall()[0][0])
+
+
+def restart_assessment(build: MartBuild) -> MartScope:
+    """odometer_restarts, or a full build for a table written before it kept its high-water marks."""
+    return odometer_restarts(build) if has_high_water(build) else replace(build.scope, vehicles=None)
 
 
 def mileage_sql(name: str, **fragments: str) -> str:
@@ -106,6 +162,7 @@ def odometer_steps(assessed: pl.DataFrame) -> pl.DataFrame:
 
 
 @mart(grain=("vehicle_id", "reading_time"), deps=[readings], kinds=("polars", "duckdb"), scoped=True,
+      window=("reading_time", "since"), widen_scope=restart_assessment,
       check=MartCheck(partial(odometer_readings_suite, TOLERANCE_KM), blocking=True, prepare=odometer_steps,
                       description="GX suite `odometer_readings`: odometer non-negative and not decreasing outside "
                                   "anomalies; one reading per vehicle and time."))
@@ -114,25 +171,29 @@ def odometer_readings(build: MartBuild) -> Built:
     status (`valid`, `spike`, `rollback`, `implausible_speed`), the distance credited to it,
     the valid reading before it, whether a gap ends at it, and its sources (event, unit,
     delivery time, landing file and line). The one assessment every mileage mart uses."""
-    assessed = assess_odometer(load_odometer(build.lake, build.scope)).readings.sort("vehicle_id", "reading_time")
+    resume = None if build.scope.full else resume_points(build)
+    assessed = assess_odometer(load_odometer(build.lake, build.scope), resume).readings.sort("vehicle_id",
+                                                                                              "reading_time")
     return Built(assessed, {"spikes": int((assessed["status"] == "spike").sum())})
 
 
-@mart(grain=("vehicle_id", "detected_at", "kind"), deps=[odometer_readings], kinds=("polars", "duckdb"), scoped=True)
+@mart(grain=("vehicle_id", "detected_at", "kind"), deps=[odometer_readings], kinds=("polars", "duckdb"), scoped=True,
+      window=("detected_at", "since"), widen_scope=odometer_restarts)
 def odometer_anomalies(build: MartBuild) -> Built:
     """One row per odometer anomaly (`ROLLBACK`, `SPIKE`, `IMPLAUSIBLE_SPEED`, `GAP`), at the
     reading that shows it, with the odometer before and after and what was seen."""
-    frame = odometer_anomalies_frame(read_assessed(build.con, build.scope))
+    frame = odometer_anomalies_frame(read_assessed(build.con, build.scope, ("reading_time", "since")))
     return Built(frame, {kind.lower(): int((frame["kind"] == kind).sum()) for kind in frame["kind"].unique()})
 
 
 @mart(grain=("vehicle_id", "day"), deps=[odometer_readings], kinds=("polars", "duckdb"), scoped=True,
+      window=("day", "since_day"), widen_scope=odometer_restarts,
       check=MartCheck(daily_mileage_suite, description="GX suite `daily_mileage`: one row per vehicle and day, "
                                                        "distance within what a car can drive in a day."))
 def daily_mileage(build: MartBuild) -> pl.DataFrame:
     """Vehicle × UTC day: odometer at the first and last reading, distance driven (spikes
     excluded, rollbacks not counted), and the number of odometer readings."""
-    return daily_mileage_frame(read_assessed(build.con, build.scope))
+    return daily_mileage_frame(read_assessed(build.con, build.scope, ("day", "since_day")))
 
 
 def load_service_readings(lake: LakeResource, scope: MartScope | None = None) -> pl.DataFrame:
