@@ -4,7 +4,6 @@ on the same landing, with late, duplicate and out-of-order deliveries among the 
 
 import gzip
 import json
-import shutil
 from pathlib import Path
 
 import duckdb

@@ -1,6 +1,7 @@
 """How a mart is declared. Every mart shares one protocol, applied here and nowhere else:
 the `marts/` key prefix and group, the `warehouse` pool (DuckDB allows one writer per
-file), the lake's tables attached as views, an atomic replace of the table, its GX suite
+file), the lake's tables attached as views, an atomic replace of the table (or, for a mart
+declared `scoped`, of the rows of the vehicles new data touched: `build_state.py`), its GX suite
 run as a Dagster asset check whose severity follows from `blocking`, the result kept on
 disk, and the metadata (row count, grain, a Markdown preview).
 
@@ -216,7 +217,8 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
 
 def mart(*, grain: Sequence[str], deps: Sequence, check: MartCheck | None = None, config: type | None = None,
          name: str | None = None, kinds: Sequence[str] = ("duckdb",), scoped: bool = False,
-         window: tuple[str, str] | None = None, widen_scope: Callable[[MartBuild], MartScope] | None = None) -> Callable[[Callable], dg.AssetsDefinition]:
+         window: tuple[str, str] | None = None,
+         widen_scope: Callable[[MartBuild], MartScope] | None = None) -> Callable[[Callable], dg.AssetsDefinition]:
     """Declare the mart `marts.<name>` (default: the function's name), described by the
     function's docstring. `scoped`: its rows for a vehicle depend on that vehicle's data
     alone, so a build recomputes only the vehicles with new data (`build.scope`); `window`
