@@ -1,6 +1,7 @@
 """How a mart is declared. Every mart shares one protocol, applied here and nowhere else:
 the `marts/` key prefix and group, the `warehouse` pool (DuckDB allows one writer per
-file), the lake's tables attached as views, an atomic replace of the table, its GX suite
+file), the lake's tables attached as views, an atomic replace of the table (or, for a mart
+declared `scoped`, of the rows of the vehicles new data touched: `build_state.py`), its GX suite
 run as a Dagster asset check whose severity follows from `blocking`, the result kept on
 disk, and the metadata (row count, grain, a Markdown preview).
 
@@ -22,7 +23,7 @@ and what it reads (`deps`), which is what an incremental build needs to know.
 # function's annotation at definition time.
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
@@ -31,13 +32,16 @@ import great_expectations as gx
 import polars as pl
 
 from assets.marts.dictionary import declared_schema
-from assets.marts.warehouse_io import MART_SCHEMA, attach_lake, mart_result, replace_table, replace_table_from_frame
+from assets.marts.build_state import (LakeState, MartScope, fingerprint, forget_mart_builds, record_state,
+                                      recorded_state, touched_since)
+from assets.marts.warehouse_io import MART_SCHEMA, attach_lake, mart_result, transaction, write_table
 from quality.gx_validation import validate
 from quality.results import check_result
 from storage.resources import LakeResource, WarehouseResource
 
 MART_POOL = "warehouse"  # DuckDB allows one writer per file: every mart asset runs in this pool
 MART_GROUP = "marts"
+SCOPE_VIEW = "mart_scope"  # the vehicles a build recomputes (`vehicle_id`), registered on its connection
 # A mart is rebuilt once whatever it reads was updated (run by Dagster's automation sensor,
 # off until turned on). Unlike `eager()` alone, reading days that hold no data (and so were
 # never materialized) do not hold a mart back.
@@ -68,6 +72,12 @@ class MartSpec:
     grain: tuple[str, ...]
     description: str
     check: MartCheck | None = None
+    # Whether a build may recompute only some vehicles' rows: the mart's rows for a vehicle
+    # depend on that vehicle's data alone (its grain starts with `vehicle_id`).
+    scoped: bool = False
+    # For a scoped mart whose rows before a vehicle's new data cannot change: the column of
+    # its rows and the scope's bound on it (`since` or `since_day`) from which rows are rebuilt.
+    window: tuple[str, str] | None = None
 
     @property
     def key(self) -> dg.AssetKey:
@@ -83,12 +93,15 @@ class MartSpec:
 @dataclass(frozen=True)
 class MartBuild:
     """What a mart function gets: the lake, a warehouse connection with the lake's tables
-    attached as views, the run config (if the mart declares one) and the log."""
+    attached as views, the run config (if the mart declares one), the log, and the scope:
+    the vehicles to recompute (all of them on a full build; `scope.select` filters a frame
+    to them, and SQL reads them from the view `mart_scope`)."""
 
     lake: LakeResource
     con: duckdb.DuckDBPyConnection
     config: Any
     log: Any
+    scope: MartScope
 
 
 @dataclass(frozen=True)
@@ -99,19 +112,42 @@ class Built:
     metadata: dict = field(default_factory=dict)
 
 
-def _write(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built") -> Iterator:
+def _store(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built") -> tuple[int, Built]:
+    """Write a mart's content (inside the build's transaction): the whole table, or, on a
+    scoped build of a mart with a vehicle grain, the rows of the scope's vehicles."""
     built = output if isinstance(output, Built) else Built(output)
+    scoped = spec.scoped and not build.scope.full
     if isinstance(built.content, pl.DataFrame):
-        rows = replace_table_from_frame(build.con, spec.name, built.content)
-        frame = built.content
+        view = f"{spec.name}_frame"
+        build.con.register(view, built.content)
+        try:
+            rows = write_table(build.con, spec.name, f"SELECT * FROM {view}", SCOPE_VIEW if scoped else None,
+                               spec.window)
+        finally:
+            build.con.unregister(view)
     else:
-        rows = replace_table(build.con, spec.name, built.content)
-        frame = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.{spec.name}").pl() if spec.check and spec.check.suite else None
-    result = mart_result(build.con, spec.name, rows, **built.metadata)
-    yield dg.MaterializeResult(asset_key=spec.key, metadata={**result.metadata, "grain": ", ".join(spec.grain)})
+        rows = write_table(build.con, spec.name, built.content, SCOPE_VIEW if scoped else None, spec.window)
+    return rows, built
+
+
+def _report(build: MartBuild, spec: MartSpec, rows: int, built: Built) -> Iterator:
+    """The materialization and the check result of a mart just written. A scoped build checks
+    the rows it wrote (the others passed when they were written: a failed check makes the
+    next build a full one)."""
+    scoped = spec.scoped and not build.scope.full
+    total = build.con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{spec.name}").fetchall()[0][0]
+    result = mart_result(build.con, spec.name, total, **built.metadata)
+    yield dg.MaterializeResult(asset_key=spec.key, metadata={
+        **result.metadata, "grain": ", ".join(spec.grain), "build": "vehicles" if scoped else "full",
+        "rows_written": rows, **({"vehicles_rebuilt": len(build.scope.vehicles or ())} if scoped else {})})
     if spec.check is not None and spec.check.evaluate is not None:
         yield check_result(build.lake, spec.check_spec(), spec.check.evaluate(build))
     elif spec.check is not None:
+        if isinstance(built.content, pl.DataFrame):
+            frame = build.scope.select(built.content) if scoped else built.content
+        else:
+            where = f" WHERE vehicle_id IN (SELECT vehicle_id FROM {SCOPE_VIEW})" if scoped else ""
+            frame = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.{spec.name}{where}").pl()
         checked = spec.check.prepare(frame) if spec.check.prepare else frame
         # GX's pandas source cannot compare list cells; no expectation is about them.
         checked = checked.select([c for c, t in checked.schema.items() if not isinstance(t, pl.List)])
@@ -119,17 +155,45 @@ def _write(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built
         yield check_result(build.lake, spec.check_spec(), {"all": outcomes})
 
 
+def _scope(con: duckdb.DuckDBPyConnection, lake: LakeResource, op_name: str, config, specs: Sequence[MartSpec]) -> MartScope:
+    """What this build recomputes: every vehicle, unless each mart of the op has a vehicle
+    grain and the op's last build is recorded, in which case the vehicles with new data."""
+    now = LakeState.of(lake)
+    tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = ?",
+                                               [MART_SCHEMA]).fetchall()}
+    if not any(s.scoped for s in specs) or any(s.name not in tables for s in specs):
+        return MartScope(None, now)
+    seen = recorded_state(con, op_name, fingerprint(config))
+    if seen is None:
+        return MartScope(None, now)
+    since = touched_since(lake, seen, now)
+    return MartScope(frozenset(since), now, since)
+
+
 def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callable, config_type: type | None,
-            kinds: set[str], description: str | None) -> dg.AssetsDefinition:
+            kinds: set[str], description: str | None,
+            widen_scope: Callable[[MartBuild], MartScope] | None = None) -> dg.AssetsDefinition:
     def run(context: dg.AssetExecutionContext, config, lake: LakeResource, warehouse: WarehouseResource):
         with warehouse.connect() as con:
             attach_lake(con, lake)
-            build = MartBuild(lake=lake, con=con, config=config, log=context.log)
+            scope = _scope(con, lake, op_name, config, specs)
+            build = MartBuild(lake=lake, con=con, config=config, log=context.log, scope=scope)
+            con.register(SCOPE_VIEW, build.scope.frame())
+            if widen_scope is not None and not scope.full:
+                build = replace(build, scope=widen_scope(build))
+                con.register(SCOPE_VIEW, build.scope.frame())
+            context.log.info(f"{op_name}: " + ("full build" if build.scope.full else
+                                               f"{len(build.scope.vehicles or ())} vehicles with new data"))
             outputs = fn(build)
             if len(specs) == 1 and not isinstance(outputs, dict):
                 outputs = {specs[0].name: outputs}
-            for spec in specs:
-                yield from _write(build, spec, outputs[spec.name])
+            with transaction(con):
+                written = {spec.name: _store(build, spec, outputs[spec.name]) for spec in specs}
+                record_state(con, op_name, fingerprint(config), scope.lake_state)
+            results = [r for spec in specs for r in _report(build, spec, *written[spec.name])]
+            if any(isinstance(r, dg.AssetCheckResult) and not r.passed for r in results):
+                forget_mart_builds(con, op_name)  # the failing rows must be checked again, with all others
+            yield from results
 
     if config_type is None:
         def compute(context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource):
@@ -152,21 +216,29 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
 
 
 def mart(*, grain: Sequence[str], deps: Sequence, check: MartCheck | None = None, config: type | None = None,
-         name: str | None = None, kinds: Sequence[str] = ("duckdb",)) -> Callable[[Callable], dg.AssetsDefinition]:
+         name: str | None = None, kinds: Sequence[str] = ("duckdb",), scoped: bool = False,
+         window: tuple[str, str] | None = None,
+         widen_scope: Callable[[MartBuild], MartScope] | None = None) -> Callable[[Callable], dg.AssetsDefinition]:
     """Declare the mart `marts.<name>` (default: the function's name), described by the
-    function's docstring."""
+    function's docstring. `scoped`: its rows for a vehicle depend on that vehicle's data
+    alone, so a build recomputes only the vehicles with new data (`build.scope`); `window`
+    (see `MartSpec`) only their rows from their new data on; `widen_scope` adds to them (or
+    makes the build a full one) where other data matters, or moves their `since`."""
     def declare(fn: Callable) -> dg.AssetsDefinition:
         table = name or fn.__name__
         description = " ".join((fn.__doc__ or "").split())
-        spec = MartSpec(table, tuple(grain), description, check)
-        return _define(f"{MART_GROUP}__{table}", [spec], deps, fn, config, set(kinds), description)
+        spec = MartSpec(table, tuple(grain), description, check, scoped, window)
+        return _define(f"{MART_GROUP}__{table}", [spec], deps, fn, config, set(kinds), description, widen_scope)
     return declare
 
 
 def mart_family(name: str, marts: Sequence[MartSpec], *, deps: Sequence, config: type | None = None,
-                kinds: Sequence[str] = ("polars", "duckdb")) -> Callable[[Callable], dg.AssetsDefinition]:
+                kinds: Sequence[str] = ("polars", "duckdb"),
+                widen_scope: Callable[[MartBuild], MartScope] | None = None) -> Callable[[Callable], dg.AssetsDefinition]:
     """Declare several marts computed in one pass by one function, which returns each
-    mart's content by name."""
+    mart's content by name: for a scoped mart (`MartSpec.scoped`) the rows of the scope's
+    vehicles, for the others the whole table. `widen_scope` adds the vehicles whose rows the
+    new data changes through others (cars of one model share estimates)."""
     def declare(fn: Callable) -> dg.AssetsDefinition:
-        return _define(name, marts, deps, fn, config, set(kinds), " ".join((fn.__doc__ or "").split()))
+        return _define(name, marts, deps, fn, config, set(kinds), " ".join((fn.__doc__ or "").split()), widen_scope)
     return declare

@@ -3,12 +3,15 @@
 The lake's Delta tables are exposed to DuckDB as connection-local views of their current
 versions (deltalake's Arrow datasets, so DuckDB pushes projections and filters into the
 scan; DuckDB's own delta extension cannot be installed offline) under the names the mart
-SQL uses, and to Polars as lazy scans. Each mart is replaced whole inside one transaction: a reader sees the old table
-or the new one, never a half-built one.
+SQL uses, and to Polars as lazy scans. A mart is replaced whole, or for the vehicles new
+data touched, inside one transaction: a reader sees the old table or the new one, never a
+half-built one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -93,6 +96,42 @@ def replace_table_from_frame(con: duckdb.DuckDBPyConnection, table: str, frame: 
         return replace_table(con, table, f"SELECT * FROM {view}")
     finally:
         con.unregister(view)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One warehouse transaction: every statement inside commits together, or none does."""
+    con.execute("BEGIN TRANSACTION").fetchall()
+    try:
+        yield
+        con.execute("COMMIT").fetchall()
+    except BaseException:
+        con.execute("ROLLBACK").fetchall()
+        raise
+
+
+def write_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, vehicles_view: str | None = None,
+                window: tuple[str, str] | None = None) -> int:
+    """Write a SELECT's rows to `marts.<table>`, inside the caller's transaction: the whole
+    table replaced, or, given `vehicles_view` (a relation of `vehicle_id, since, since_day`),
+    only the rows of those vehicles, with the SELECT's rows of those vehicles. `window`
+    (a column of the table, and `since` or `since_day`) narrows that to each vehicle's rows
+    from its `since` on (all of them where `since` is null). Returns the rows written."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                         [MART_SCHEMA, table]).fetchall()[0][0]
+    if vehicles_view is None or not exists:
+        con.execute(f"CREATE OR REPLACE TABLE {MART_SCHEMA}.{table} AS {select_sql}").fetchall()
+        comment_columns(con, MART_SCHEMA, table)
+        return con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{table}").fetchall()[0][0]
+    within = f" AND (s.since IS NULL OR r.{window[0]} >= s.{window[1]})" if window else ""
+    con.execute(f"DELETE FROM {MART_SCHEMA}.{table} r WHERE EXISTS (SELECT 1 FROM {vehicles_view} s "
+                f"WHERE s.vehicle_id = r.vehicle_id{within})").fetchall()
+    # The scope again on the rows written: a SELECT that yields other rows cannot duplicate them.
+    written = con.execute(f"INSERT INTO {MART_SCHEMA}.{table} BY NAME SELECT r.* FROM ({select_sql}) r "
+                          f"WHERE EXISTS (SELECT 1 FROM {vehicles_view} s WHERE s.vehicle_id = r.vehicle_id{within})"
+                          ).fetchall()
+    return written[0][0] if written else 0
 
 
 def mart_result(con: duckdb.DuckDBPyConnection, table: str, rows: int, **metadata) -> dg.MaterializeResult:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -90,21 +92,25 @@ def run_pipeline(data_dir: Path, process_started: float) -> dict:
         stages.extend((f"  {step}", a, b) for step, a, b in step_windows(instance, result.run_id))
 
     job("ingest_job")
-    days = stale_days(lake)
-    job("readings_job", tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()})
+    if days := stale_days(lake):
+        job("readings_job", tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()})
     job("marts_job")
     finished = time.time()
     sampler.running = False
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         counts = con.sql("SELECT (SELECT count(*) FROM marts.pipeline_health), "
                          "(SELECT sum(deliveries_parsed) FROM marts.pipeline_health), "
                          "(SELECT sum(readings) FROM marts.pipeline_health)").fetchall()[0]
     return {"seconds": finished - process_started, "deliveries": counts[1], "rows": counts[2],
-            "peak_rss_mib": peak_rss_mib(),
+            "peak_rss_mib": peak_rss_mib(), "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "load_average": os.getloadavg()[0],
             "stages": [(name, b - a, sampler.peak(a, b)) for name, a, b in stages]}
 
 
 def in_fresh_process(stage: str, data_dir: Path) -> dict:
+    """One side of the benchmark (`pipeline` or `anchor`) on `data_dir`'s landing, in a
+    fresh process; its result."""
     out = subprocess.run([sys.executable, __file__, "--stage", stage, "--data-dir", str(data_dir),
                           "--started", str(time.time())], capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
@@ -112,47 +118,77 @@ def in_fresh_process(stage: str, data_dir: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def fleet_arguments(vehicles: int = 200, days: int = 30) -> argparse.ArgumentParser:
+    """The options every end-to-end benchmark takes: the fleet, and the stage a fresh process runs."""
     args = argparse.ArgumentParser()
-    args.add_argument("--vehicles", type=int, default=200)
-    args.add_argument("--days", type=int, default=30)
+    args.add_argument("--vehicles", type=int, default=vehicles)
+    args.add_argument("--days", type=int, default=days)
     args.add_argument("--interval", type=int, default=15)
-    args.add_argument("--landing", type=Path, help="use the fleet already landed in this directory")
-    args.add_argument("--stage", choices=["pipeline", "anchor"])
-    args.add_argument("--data-dir", type=Path)
-    args.add_argument("--started", type=float)
-    opts = args.parse_args()
-    if opts.stage:
-        result = run_pipeline(opts.data_dir, opts.started) if opts.stage == "pipeline" else run_anchor(opts.data_dir)
-        print(json.dumps(result))
-        return
+    args.add_argument("--stage", choices=["pipeline", "anchor"], help=argparse.SUPPRESS)
+    args.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    args.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    return args
 
-    work = Path(tempfile.mkdtemp(prefix="fleetlake-bench-"))
-    try:
-        if opts.landing:
-            shutil.copytree(opts.landing, work / "landing")
-        else:
-            from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
-            config = SimulationConfig(vehicles=opts.vehicles, days=opts.days, interval_minutes=opts.interval,
-                                      asleep_interval_minutes=opts.interval)
-            simulate_fleet(config, landing_dir=work / "landing", truth_dir=work / "ground_truth")
-        files = [p for p in (work / "landing").rglob("*.ndjson*")]
-        print(f"fleet: {len(files)} landing files, {sum(p.stat().st_size for p in files) / 2**20:,.0f} MiB")
-        anchor = in_fresh_process("anchor", work)
-        pipeline = in_fresh_process("pipeline", work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def simulate(landing: Path, vehicles: int, days: int, interval: int) -> None:
+    """The issue's fleet: a delivery every `interval` minutes for every vehicle, awake or not."""
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
+    config = SimulationConfig(vehicles=vehicles, days=days, interval_minutes=interval,
+                              asleep_interval_minutes=interval)
+    simulate_fleet(config, landing_dir=landing, truth_dir=landing.parent / "ground_truth")
+
+
+def landing_size(landing: Path) -> str:
+    files = list(landing.rglob("*.ndjson*"))
+    return f"{len(files)} landing files, {sum(p.stat().st_size for p in files) / 2**20:,.0f} MiB"
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def print_side_by_side(anchor: dict, pipeline: dict) -> None:
     for name, r, unit in (("anchor", anchor, "signal rows"), ("pipeline", pipeline, "readings")):
         print(f"{name:<10} {r['seconds']:8.1f} s  {r['deliveries'] / r['seconds']:>10,.0f} deliveries/s  "
-              f"{r['rows'] / r['seconds']:>11,.0f} {unit}/s  peak {r['peak_rss_mib']:,.0f} MiB")
+              f"{r['rows'] / r['seconds']:>11,.0f} {unit}/s  peak {r['peak_rss_mib']:,.0f} MiB"
+              + (f"  cpu {r['cpu_seconds']:.1f} s" if "cpu_seconds" in r else ""))
     for name, seconds, peak in pipeline["stages"]:
         print(f"  {name:<44} {seconds:7.1f} s  peak {peak:7,.0f} MiB")
     ingest_readings = sum(s for n, s, _ in pipeline["stages"] if n in ("ingest_job", "readings_job"))
     print(f"ratio pipeline/anchor: end to end {pipeline['seconds'] / anchor['seconds']:.1f}×, "
           f"ingest + readings {ingest_readings / anchor['seconds']:.1f}×, "
           f"peak memory {pipeline['peak_rss_mib'] / anchor['peak_rss_mib']:.1f}×")
+
+
+def run_stage(opts) -> bool:
+    """In a process started by `in_fresh_process`: run its stage, print the result; False otherwise."""
+    if not opts.stage:
+        return False
+    result = run_pipeline(opts.data_dir, opts.started) if opts.stage == "pipeline" else run_anchor(opts.data_dir)
+    print(json.dumps(result))
+    return True
+
+
+def main() -> None:
+    args = fleet_arguments()
+    args.add_argument("--landing", type=Path, help="use the fleet already landed in this directory")
+    opts = args.parse_args()
+    if run_stage(opts):
+        return
+    work = Path(tempfile.mkdtemp(prefix="fleetlake-bench-"))
+    try:
+        if opts.landing:
+            shutil.copytree(opts.landing, work / "landing")
+        else:
+            simulate(work / "landing", opts.vehicles, opts.days, opts.interval)
+        print(f"fleet: {landing_size(work / 'landing')}; {load()}")
+        anchor = in_fresh_process("anchor", work)
+        pipeline = in_fresh_process("pipeline", work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_side_by_side(anchor, pipeline)
+    print(load())
 
 
 if __name__ == "__main__":

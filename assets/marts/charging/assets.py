@@ -2,6 +2,7 @@
 battery health, built together from the readings (one pass, one configuration)."""
 
 import uuid
+from dataclasses import replace
 from datetime import date
 
 import dagster as dg
@@ -13,8 +14,9 @@ from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, ch
                                             measure_sessions, nominal_capacity, plug_timeline, range_at_full,
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging.time_of_use import daily_energy, load_profile, parse_windows, session_costs, time_of_use
-from assets.marts.protocol import MartBuild, MartCheck, MartSpec, mart_family
-from assets.marts.warehouse_io import lake_scan
+from assets.marts.build_state import MartScope
+from assets.marts.protocol import SCOPE_VIEW, MartBuild, MartCheck, MartSpec, mart_family
+from assets.marts.warehouse_io import MART_SCHEMA, lake_scan
 from assets.readings import readings
 from quality.suites import battery_health_suite, charging_sessions_suite
 from storage.resources import LakeResource
@@ -76,11 +78,19 @@ def session_ids(frame: pl.DataFrame) -> pl.Series:
         for v, t in frame.select("vehicle_id", "started_at").iter_rows()], dtype=pl.String)
 
 
-def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
-                   vehicles: pl.DataFrame | None = None, records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
-    """The charging marts from readings (long format: `CHARGING_READING_COLUMNS`) and, where
-    known, each vehicle's make and model (`vehicles`: same-model cars share capacity ratios)
-    and the cars' own charge records (`records`: RECORD_SCHEMA, see records.py)."""
+# A reading that says whether the car is charging: the period the load profile averages
+# over runs from the first to the last of them.
+SAYS_IF_CHARGING = (pl.col("metric") == "is_charging") & pl.col("value").is_not_null()
+
+
+def vehicle_charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
+                           vehicles: pl.DataFrame | None = None,
+                           records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
+    """The charging marts whose rows belong to one vehicle (sessions, battery health), from
+    the readings of some vehicles (long format: `CHARGING_READING_COLUMNS`) and, where known,
+    each vehicle's make and model (`vehicles`: same-model cars share capacity ratios, so the
+    readings must hold every car of a model they hold one of) and the cars' own charge
+    records (`records`: RECORD_SCHEMA, see records.py)."""
     parse_windows(config.peak_windows)  # a bad window fails before any work
     distinct = charging_readings(readings_frame)
     timeline = plug_timeline(distinct)
@@ -103,19 +113,34 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
                              on="session_id", how="left")
     sessions = session_costs(sessions, config.tariffs()).with_columns(pl.lit(config.currency).alias("currency"))
     sessions = sessions.select(SESSION_COLUMNS).sort("vehicle_id", "started_at")
-
-    flagged = timeline.filter(pl.col("charging").is_not_null())["reading_time"]
-    first_day, last_day = (None, None) if flagged.is_empty() else (
-        _local_day(flagged.min(), config.timezone), _local_day(flagged.max(), config.timezone))
     health = battery_health(measured.join(found.select("vehicle_id", "plug_id", "started_at"),
                                           on=["vehicle_id", "plug_id"]), nominal, range_at_full(distinct))
+    return {"charging_sessions": sessions, "battery_health": health}
+
+
+def fleet_charging_marts(sessions: pl.DataFrame, config: ChargingConfig,
+                         charging_times: tuple | None) -> dict[str, pl.DataFrame]:
+    """The fleet's charging marts (load profile, daily energy) from every session and the
+    first and last time any car said whether it was charging (the period the profile
+    averages over; None without any)."""
+    first_day, last_day = (None, None) if charging_times is None else (
+        _local_day(charging_times[0], config.timezone), _local_day(charging_times[1], config.timezone))
     return {
-        "charging_sessions": sessions,
         "charging_load_profile": load_profile(sessions, config.timezone, first_day, last_day),
         "charging_daily_energy": daily_energy(sessions, config.timezone, config.peak_windows,
                                               config.peak_on_weekends),
-        "battery_health": health,
     }
+
+
+def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
+                   vehicles: pl.DataFrame | None = None, records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
+    """The charging marts from readings (long format: `CHARGING_READING_COLUMNS`) and, where
+    known, each vehicle's make and model (`vehicles`: same-model cars share capacity ratios)
+    and the cars' own charge records (`records`: RECORD_SCHEMA, see records.py)."""
+    by_vehicle = vehicle_charging_marts(readings_frame, config, vehicles, records)
+    flagged = readings_frame.filter(SAYS_IF_CHARGING)["reading_time"]
+    span = None if flagged.is_empty() else (flagged.min(), flagged.max())
+    return {**by_vehicle, **fleet_charging_marts(by_vehicle["charging_sessions"], config, span)}
 
 
 def _local_day(moment, timezone: str) -> date:
@@ -125,14 +150,15 @@ def _local_day(moment, timezone: str) -> date:
 CHARGING_READING_COLUMNS = ["vehicle_id", "reading_time", "metric", "component", "value", "delivered_at", "event_id"]
 
 
-def load_charging_readings(lake: LakeResource) -> pl.DataFrame:
-    return (lake_scan(lake, "readings").filter(pl.col("metric").is_in(CHARGING_METRICS))
-            .select(CHARGING_READING_COLUMNS).collect())
+def load_charging_readings(lake: LakeResource, scope: MartScope | None = None) -> pl.DataFrame:
+    scan = lake_scan(lake, "readings").filter(pl.col("metric").is_in(CHARGING_METRICS))
+    return (scope.select(scan) if scope is not None else scan).select(CHARGING_READING_COLUMNS).collect()
 
 
-def load_charge_records(lake: LakeResource) -> pl.DataFrame:
+def load_charge_records(lake: LakeResource, scope: MartScope | None = None) -> pl.DataFrame:
     """The cars' own charge records (`charge-chargerecords`), one row per record."""
-    return charge_records(lake_scan(lake, "readings").filter(pl.col("metric").is_in(RECORD_METRICS))
+    scan = lake_scan(lake, "readings").filter(pl.col("metric").is_in(RECORD_METRICS))
+    return charge_records((scope.select(scan) if scope is not None else scan)
                           .select("vehicle_id", "metric", "component", "value", "noted_at", "delivered_at").collect())
 
 
@@ -143,12 +169,30 @@ def load_vehicle_models(lake: LakeResource) -> pl.DataFrame:
             .sort("delivered_at").unique("vehicle_id", keep="last").drop("delivered_at"))
 
 
+def load_charging_times(lake: LakeResource) -> tuple | None:
+    """The first and last time any car of the fleet said whether it was charging."""
+    found = (lake_scan(lake, "readings").filter(SAYS_IF_CHARGING)
+             .select(pl.col("reading_time").min().alias("first"), pl.col("reading_time").max().alias("last"))
+             .collect())
+    return None if found["first"][0] is None else (found["first"][0], found["last"][0])
+
+
+def same_models(build: MartBuild) -> MartScope:
+    """The scope with every car of a make and model that a car in it has: their sessions'
+    energy rests on capacity ratios shared by the model."""
+    models = load_vehicle_models(build.lake)
+    touched = models.filter(pl.col("vehicle_id").is_in(sorted(build.scope.vehicles or ())))
+    peers = models.join(touched.select("make", "model").unique(), on=["make", "model"])["vehicle_id"]
+    return replace(build.scope, vehicles=frozenset(build.scope.vehicles or ()) | frozenset(peers))
+
+
 CHARGING_MARTS = [
     MartSpec("charging_sessions", ("session_id",),
              "One row per charging session: plugged-in and charging times, idle time, SoC, energy into the battery "
              "and from the grid, power, DC fast, location type, coarse area, peak/off-peak energy and cost.",
              MartCheck(charging_sessions_suite, "GX suite `charging_sessions`: unique ids, ordered times, SoC within "
-                                                "0-100, energy and power non-negative, known location types.")),
+                                                "0-100, energy and power non-negative, known location types."),
+             scoped=True),
     MartSpec("charging_load_profile", ("day_type", "hour", "location_type"),
              "Day type × local hour × location type: the fleet's average grid power, the energy drawn and the "
              "sessions charging."),
@@ -158,12 +202,24 @@ CHARGING_MARTS = [
              "Vehicle × month: usable capacity estimated from sessions that added enough energy, and state of "
              "health against the nominal capacity.",
              MartCheck(battery_health_suite, "GX suite `battery_health`: one row per vehicle and month, capacity "
-                                             "positive, state of health plausible.")),
+                                             "positive, state of health plausible."),
+             scoped=True),
 ]
 
 
-@mart_family("charging", CHARGING_MARTS, deps=[readings], config=ChargingConfig)
+@mart_family("charging", CHARGING_MARTS, deps=[readings], config=ChargingConfig, widen_scope=same_models)
 def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
-    """Sessions from the readings, then everything energy teams derive from them."""
-    return charging_marts(load_charging_readings(build.lake), build.config, load_vehicle_models(build.lake),
-                          load_charge_records(build.lake))
+    """Sessions from the readings, then everything energy teams derive from them. A build
+    for some vehicles recomputes their sessions and battery health, then the fleet's load
+    profile and daily energy from every session."""
+    models = load_vehicle_models(build.lake)
+    if build.scope.full:
+        return charging_marts(load_charging_readings(build.lake), build.config, models,
+                              load_charge_records(build.lake))
+    by_vehicle = vehicle_charging_marts(load_charging_readings(build.lake, build.scope), build.config,
+                                        build.scope.select(models), load_charge_records(build.lake, build.scope))
+    kept = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.charging_sessions WHERE vehicle_id NOT IN "
+                             f"(SELECT vehicle_id FROM {SCOPE_VIEW})").pl()
+    sessions = by_vehicle["charging_sessions"]
+    every = pl.concat([kept.cast(sessions.schema), sessions]).sort("vehicle_id", "started_at")  # type: ignore[arg-type]
+    return {**by_vehicle, **fleet_charging_marts(every, build.config, load_charging_times(build.lake))}

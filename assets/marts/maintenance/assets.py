@@ -9,6 +9,7 @@ from assets.marts.maintenance.config import MaintenanceConfig
 from assets.marts.maintenance.forecast import distinct_readings, forecast_maintenance
 from assets.marts.maintenance.rules import MAINTENANCE_METRICS, TROUBLE_CODE_SCHEMA, active_trouble_codes as active_codes
 from assets.marts.mileage.assets import daily_mileage
+from assets.marts.build_state import MartScope
 from assets.marts.protocol import Built, MartBuild, MartCheck, mart
 from assets.marts.warehouse_io import lake_scan
 from assets.readings import readings
@@ -19,10 +20,12 @@ READING_COLUMNS = ["event_id", "vehicle_id", "reading_time", "metric", "componen
                    "delivered_at"]
 
 
-def load_maintenance_readings(lake: LakeResource) -> tuple[pl.DataFrame, pl.DataFrame]:
+def load_maintenance_readings(lake: LakeResource, scope: MartScope | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The maintenance metrics' readings (plus the odometer of each delivery that carried
-    oil life), and each vehicle's as-of time: its latest reading of any metric."""
+    oil life), and each vehicle's as-of time: its latest reading of any metric; of the
+    scope's vehicles."""
     scan = lake_scan(lake, "readings")
+    scan = scope.select(scan) if scope is not None else scan
     as_of = scan.group_by("vehicle_id").agg(pl.col("reading_time").max().alias("as_of")).collect()
     maintenance = scan.filter(pl.col("metric").is_in(MAINTENANCE_METRICS)).select(READING_COLUMNS)
     oil_events = maintenance.filter(pl.col("metric") == "oil_life_pct").select("event_id")
@@ -32,26 +35,26 @@ def load_maintenance_readings(lake: LakeResource) -> tuple[pl.DataFrame, pl.Data
 
 
 @mart(grain=("vehicle_id", "component"), config=MaintenanceConfig, kinds=("polars", "duckdb"),
-      deps=[readings, daily_mileage, vehicles],
+      deps=[readings, daily_mileage, vehicles], scoped=True,
       check=MartCheck(maintenance_forecast_suite, "GX suite `maintenance_forecast`: one row per vehicle and "
                                                   "component, known components and urgencies."))
 def maintenance_forecast(build: MartBuild) -> Built:
     """Vehicle × component (engine oil, four tyres, 12 V battery, diagnostics): current value,
     trend per day, predicted due date and odometer, urgency and the readings behind it, as of
     each vehicle's latest reading."""
-    maintenance_readings, as_of = load_maintenance_readings(build.lake)
-    daily_distance = build.con.sql("SELECT vehicle_id, day, distance_km FROM marts.daily_mileage").pl()
-    fleet = build.con.sql("SELECT vehicle_id, model, powertrain FROM marts.vehicles").pl()
+    maintenance_readings, as_of = load_maintenance_readings(build.lake, build.scope)
+    daily_distance = build.scope.select(build.con.sql("SELECT vehicle_id, day, distance_km FROM marts.daily_mileage").pl())
+    fleet = build.scope.select(build.con.sql("SELECT vehicle_id, model, powertrain FROM marts.vehicles").pl())
     frame = forecast_maintenance(maintenance_readings, as_of, daily_distance, fleet, build.config)
     counts = dict(frame.group_by("urgency").len().iter_rows())
     return Built(frame.sort("vehicle_id", "component"), {f"urgency_{k}": v for k, v in counts.items()})
 
 
-@mart(grain=("vehicle_id", "code"), deps=[readings], kinds=("polars", "duckdb"))
+@mart(grain=("vehicle_id", "code"), deps=[readings], kinds=("polars", "duckdb"), scoped=True)
 def active_trouble_codes(build: MartBuild) -> pl.DataFrame:
     """One row per trouble code active in a vehicle's latest trouble-code list: its system
     (P powertrain, C chassis, B body, U network), severity, first-seen time and reports."""
-    maintenance_readings, _ = load_maintenance_readings(build.lake)
+    maintenance_readings, _ = load_maintenance_readings(build.lake, build.scope)
     distinct = distinct_readings(maintenance_readings)
     if distinct.is_empty():
         return pl.DataFrame(schema=TROUBLE_CODE_SCHEMA)

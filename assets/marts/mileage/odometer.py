@@ -48,6 +48,8 @@ SOURCE_SCHEMA = {"event_id": pl.String, "source_unit": pl.String, "delivered_at"
 ASSESSED_SCHEMA = {
     **ODOMETER_SCHEMA, "day": pl.Date, "status": pl.String, "credited_km": pl.Float64,
     "previous_reading_time": TIME, "previous_odometer_km": pl.Float64, "gap_before": pl.Boolean,
+    # the high-water mark after the reading (null for a spike): where counting resumes from
+    "high_water_km": pl.Float64,
 }
 ANOMALY_SCHEMA = {
     "vehicle_id": pl.String, "detected_at": TIME, "kind": pl.String,
@@ -77,14 +79,15 @@ def _plausible(before: float, after: float, hours: float) -> bool:
     return -TOLERANCE_KM <= after - before <= MAX_SPEED_KMH * hours + TOLERANCE_KM
 
 
-def _spikes(times: np.ndarray, values: np.ndarray) -> list[bool]:
-    """Lone readings that the readings around them contradict."""
+def _spikes(times: np.ndarray, values: np.ndarray, start: int = 0) -> list[bool]:
+    """Lone readings that the readings around them contradict, from `start` on (the reading
+    before `start`, if any, is the last one before it that is not a spike)."""
     n = len(values)
     hours = lambda i, j: (times[j] - times[i]) / 3.6e9  # microseconds → hours  # noqa: E731
     ok = lambda i, j: _plausible(values[i], values[j], hours(i, j))  # noqa: E731
     spike = [False] * n
-    previous = None  # the last reading that is not a spike
-    for i in range(n - 1):
+    previous = start - 1 if start else None  # the last reading that is not a spike
+    for i in range(start, n - 1):
         nxt = i + 1
         if previous is None:
             # The first reading: a spike if the next two agree with each other but not with it.
@@ -96,19 +99,22 @@ def _spikes(times: np.ndarray, values: np.ndarray) -> list[bool]:
     return spike
 
 
-def _assess_vehicle(times: np.ndarray, values: np.ndarray) -> dict[str, list]:
+def _assess_vehicle(times: np.ndarray, values: np.ndarray, start: int = 0,
+                    high_water: float | None = None) -> dict[str, list]:
+    """Assess one vehicle's readings from `start` on: the reading before `start`, if any, is
+    the last valid one before them, and `high_water` the high-water mark there."""
     n = len(values)
-    spike = _spikes(times, values)
+    spike = _spikes(times, values, start)
     out: dict[str, list] = {"status": [SPIKE if s else VALID for s in spike], "credited_km": [0.0] * n,
-                            "previous": [None] * n, "gap_before": [False] * n}
-    last = None  # index of the last valid reading
-    high_water = None
-    for i in range(n):
+                            "previous": [None] * n, "gap_before": [False] * n, "high_water_km": [None] * n}
+    last = start - 1 if start else None  # index of the last valid reading
+    for i in range(start, n):
         out["previous"][i] = last
         if spike[i]:
             continue
         if last is None:
             last, high_water = i, values[i]
+            out["high_water_km"][i] = high_water
             continue
         hours = (times[i] - times[last]) / 3.6e9
         step = values[i] - values[last]
@@ -122,21 +128,39 @@ def _assess_vehicle(times: np.ndarray, values: np.ndarray) -> dict[str, list]:
         else:
             out["credited_km"][i] = max(0.0, values[i] - high_water)
             high_water = max(high_water, values[i])
+        out["high_water_km"][i] = high_water
         last = i
     return out
 
 
-def assess_odometer(odometer: pl.DataFrame) -> OdometerAssessment:
+def assess_odometer(odometer: pl.DataFrame, resume: pl.DataFrame | None = None) -> OdometerAssessment:
     """Assess distinct odometer readings (`vehicle_id, reading_time, odometer_km`, and any
     source columns, which are kept): every reading's status, the distance credited to it,
-    and the valid reading before it."""
-    odometer = odometer.sort("vehicle_id", "reading_time")
+    and the valid reading before it.
+
+    `resume` (`vehicle_id, reading_time, odometer_km, high_water_km`) continues an earlier
+    assessment: for each vehicle in it, the last valid reading before the readings given and
+    the high-water mark there (the assessed row's own columns); its readings are assessed as
+    they were in the whole series."""
+    anchors = (resume.select(*ODOMETER_SCHEMA, "high_water_km").cast({**ODOMETER_SCHEMA, "high_water_km": pl.Float64})
+               .with_columns(anchor=pl.lit(True))
+               if resume is not None and resume.height else None)
+    odometer = odometer.with_columns(anchor=pl.lit(False), high_water_km=pl.lit(None, pl.Float64))
+    if anchors is not None:
+        odometer = pl.concat([odometer, anchors], how="diagonal_relaxed")
+    # An anchor sorts first among its vehicle's readings (it is older than all of them).
+    odometer = odometer.sort("vehicle_id", "reading_time", "anchor", descending=[False, False, True])
     times = odometer.get_column("reading_time").dt.epoch("us").to_numpy()
     values = odometer.get_column("odometer_km").to_numpy()
-    columns: dict[str, list] = {"status": [], "credited_km": [], "previous": [], "gap_before": []}
+    is_anchor = odometer.get_column("anchor").to_numpy()
+    resumed_at = odometer.get_column("high_water_km").to_numpy()
+    columns: dict[str, list] = {"status": [], "credited_km": [], "previous": [], "gap_before": [],
+                                "high_water_km": []}
     start = 0
     for length in odometer.get_column("vehicle_id").rle().struct.field("len").to_list():
-        found = _assess_vehicle(times[start:start + length], values[start:start + length])
+        resumed = bool(is_anchor[start])
+        found = _assess_vehicle(times[start:start + length], values[start:start + length], int(resumed),
+                                float(resumed_at[start]) if resumed else None)
         columns["previous"].extend(None if p is None else start + p for p in found.pop("previous"))
         for name, values_ in found.items():
             columns[name].extend(values_)
@@ -149,7 +173,8 @@ def assess_odometer(odometer: pl.DataFrame) -> OdometerAssessment:
         previous_reading_time=odometer.get_column("reading_time").gather(previous),
         previous_odometer_km=odometer.get_column("odometer_km").gather(previous),
         gap_before=pl.Series(columns["gap_before"], dtype=pl.Boolean),
-    )
+        high_water_km=pl.Series(columns["high_water_km"], dtype=pl.Float64),
+    ).filter(~pl.col("anchor"))
     extra = [c for c in SOURCE_SCHEMA if c in assessed.columns]
     assessed = assessed.select(*ASSESSED_SCHEMA, *extra).cast(ASSESSED_SCHEMA)  # type: ignore[arg-type]
     return OdometerAssessment(readings=assessed, anomalies=odometer_anomalies(assessed))

@@ -1,0 +1,148 @@
+"""Incremental marts: a build after new landing recomputes only the vehicles the new data
+touches, and the marts it leaves are identical, row for row, to a full rebuild from scratch
+on the same landing, with late, duplicate and out-of-order deliveries among the new data."""
+
+import gzip
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from conftest import build
+from polars.testing import assert_frame_equal
+
+from assets.marts.build_state import MartScope, forget_mart_builds, touched_vehicles, LakeState
+from storage.resources import LakeResource
+
+# quality_results holds when each check ran; everything else must match exactly.
+NOT_COMPARED = {"quality_results"}
+
+
+def read_lines(path: Path) -> list[str]:
+    data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    return data.decode().splitlines()
+
+
+def vehicle_of(line: str) -> str | None:
+    try:
+        return json.loads(line)["data"]["vehicle"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return None  # a malformed line: quarantined whichever run lands it
+
+
+def land(landing: Path, relative: str, lines: list[str]) -> None:
+    path = landing / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def marts_of(data_dir: Path) -> dict[str, pl.DataFrame]:
+    """Every mart table, its rows in the order of all its columns."""
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        names = [n for (n,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts' "
+                                           "ORDER BY table_name").fetchall() if n not in NOT_COMPARED]
+        found = {}
+        for name in names:
+            columns = [c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = "
+                                                 "'marts' AND table_name = ? ORDER BY column_index", [name]).fetchall()]
+            order = ", ".join(f'"{c}"' for c in columns)
+            found[name] = con.sql(f"SELECT * FROM marts.{name} ORDER BY {order}").pl()
+        return found
+
+
+def build_states(data_dir: Path) -> dict[str, int]:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        return dict(con.execute("SELECT mart, ingest_seq FROM build_state.mart_builds").fetchall())
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> Path:
+    from pipelines.sources.simulator import SimulationConfig, simulate_fleet
+
+    root = tmp_path_factory.mktemp("simulated")
+    # The simulator's own faults include duplicate, late and malformed deliveries.
+    simulate_fleet(SimulationConfig(vehicles=6, days=8, files_per_day=2), landing_dir=root / "landing",
+                   truth_dir=root / "truth")
+    return root / "landing"
+
+
+def test_incremental_builds_leave_the_marts_a_full_rebuild_leaves(simulated, tmp_path):
+    files = {p.relative_to(simulated).as_posix(): p for p in sorted(simulated.rglob("*.ndjson*"))}
+    day = lambda n: [name for name in files if name.startswith(f"2026/09/{n:02d}/")]  # noqa: E731
+    held_back = day(3)[1]  # delivered late: some vehicles' lines in the second run, the rest in the third
+    lines = read_lines(files[held_back])
+    vehicles = sorted({v for v in map(vehicle_of, lines) if v})
+    late_vehicles = set(vehicles[:2])
+    stem = held_back.split(".")[0]
+    runs = [
+        {name: read_lines(files[name]) for n in range(1, 6) for name in day(n) if name != held_back},
+        {
+            **{name: read_lines(files[name]) for n in range(6, 9) for name in day(n)},
+            # out of order: a day's deliveries landed last first
+            day(7)[1].split(".")[0] + ".ndjson": read_lines(files[day(7)[1]])[::-1],
+            # redelivered: a whole file again, under another name, a run later
+            day(2)[0].replace("deliveries-", "redelivered-").split(".")[0] + ".ndjson": read_lines(files[day(2)[0]]),
+            f"{stem}-a.ndjson": [line for line in lines if vehicle_of(line) not in late_vehicles],
+        },
+        {f"{stem}-b.ndjson": [line for line in lines if vehicle_of(line) in late_vehicles]},
+    ]
+    runs[1].pop(day(7)[1])  # landed reversed instead, under its .ndjson name
+
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    for root in (incremental, full):
+        (root / "landing").mkdir(parents=True)
+    for number, run in enumerate(runs):
+        for name, content in run.items():
+            land(incremental / "landing", name, content)
+            land(full / "landing", name, content)
+        report = build(incremental)
+        assert report.ok, report.failed_checks
+        states = build_states(incremental)
+        assert states["marts__odometer_readings"] == states["charging"] == number + 1  # built from each ingest
+    report = build(full)
+    assert report.ok, report.failed_checks
+
+    built, rebuilt = marts_of(incremental), marts_of(full)
+    assert set(built) == set(rebuilt)
+    differ = {}
+    for name in rebuilt:
+        try:
+            assert_frame_equal(built[name], rebuilt[name], check_exact=True)
+        except AssertionError as difference:
+            differ[name] = str(difference)
+    assert not differ, differ
+    assert rebuilt["odometer_readings"].height > 0 and rebuilt["charging_sessions"].height > 0
+
+
+def test_only_vehicles_with_new_data_are_touched(simulated, tmp_path):
+    """The late lines of two vehicles for an old day touch those two vehicles alone; a build
+    with nothing new touches none."""
+    names = sorted(p.relative_to(simulated).as_posix() for p in simulated.rglob("*.ndjson*"))
+    late = names[3]
+    lines = read_lines(simulated / late)
+    vehicles = sorted({v for v in map(vehicle_of, lines) if v})
+    chosen = set(vehicles[:2])
+    for name in names:
+        if name != late:
+            land(tmp_path / "landing", name.split(".")[0] + ".ndjson", read_lines(simulated / name))
+    assert build(tmp_path).ok
+    lake = LakeResource(data_dir=str(tmp_path))
+    seen = LakeState.of(lake)
+    assert touched_vehicles(lake, seen, LakeState.of(lake)) == frozenset()
+    land(tmp_path / "landing", "late.ndjson", [line for line in lines if vehicle_of(line) in chosen])
+    assert build(tmp_path).ok
+    assert touched_vehicles(lake, seen, LakeState.of(lake)) == frozenset(chosen)
+
+
+def test_forgetting_the_build_state_makes_the_next_build_full(tmp_path):
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        from assets.marts.build_state import record_state, recorded_state
+
+        state = LakeState({}, 3)
+        record_state(con, "m", "{}", state)
+        assert recorded_state(con, "m", "{}") == state
+        assert recorded_state(con, "m", '{"other": "config"}') is None
+        forget_mart_builds(con)
+        assert recorded_state(con, "m", "{}") is None
+    assert MartScope(None, state).full and not MartScope(frozenset(), state).full
