@@ -25,21 +25,15 @@ def no_dagster_instance_outlives_its_test():
         yield
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Mark tests by the fixtures they use, so that the fast unit tests can be selected
-    (`-m "not fleet and not pipeline"`, as mutation testing does). For pytest-xdist
-    (`--dist loadgroup`), group them so that what a session or module builds once is built by
-    one worker only: the tests of the default fleet (or its simulation) together, the others
-    by module (their module-scoped fixtures, and the order some of them rely on)."""
+    (`-m "not fleet and not pipeline"`, as mutation testing does)."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "default_fleet" in fixtures:
             item.add_marker(pytest.mark.fleet)
         if "data_dir" in fixtures:
             item.add_marker(pytest.mark.pipeline)
-        shares_the_default_fleet = {"default_fleet", "default_simulation"} & set(fixtures)
-        item.add_marker(pytest.mark.xdist_group("default_fleet" if shares_the_default_fleet else item.module.__name__))
 
 
 @pytest.fixture
