@@ -1,3 +1,4 @@
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -70,13 +71,23 @@ def lake_table(data_dir: Path, *parts: str) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def default_fleet(tmp_path_factory) -> Path:
-    """The default simulated fleet (SimulationConfig()), landed and built once per test
-    session. Its ground truth is in `<data dir>/ground_truth/`. Tests must not modify it."""
+def default_simulation(tmp_path_factory):
+    """The default simulated fleet (SimulationConfig()) as the simulator wrote it, once per
+    test session, not built: (its dir, with `landing/` and `ground_truth/`, and the
+    simulator's summary). Tests must not modify it."""
     from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 
+    root = tmp_path_factory.mktemp("default_simulation")
+    summary = simulate_fleet(SimulationConfig(), landing_dir=root / "landing", truth_dir=root / "ground_truth")
+    return root, summary
+
+
+@pytest.fixture(scope="session")
+def default_fleet(tmp_path_factory, default_simulation) -> Path:
+    """The default simulated fleet (SimulationConfig()), landed and built once per test
+    session. Its ground truth is in `<data dir>/ground_truth/`. Tests must not modify it."""
     root = tmp_path_factory.mktemp("default_fleet")
-    simulate_fleet(SimulationConfig(), landing_dir=root / "landing", truth_dir=root / "ground_truth")
+    shutil.copytree(default_simulation[0], root, dirs_exist_ok=True)  # copy2: the landing files' mtimes kept
     report = build(root)
     assert report.ok, report.failed_checks
     return root

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import zlib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import build, lake_table, mart
+from pipelines.build import BuildReport
 from deliveries import delivery, odometer, signal, write_landing
 
 import assets.raw
@@ -73,9 +75,22 @@ TRAVERSAL_ID = "../../../../escape"
 LONG_ID = "L" * 10_000
 
 
-@pytest.fixture
-def hostile(data_dir: Path, tmp_path_factory, monkeypatch):
-    """A valid fleet, and beside it every poison. Returns the valid fleet's line count."""
+def read_as_an_unprivileged_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root reads any file: make ingest refuse a file without read permission as the kernel
+    would for an unprivileged user."""
+    real_read = assets.raw.read_landing_file
+
+    def read(path, listed):
+        if not os.stat(path).st_mode & stat.S_IRUSR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path, listed)
+
+    monkeypatch.setattr(assets.raw, "read_landing_file", read)
+
+
+def poison(data_dir: Path, outside: Path) -> int:
+    """A valid fleet, and beside it every poison (files outside landing in `outside`). Returns
+    the valid fleet's line count."""
     landing = data_dir / "landing"
     lines = valid_fleet(landing)
 
@@ -87,14 +102,6 @@ def hostile(data_dir: Path, tmp_path_factory, monkeypatch):
     (landing / "header-junk.ndjson.gz").write_bytes(whole[:10] + b"\xff" * 64)
     locked = write_landing(landing / "locked.ndjson", [reading("k1", "locked-car", DAY1, 9, 42)])
     locked.chmod(0)
-    real_read = assets.raw.read_landing_file
-
-    def read_as_an_unprivileged_user(path, listed):  # root reads any file: refuse as the kernel would
-        if not os.stat(path).st_mode & stat.S_IRUSR:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_read(path, listed)
-
-    monkeypatch.setattr(assets.raw, "read_landing_file", read_as_an_unprivileged_user)
 
     name = os.path.join(os.fsencode(landing), b"caf\xe9.ndjson")
     with open(name, "wb") as f:
@@ -114,7 +121,6 @@ def hostile(data_dir: Path, tmp_path_factory, monkeypatch):
                                            reading("i3", LONG_ID, DAY1, 9, 30)])
     write_landing(landing / "blank.ndjson", ["   ", "\t", " \t\r"])
 
-    outside = tmp_path_factory.mktemp("outside")
     write_landing(outside / "secret.ndjson", [reading("s1", "secret-car", DAY1, 9, 1)])
     (landing / "secret.ndjson").symlink_to(outside / "secret.ndjson")
     (landing / "elsewhere").symlink_to(outside, target_is_directory=True)
@@ -124,6 +130,30 @@ def hostile(data_dir: Path, tmp_path_factory, monkeypatch):
     return lines
 
 
+@pytest.fixture(scope="module")
+def hostile_built(tmp_path_factory) -> tuple[Path, int, BuildReport]:
+    """The poisoned landing, built once for this module: its data dir, the valid fleet's line
+    count and the build's report. Tests read it, or change a copy (`hostile`), except the
+    last one that uses it."""
+    data_dir = tmp_path_factory.mktemp("hostile") / "data"
+    (data_dir / "landing").mkdir(parents=True)
+    lines = poison(data_dir, tmp_path_factory.mktemp("outside"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        read_as_an_unprivileged_user(monkeypatch)
+        report = build(data_dir)
+    return data_dir, lines, report
+
+
+@pytest.fixture
+def hostile(hostile_built, tmp_path: Path) -> Path:
+    """A copy of the built poisoned landing that a test may change (`cp -a`: the fifo, the
+    symlinks and the unreadable file as they were). Not for a rebuild: a copy's ctimes are new."""
+    built, _, _ = hostile_built
+    copy = tmp_path / "hostile"
+    subprocess.run(["cp", "-a", str(built), str(copy)], check=True)
+    return copy
+
+
 VALID_VEHICLES = ["car-a", "car-b"]
 
 
@@ -131,8 +161,9 @@ def valid_part(data_dir: Path, table: str, order: str) -> pl.DataFrame:
     return mart(data_dir, table, order).filter(pl.col("vehicle_id").is_in(VALID_VEHICLES))
 
 
-def test_poison_files_are_quarantined_and_everything_else_is_ingested_exactly(data_dir, hostile, tmp_path):
-    report = build(data_dir)
+@pytest.mark.pipeline  # builds through Dagster (the module's fixture)
+def test_poison_files_are_quarantined_and_everything_else_is_ingested_exactly(hostile_built, tmp_path):
+    data_dir, valid_lines, report = hostile_built  # only read here
     assert report.ok, report.failed_checks
     assert [w.split(" — ")[0] for w in report.warnings] == ["check raw_deliveries:landing_freshness did not pass"]
     today = datetime.now(UTC).date()
@@ -171,7 +202,7 @@ def test_poison_files_are_quarantined_and_everything_else_is_ingested_exactly(da
 
     health = mart(data_dir, "pipeline_health", "day")
     totals = health.select(pl.exclude("day").sum()).row(0, named=True)
-    kept = hostile + 3 + 1 + 16 + 3 + 3  # fleet, the cut file's complete lines, café, times, ids, blank
+    kept = valid_lines + 3 + 1 + 16 + 3 + 3  # fleet, the cut file's complete lines, café, times, ids, blank
     assert totals["deliveries_landed"] == kept
     assert (totals["deliveries_parsed"], totals["duplicates"], totals["quarantined"]) == (kept - 11, 0, 11)
     assert totals["files_quarantined"] == 4
@@ -204,9 +235,32 @@ def test_poison_files_are_quarantined_and_everything_else_is_ingested_exactly(da
             .equals(lake_table(alone, "readings").sort("event_id", "metric").drop("batch_id", "landed_on")))
 
 
-def test_a_quarantined_file_is_not_retried_unchanged_and_is_ingested_once_readable_or_replaced(data_dir, hostile,
+@pytest.mark.pipeline  # builds through Dagster (the module's fixture)
+def test_mileage_statements_for_hostile_vehicle_ids_stay_in_the_statements_folder(hostile_built, hostile,
+                                                                                 monkeypatch):
+    data_dir = hostile  # built once already: a copy of hostile_built
+    assert hostile_built[2].ok
+    monkeypatch.setenv("FLEETLAKE_DATA_DIR", str(data_dir))
+    before = set(data_dir.parent.iterdir())
+    for vehicle_id in (TRAVERSAL_ID, LONG_ID, "car-a"):
+        assert main(["--data-dir", str(data_dir), "mileage", vehicle_id, "--from", DAY1, "--to", DAY2]) == 0
+    assert set(data_dir.parent.iterdir()) == before  # nothing escaped next to the data directory
+    written = sorted(p.name for p in (data_dir / "statements").iterdir())
+    stems = sorted({n.split(".json")[0].split(".csv")[0].removesuffix(".evidence") for n in written})
+    assert len(written) == 9 and stems[0] == "mileage-2026-09-01-2026-09-02-car-a"
+    assert all(len(s) == len("mileage-2026-09-01-2026-09-02-vehicle.") + 20 for s in stems[1:])
+    statement = json.loads((data_dir / "statements" / f"{stems[1]}.json").read_text())
+    assert statement["vehicles"][0]["vehicle_id"] in (TRAVERSAL_ID, LONG_ID)
+
+
+@pytest.mark.pipeline  # builds through Dagster (the module's fixture)
+def test_a_quarantined_file_is_not_retried_unchanged_and_is_ingested_once_readable_or_replaced(hostile_built,
                                                                                                monkeypatch):
-    assert build(data_dir).ok
+    """On the module's build itself, not a copy: a copy would change the unreadable file's
+    ctime, which is part of its version. (Last of the tests that use it: it changes it.)"""
+    data_dir, _, first = hostile_built
+    assert first.ok
+    read_as_an_unprivileged_user(monkeypatch)
     before = lake_table(data_dir, "raw", "batches").height
     again = build(data_dir)
     assert again.ok and again.metadata["raw_deliveries"]["new_files"] == 0
@@ -230,21 +284,6 @@ def test_a_quarantined_file_is_not_retried_unchanged_and_is_ingested_once_readab
     assert totals["signals"] == totals["signals_read"] + totals["signals_quarantined"]
     daily = mart(data_dir, "daily_mileage").filter(pl.col("vehicle_id") == "cut-car")
     assert daily.select("distance_km", "readings").rows() == [(4.0, 5)]
-
-
-def test_mileage_statements_for_hostile_vehicle_ids_stay_in_the_statements_folder(data_dir, hostile, monkeypatch):
-    assert build(data_dir).ok
-    monkeypatch.setenv("FLEETLAKE_DATA_DIR", str(data_dir))
-    before = set(data_dir.parent.iterdir())
-    for vehicle_id in (TRAVERSAL_ID, LONG_ID, "car-a"):
-        assert main(["--data-dir", str(data_dir), "mileage", vehicle_id, "--from", DAY1, "--to", DAY2]) == 0
-    assert set(data_dir.parent.iterdir()) == before  # nothing escaped next to the data directory
-    written = sorted(p.name for p in (data_dir / "statements").iterdir())
-    stems = sorted({n.split(".json")[0].split(".csv")[0].removesuffix(".evidence") for n in written})
-    assert len(written) == 9 and stems[0] == "mileage-2026-09-01-2026-09-02-car-a"
-    assert all(len(s) == len("mileage-2026-09-01-2026-09-02-vehicle.") + 20 for s in stems[1:])
-    statement = json.loads((data_dir / "statements" / f"{stems[1]}.json").read_text())
-    assert statement["vehicles"][0]["vehicle_id"] in (TRAVERSAL_ID, LONG_ID)
 
 
 def test_a_signal_left_without_an_outcome_fails_a_blocking_check_and_the_warning_names_its_day(data_dir):

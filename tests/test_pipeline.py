@@ -136,13 +136,23 @@ def _fleetlake(data_dir: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    """The kill tests' fleet built by one run that nobody killed: what a killed run and the
+    run after it must give. Built once for the module; the tests only read it."""
+    clean = tmp_path_factory.mktemp("clean")
+    _fleet_landing(clean / "landing")
+    assert build(clean).ok
+    return clean
+
+
+@pytest.mark.pipeline  # the module's `clean` fixture builds through Dagster
 @pytest.mark.parametrize("kill_after", ["raw/deliveries", "readings"])
-def test_a_run_killed_part_way_completes_on_the_next_run(tmp_path, kill_after):
+def test_a_run_killed_part_way_completes_on_the_next_run(tmp_path, clean, kill_after):
     """Killed once the first commit of a table is in: mid-ingest (the group's raw rows are
     in, its batches are not) or mid-readings (some days replaced, their state not yet)."""
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
-    _fleet_landing(killed / "landing")
-    shutil.copytree(killed / "landing", clean / "landing")
+    killed = tmp_path / "killed"
+    shutil.copytree(clean / "landing", killed / "landing")
 
     process = _fleetlake(killed)
     log = killed / "lake" / kill_after / "_delta_log"
@@ -155,7 +165,6 @@ def test_a_run_killed_part_way_completes_on_the_next_run(tmp_path, kill_after):
         "the kill should land part-way through the run"
 
     assert build(killed).ok
-    assert build(clean).ok
     for table in ("vehicles", "daily_mileage", "pipeline_health", "vehicle_errors"):
         assert mart(killed, table).equals(mart(clean, table)), table
     assert lake_table(killed, "readings").sort("event_id", "metric").drop("batch_id").equals(

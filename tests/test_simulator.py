@@ -376,12 +376,12 @@ def test_truth_tables_schema(faulty):
     assert doc["config"]["seed"] == 7 and doc["counts"]["lines"] == summary.lines
 
 
-def test_default_fleet_covers_every_fault_and_behaviour(tmp_path):
+def test_default_fleet_covers_every_fault_and_behaviour(default_simulation):
     cfg = SimulationConfig()
     assert (cfg.seed, cfg.vehicles, cfg.days, cfg.start, cfg.interval_minutes, cfg.faults) == \
         (7, 50, 30, date(2026, 9, 1), 15, True)
-    summary = simulate_fleet(cfg, landing_dir=tmp_path / "landing", truth_dir=tmp_path / "truth")
-    truth = tmp_path / "truth"
+    root, summary = default_simulation  # simulate_fleet(SimulationConfig()), shared with the default fleet
+    truth = root / "ground_truth"
     assert all(n > 0 for n in summary.faults.values()), summary.faults
     assert summary.files == cfg.days * cfg.files_per_day
     v = pl.read_parquet(truth / "vehicles.parquet")

@@ -106,6 +106,18 @@ def receiver(data_dir):
         running.stop()
 
 
+@pytest.fixture(scope="module")
+def refusing_receiver(tmp_path_factory):
+    """One receiver for the tests of what it refuses or only answers: none of them stores a
+    delivery, so each checks that landing is still empty (a start costs seconds of imports)."""
+    data_dir = tmp_path_factory.mktemp("refusing")
+    (data_dir / "landing").mkdir()
+    running = Receiver(data_dir)
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
 def test_a_signed_delivery_is_stored_exactly_as_received_and_published_on_stop(data_dir, receiver):
     body = json.dumps(state("e-1"), separators=(",", ":")).encode()
     assert post(receiver, body) == (200, {"status": "stored"})
@@ -119,7 +131,9 @@ def test_a_signed_delivery_is_stored_exactly_as_received_and_published_on_stop(d
     assert not list((data_dir / "landing" / IN_PROGRESS_DIR).glob("*.ndjson"))
 
 
-def test_signatures_are_checked(data_dir, receiver):
+@pytest.mark.pipeline  # a `fleetlake serve` process: not a unit test
+def test_signatures_are_checked(refusing_receiver):
+    receiver, data_dir = refusing_receiver, refusing_receiver.data_dir
     body = json.dumps(state("e-1")).encode()
     assert post(receiver, body, sign=False)[0] == 401
     assert receiver.request("POST", "/", body, {"SC-Signature": "0" * 64})[0] == 401
@@ -129,7 +143,9 @@ def test_signatures_are_checked(data_dir, receiver):
     assert landed_lines(data_dir, in_progress=True) == []
 
 
-def test_verify_is_answered_with_the_challenge_hmac(data_dir, receiver):
+@pytest.mark.pipeline  # a `fleetlake serve` process: not a unit test
+def test_verify_is_answered_with_the_challenge_hmac(refusing_receiver):
+    receiver, data_dir = refusing_receiver, refusing_receiver.data_dir
     verify = {"eventId": "v-1", "eventType": "VERIFY", "data": {"challenge": "abc123-random"},
               "meta": {"version": "4.0", "webhookId": "wh-1", "deliveredAt": "2026-09-01T08:00:00.000Z"}}
     status, answer = post(receiver, verify)
@@ -140,7 +156,9 @@ def test_verify_is_answered_with_the_challenge_hmac(data_dir, receiver):
     assert landed_lines(data_dir, in_progress=True) == []
 
 
-def test_bad_bodies_get_a_clear_4xx(data_dir, receiver):
+@pytest.mark.pipeline  # a `fleetlake serve` process: not a unit test
+def test_bad_bodies_get_a_clear_4xx(refusing_receiver):
+    receiver, data_dir = refusing_receiver, refusing_receiver.data_dir
     assert post(receiver, b"{not json")[0] == 400
     assert post(receiver, b"\xff\xfe{}")[0] == 400
     assert post(receiver, b"[1, 2]")[0] == 400
