@@ -33,10 +33,12 @@ def _arrow(frame: pl.DataFrame):
     return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
-def append(path: Path, frame: pl.DataFrame, partition_by: list[str] | None = None) -> None:
-    """Add the frame's rows to the table (created on first write), in one commit."""
+def append(path: Path, frame: pl.DataFrame, partition_by: list[str] | None = None, evolve: bool = False) -> None:
+    """Add the frame's rows to the table (created on first write), in one commit. `evolve`
+    adds the frame's new columns to the table (older rows read them as null)."""
     path.mkdir(parents=True, exist_ok=True)
-    write_deltalake(str(path), _arrow(frame), mode="append", partition_by=partition_by, writer_properties=_WRITER)
+    write_deltalake(str(path), _arrow(frame), mode="append", partition_by=partition_by, writer_properties=_WRITER,
+                    schema_mode="merge" if evolve else None)
 
 
 def replace(path: Path, frame: pl.DataFrame, predicate: str, partition_by: list[str] | None = None) -> None:
@@ -93,3 +95,39 @@ def vacuum(path: Path, retention_hours: float) -> int:
         return 0
     # delta-rs takes whole hours; a fraction rounds down, so that 0 means "keep none".
     return len(table.vacuum(retention_hours=int(retention_hours), enforce_retention_duration=False, dry_run=False))
+
+
+def sql_text(value: str) -> str:
+    """A string literal for a predicate (delta-rs parses SQL: a quote is doubled), so that
+    no id can change what a predicate means."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def delete_rows(path: Path, predicate: str) -> dict:
+    """Delete the rows `predicate` selects, in one commit; delta-rs rewrites only the files
+    that hold such rows (found by statistics, then by scanning). Returns how many rows were
+    deleted and how many files were removed and added."""
+    table = open_table(path)
+    if table is None:
+        return {"rows": 0, "files_removed": 0, "files_added": 0}
+    metrics = table.delete(predicate)
+    return {"rows": metrics["num_deleted_rows"], "files_removed": metrics["num_removed_files"],
+            "files_added": metrics["num_added_files"]}
+
+
+def forget_history(path: Path) -> int:
+    """Make the table's current version its only one: the data files of older versions are
+    deleted (vacuum, no retention), and so is the transaction log before a new checkpoint
+    (old commits hold removed files' statistics and the predicates of deletes). Returns the
+    data files deleted."""
+    table = open_table(path)
+    if table is None:
+        return 0
+    removed = len(table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False))
+    # A commit after the delete, so that the checkpoint is newer than the delete's own commit
+    # and log cleanup (logs older than the retention, before the checkpoint) removes it.
+    table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"},
+                                     raise_if_not_exists=False)
+    table.create_checkpoint()
+    table.cleanup_metadata()
+    return removed
