@@ -139,11 +139,13 @@ def without_erased(parsed: RawBatch, record: ErasedRecord) -> tuple[RawBatch, pl
         d.get_column("vehicle_id"), parsed.duplicates.get_column("vehicle_id"),
         parsed.quarantine.get_column("vehicle_id")]).drop_nulls().unique().to_list())
     users = record.erased_among(USER, d.get_column("user_id").drop_nulls().unique().to_list())
-    dropped_events = d.filter(pl.col("vehicle_id").is_in(list(vehicles)) | pl.col("user_id").is_in(list(users)))
+    dropped_events = d.filter(pl.col("vehicle_id").is_in(list(vehicles)).fill_null(False)
+                              | pl.col("user_id").is_in(list(users)).fill_null(False))
     dropped_events = dropped_events.get_column("event_id").implode()
-    by_event = pl.col("event_id").is_in(dropped_events)
-    by_vehicle = pl.col("vehicle_id").is_in(list(vehicles))
-    unnamed = pl.col("vehicle_id").is_null() | (pl.col("vehicle_id").str.strip_chars() == "")
+    # A null id is nobody's: every condition is false, never null, where an id is missing.
+    by_event = pl.col("event_id").is_in(dropped_events).fill_null(False)
+    by_vehicle = pl.col("vehicle_id").is_in(list(vehicles)).fill_null(False)
+    unnamed = (pl.col("vehicle_id").is_null() | (pl.col("vehicle_id").str.strip_chars() == "")).fill_null(True)
     quarantine = parsed.quarantine.with_columns(strings=pl.col("raw_text").str.extract_all(_JSON_STRING))
     mentioned = record.erased_among(VEHICLE, quarantine.filter(unnamed).get_column("strings").explode()
                                     .drop_nulls().str.strip_chars('"').unique().to_list())

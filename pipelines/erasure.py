@@ -88,17 +88,17 @@ def _mentions_sql(column: str, texts: list[str]) -> str:
 
 
 def _unnamed(column: str = "vehicle_id") -> pl.Expr:
-    return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
+    return (pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")).fill_null(True)
 
 
 def _row_filters(subjects: Subjects) -> dict[str, tuple[pl.Expr, str]]:
     """Each raw table's rows of the subjects, as a Polars filter and as a Delta predicate
     (the same rule; see storage/erasure.py `belongs_to` for landing lines)."""
     vehicles, texts = subjects.vehicle_ids, subjects.texts
-    by_vehicle = (pl.col("vehicle_id").is_in(list(vehicles)), _in("vehicle_id", vehicles))
+    by_vehicle = (pl.col("vehicle_id").is_in(list(vehicles)).fill_null(False), _in("vehicle_id", vehicles))
     mention = pl.any_horizontal([pl.col("raw_text").str.contains(t, literal=True) for t in texts]) if texts else pl.lit(False)
     return {
-        "deliveries": (by_vehicle[0] | pl.col("user_id").is_in(list(subjects.user_ids)),
+        "deliveries": (by_vehicle[0] | pl.col("user_id").is_in(list(subjects.user_ids)).fill_null(False),
                        f"{by_vehicle[1]} OR {_in('user_id', subjects.user_ids)}"),
         "signals": by_vehicle, "vehicle_errors": by_vehicle, "duplicates": by_vehicle,
         "quarantine": (by_vehicle[0] | (_unnamed() & mention.fill_null(False)),
@@ -303,6 +303,27 @@ def erase_files_mentioning(folder: Path, subjects: Subjects, glob: str = "**/*")
     return removed
 
 
+def erase_parquet_rows(folder: Path, subjects: Subjects) -> int:
+    """Rewrite the Parquet files under `folder` (the simulator's ground truth, outside the
+    lake) without the rows whose text columns name a subject. Returns the files rewritten."""
+    if not folder.is_dir():
+        return 0
+    names = sorted(subjects.vehicle_ids | subjects.user_ids | subjects.vins)
+    rewritten = 0
+    for path in sorted(folder.rglob("*.parquet")):
+        frame = pl.read_parquet(path)
+        text_columns = [c for c, t in frame.schema.items() if t == pl.String]
+        if not text_columns:
+            continue
+        theirs = pl.any_horizontal([pl.col(c).is_in(names) for c in text_columns]).fill_null(False)
+        if frame.filter(theirs).height:
+            staged = path.with_name(f".{path.name}.erasing")
+            frame.filter(~theirs).write_parquet(staged)
+            os.replace(staged, path)
+            rewritten += 1
+    return rewritten
+
+
 def lake_tables(lake: LakeResource) -> list[Path]:
     raw, out = RawLayout(lake), ReadingsLayout(lake)
     found = [raw.batches_table, *map(raw.table_dir, RAW_TABLES), out.state_table,
@@ -449,6 +470,7 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
     _step_done("connections")
     layers["quality_results"] = {"files_deleted": erase_files_mentioning(lake.path("quality"), subjects, "**/*.json")}
     layers["statements"] = {"files_deleted": erase_files_mentioning(data_dir / "statements", subjects)}
+    layers["ground_truth"] = {"files_rewritten": erase_parquet_rows(data_dir / "ground_truth", subjects)}
     _step_done("results")
     log("erasure: lake layers done; rebuilding the marked days and the marts")
     build()
