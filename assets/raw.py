@@ -24,6 +24,7 @@ from assets.parsing import (FILE_QUARANTINE_SCHEMA, RawBatch, connect, empty_bat
                             lines_frame, parse_lines)
 from storage import tables
 from storage.erased_record import USER, VEHICLE, ErasedRecord
+from storage.erasure import belongs_to, rewrite_landing_file, search_terms
 from storage.layout import BATCHES_SCHEMA, ERASED_SCHEMA, RAW_TABLES, RawLayout, landing_files, landing_name, read_landing_file
 from storage.partitions import reading_day, record_reading_days
 from storage.resources import LakeResource
@@ -127,13 +128,13 @@ def without_seen(parsed: RawBatch, seen: pl.Series) -> RawBatch:
 _JSON_STRING = r'"((?:[^"\\]|\\.){1,256})"'
 
 
-def without_erased(parsed: RawBatch, record: ErasedRecord) -> tuple[RawBatch, pl.DataFrame]:
+def without_erased(parsed: RawBatch, record: ErasedRecord) -> tuple[RawBatch, pl.DataFrame, set[str]]:
     """A parse with every line of an erased vehicle or user left out (deliveries with their
     signals and errors, duplicates, quarantined lines, and malformed lines that mention an
-    erased id in one of their strings), and the count of lines left out per batch and
-    landing day. Nothing of them is kept."""
+    erased id in one of their strings), the count of lines left out per batch and landing
+    day, and the erased ids met (to remove their lines from landing). Nothing of them is kept."""
     if not record.path.exists():
-        return parsed, ERASED_SCHEMA.to_frame()
+        return parsed, ERASED_SCHEMA.to_frame(), set()
     d = parsed.deliveries
     vehicles = record.erased_among(VEHICLE, pl.concat([
         d.get_column("vehicle_id"), parsed.duplicates.get_column("vehicle_id"),
@@ -162,7 +163,7 @@ def without_erased(parsed: RawBatch, record: ErasedRecord) -> tuple[RawBatch, pl
         quarantine.filter(quarantined_erased).select("batch_id", "landed_on"),
     ])
     counted = lines.group_by("batch_id", "landed_on").agg(lines=pl.len().cast(pl.Int64))
-    return kept, counted.select(ERASED_SCHEMA.names()).cast(dict(ERASED_SCHEMA))
+    return kept, counted.select(ERASED_SCHEMA.names()).cast(dict(ERASED_SCHEMA)), vehicles | users | mentioned
 
 
 def _iso(moment) -> str | None:
@@ -206,6 +207,7 @@ class _Pending:
     lines: pl.DataFrame
     manifest: dict
     quarantined_file: dict | None
+    path: Path | None = None
 
 
 # New files are parsed in groups of about this many lines: one DuckDB pass per group keeps
@@ -266,7 +268,7 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
             manifest["landing_lines"] = lines.height
             record = (_file_record(manifest, landed_on, content.fault, content.detail, lines.height)
                       if content.fault else None)
-            group.append(_Pending(lines, manifest, record))
+            group.append(_Pending(lines, manifest, record, path))
             if sum(p.lines.height for p in group) >= GROUP_LINES:
                 _ingest_group(layout, group, con, commit)
                 group = []
@@ -288,10 +290,12 @@ def _ingest_group(layout: RawLayout, group: list[_Pending], con, commit) -> None
     # Parsed first, then checked against the lake for the eventIds the group holds: the
     # lake's eventIds are never all loaded.
     parsed = parse_lines(pl.concat([p.lines for p in group]), con=con)
-    parsed, erased = without_erased(parsed, ErasedRecord(layout.lake.root))
+    parsed, erased, met = without_erased(parsed, ErasedRecord(layout.lake.root))
     parsed = without_seen(parsed, seen_event_ids(layout, parsed.deliveries.get_column("event_id")))
     written = []
     for pending in group:
+        if met and pending.path is not None and erased.filter(pl.col("batch_id") == pending.manifest["batch_id"]).height:
+            forget_in_landing(pending, met)
         batch = parsed.of_batch(pending.manifest["batch_id"])
         # The newest delivery for freshness, of those not dated after their ingest: a clock
         # set to year 9999 does not make the lake look fresh.
@@ -301,6 +305,17 @@ def _ingest_group(layout: RawLayout, group: list[_Pending], con, commit) -> None
                                 pending.quarantined_file,
                                 erased.filter(pl.col("batch_id") == pending.manifest["batch_id"])))
     commit(written)
+
+
+def forget_in_landing(pending: _Pending, ids: set[str]) -> None:
+    """A landing file that brought lines of an erased vehicle (a retry, a replay) is
+    rewritten without them, and its batch records the file as it is now, so that it is
+    not taken for a new one. The batch keeps its id and counts: its lines as they landed."""
+    terms = search_terms(ids)
+    rewritten = rewrite_landing_file(pending.path, belongs_to(ids, ids, terms), terms)
+    if rewritten is not None:
+        pending.manifest.update(size=rewritten.size, mtime_ns=rewritten.mtime_ns, ctime_ns=rewritten.ctime_ns,
+                                sha256=rewritten.sha256)
 
 
 class RawIngestConfig(dg.Config):

@@ -65,14 +65,17 @@ def _step_done(step: str) -> None:
 
 @dataclass
 class Subjects:
-    """Who is being erased, in the clear, only in this process's memory."""
+    """Who is being erased, in the clear, only in this process's memory: the vehicles, the
+    users all of whose data goes (those named with --user), and what else names only them
+    (VINs, and the user ids of users who have no other vehicle) for the text searches."""
     vehicle_ids: set[str]
     user_ids: set[str]
     vins: set[str] = field(default_factory=set)
+    sole_users: set[str] = field(default_factory=set)
 
     @property
     def terms(self) -> list[bytes]:
-        return search_terms(self.vehicle_ids | self.user_ids | self.vins)
+        return search_terms(self.vehicle_ids | self.user_ids | self.vins | self.sole_users)
 
     @property
     def texts(self) -> list[str]:
@@ -119,10 +122,15 @@ def resolve(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str]) -> 
                         .collect().get_column("vehicle_id").drop_nulls())
         vehicles |= set(connections.filter(pl.col("user_id").is_in(list(users))).get_column("vehicle_id"))
     own = deliveries.filter(pl.col("vehicle_id").is_in(list(vehicles))).select("user_id", "vin").unique().collect()
-    users |= set(own.get_column("user_id").drop_nulls())
-    users |= set(connections.filter(pl.col("vehicle_id").is_in(list(vehicles))).get_column("user_id").drop_nulls())
+    owners = set(own.get_column("user_id").drop_nulls())
+    owners |= set(connections.filter(pl.col("vehicle_id").is_in(list(vehicles))).get_column("user_id").drop_nulls())
+    # A user with another vehicle keeps it: their id is no trace of the erased vehicle alone.
+    others = deliveries.filter(pl.col("user_id").is_in(list(owners)) & ~pl.col("vehicle_id").is_in(list(vehicles)))
+    shared = set(others.select("user_id").unique().collect().get_column("user_id"))
+    shared |= set(connections.filter(pl.col("user_id").is_in(list(owners))
+                                     & ~pl.col("vehicle_id").is_in(list(vehicles))).get_column("user_id"))
     vins = set(own.get_column("vin").drop_nulls()) - {""}
-    return Subjects(vehicles, {u for u in users if u}, vins)
+    return Subjects(vehicles, {u for u in users if u}, vins, {u for u in owners - shared if u})
 
 
 def found_anywhere(lake: LakeResource, subjects: Subjects) -> bool:
@@ -308,7 +316,7 @@ def erase_parquet_rows(folder: Path, subjects: Subjects) -> int:
     lake) without the rows whose text columns name a subject. Returns the files rewritten."""
     if not folder.is_dir():
         return 0
-    names = sorted(subjects.vehicle_ids | subjects.user_ids | subjects.vins)
+    names = sorted(subjects.vehicle_ids | subjects.user_ids | subjects.vins | subjects.sole_users)
     rewritten = 0
     for path in sorted(folder.rglob("*.parquet")):
         frame = pl.read_parquet(path)
@@ -440,6 +448,7 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
         if not already:
             raise UserError(f"{len(unknown)} of the given ids are found nowhere in {data_dir} and were never "
                             "erased: check them (nothing was changed)")
+    # Users are recorded only when named: erasing one vehicle keeps its user's other vehicles.
     hashes = (record.record_intent(VEHICLE, sorted(subjects.vehicle_ids))
               + record.record_intent(USER, sorted(subjects.user_ids)))
     requested = (record.hashes(VEHICLE, vehicle_ids) | {f"user:{u}": h for u, h in record.hashes(USER, user_ids).items()})
@@ -447,7 +456,8 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
     _step_done("intent")
 
     pending = _pending_path(data_dir, request)
-    if pending.exists():
+    resumed = pending.exists()
+    if resumed:
         plan = json.loads(pending.read_text())  # a re-run: finish what was planned
     else:
         plan = make_plan(lake, subjects)
@@ -472,8 +482,9 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
     layers["statements"] = {"files_deleted": erase_files_mentioning(data_dir / "statements", subjects)}
     layers["ground_truth"] = {"files_rewritten": erase_parquet_rows(data_dir / "ground_truth", subjects)}
     _step_done("results")
-    log("erasure: lake layers done; rebuilding the marked days and the marts")
-    build()
+    if resumed or any(plan["records"].values()) or layers["connections"]["records"]:
+        log("erasure: lake layers done; rebuilding the marked days and the marts")
+        build()
     _step_done("build")
     layers["history"] = {"old_files_deleted": forget_lake_history(lake)}
     _step_done("history")
@@ -489,7 +500,7 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
     receipt = {
         "request": request, "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "requested": [{"kind": "user" if k.startswith("user:") else "vehicle", "hash": h} for k, h in requested.items()],
-        "subjects": {"vehicles": len(subjects.vehicle_ids), "users": len(subjects.user_ids)},
+        "subjects": {"vehicles": len(subjects.vehicle_ids), "users": len(subjects.user_ids | subjects.sole_users)},
         "nothing_left_to_remove": not any(plan["records"].values()),
         "records_removed": sum(plan["records"].values()) + layers["connections"]["records"],
         "files_rewritten": layers["landing"]["files_rewritten"] + layers["raw"]["files_rewritten"],
