@@ -435,6 +435,15 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
     `build` runs the normal build. Raises UserError for an id found nowhere that was never
     erased (a mistyped one): nothing is recorded then."""
     started = time.monotonic()
+    seconds: dict[str, float] = {}
+    last = [started]
+
+    def step_done(step: str) -> None:
+        now = time.monotonic()
+        seconds[step] = round(now - last[0], 2)
+        last[0] = now
+        _step_done(step)
+
     data_dir = lake.root
     vehicle_ids, user_ids = [v for v in vehicle_ids if v], [u for u in user_ids if u]
     if not vehicle_ids and not user_ids:
@@ -453,7 +462,7 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
               + record.record_intent(USER, sorted(subjects.user_ids)))
     requested = (record.hashes(VEHICLE, vehicle_ids) | {f"user:{u}": h for u, h in record.hashes(USER, user_ids).items()})
     request = _request_id(list(requested.values()))
-    _step_done("intent")
+    step_done("intent")
 
     pending = _pending_path(data_dir, request)
     resumed = pending.exists()
@@ -466,35 +475,35 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
     layers: dict[str, dict] = {}
     invalidate_days(lake, plan["days"])
     layers["readings"] = {"days_rebuilt": len(plan["days"])}
-    _step_done("days")
+    step_done("days")
     raw = erase_raw(lake, subjects)
     layers["raw"] = {"records": plan["records"], "files_rewritten": sum(v["files_removed"] for v in raw.values())}
-    _step_done("raw")
+    step_done("raw")
     rewritten = erase_landing(lake, subjects, plan["landing_files"])
     layers["landing"] = {"files_rewritten": len(rewritten), "lines_removed": sum(r["lines_removed"] for r in rewritten.values()),
                          "files_checked": len(plan["landing_files"])}
-    _step_done("landing")
+    step_done("landing")
     update_batches(lake, plan)
-    _step_done("batches")
+    step_done("batches")
     layers["connections"] = {"records": erase_connections(lake, subjects)}
-    _step_done("connections")
+    step_done("connections")
     layers["quality_results"] = {"files_deleted": erase_files_mentioning(lake.path("quality"), subjects, "**/*.json")}
     layers["statements"] = {"files_deleted": erase_files_mentioning(data_dir / "statements", subjects)}
     layers["ground_truth"] = {"files_rewritten": erase_parquet_rows(data_dir / "ground_truth", subjects)}
-    _step_done("results")
+    step_done("results")
     if resumed or any(plan["records"].values()) or layers["connections"]["records"]:
         log("erasure: lake layers done; rebuilding the marked days and the marts")
         build()
-    _step_done("build")
+    step_done("build")
     layers["history"] = {"old_files_deleted": forget_lake_history(lake)}
-    _step_done("history")
+    step_done("history")
     layers["warehouse"] = {"rebuilt": True, "compacted": compact_warehouse(lake.warehouse_path)}
-    _step_done("warehouse")
+    step_done("warehouse")
     if instance is not None:
         layers["dagster"] = {"runs_deleted": erase_dagster_runs(instance, subjects, keep_runs)}
         if instance.is_persistent:
             layers["dagster"]["sqlite_files_vacuumed"] = vacuum_sqlite(Path(instance.root_directory))
-    _step_done("dagster")
+    step_done("dagster")
 
     record.mark_completed(hashes)
     receipt = {
@@ -504,7 +513,7 @@ def erase(lake: LakeResource, vehicle_ids: list[str], user_ids: list[str],
         "nothing_left_to_remove": not any(plan["records"].values()),
         "records_removed": sum(plan["records"].values()) + layers["connections"]["records"],
         "files_rewritten": layers["landing"]["files_rewritten"] + layers["raw"]["files_rewritten"],
-        "layers": layers, "seconds": round(time.monotonic() - started, 2),
+        "layers": layers, "seconds": round(time.monotonic() - started, 2), "step_seconds": seconds,
         "hash": "HMAC-SHA256 over 'vehicle\\n<id>' or 'user\\n<id>', keyed by FLEETLAKE_ERASURE_KEY or privacy/erasure.key",
     }
     path = write_receipt(data_dir, receipt)
