@@ -280,6 +280,12 @@ def cmd_erase(args) -> int:
     from pipelines.build import instance_for_cli
     from pipelines.erasure import build_step, erase
 
+    smartcar = None
+    if args.disconnect:  # the credentials are checked before anything is erased (SecretsError: exit 2)
+        from pipelines.sources.smartcar.resource import SmartcarResource
+
+        smartcar = SmartcarResource.from_environment().process_config_and_initialize()
+        smartcar.webhook_key()
     resources = _resources(args.data_dir)
     with instance_for_cli(args.data_dir) as instance:
         outcome = erase(resources["lake"], args.vehicle_ids, args.user or [],
@@ -290,6 +296,16 @@ def cmd_erase(args) -> int:
     print(f"erased {r['subjects']['vehicles']} vehicle(s) of {r['subjects']['users']} user(s): "
           f"{r['records_removed']} records removed, {r['files_rewritten']} files rewritten, {r['seconds']} s")
     print(f"receipt: {outcome.path}")
+    if smartcar is not None:
+        from pipelines.sources.smartcar.management import DisconnectRefused
+
+        try:
+            removed = [c for v in args.vehicle_ids for c in smartcar.disconnect(vehicle_id=v)]
+            removed += [c for u in args.user or [] for c in smartcar.disconnect(user_id=u)]
+        except (DisconnectRefused, OSError) as error:
+            print(f"error: erased here, but Smartcar did not remove the connection: {error}", file=sys.stderr)
+            return 1
+        print(f"Smartcar removed {len(removed)} connection(s)")
     return 0
 
 
@@ -382,6 +398,8 @@ def parser() -> argparse.ArgumentParser:
     erase.add_argument("--user", action="append", metavar="USER_ID", help="erase all of this user's vehicles "
                        "(may be repeated)")
     erase.add_argument("--list", action="store_true", help="list the erasure receipts")
+    erase.add_argument("--disconnect", action="store_true", help="also ask Smartcar's management API to remove "
+                       "the vehicles' connections (needs SMARTCAR_MANAGEMENT_TOKEN)")
 
     export = command("export", cmd_export, "export everything held about vehicles (or a user's vehicles) into "
                      "one archive of open formats (NDJSON, Parquet, CSV) with a README")
