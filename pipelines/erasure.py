@@ -537,6 +537,20 @@ def build_step(instance: dg.DagsterInstance, resources: dict, log_level: str = "
 class EraseConfig(dg.Config):
     vehicle_ids: list[str] = []
     user_ids: list[str] = []
+    # Also every vehicle whose connection record has said DISCONNECTED for at least this many
+    # hours (the disconnection sensor's way: its run config then names no vehicle).
+    disconnected_for_hours: float | None = None
+
+
+def disconnected_vehicles(lake: LakeResource, grace_hours: float, now: datetime | None = None) -> list[str]:
+    """Vehicles whose connection record says DISCONNECTED (no longer listed by Smartcar, or
+    access revoked) since at least `grace_hours` ago."""
+    now = now or datetime.now(UTC)
+    rows = read_connections(SmartcarLayout(lake)).filter(
+        (pl.col("status") == "DISCONNECTED")
+        & (pl.col("disconnected_at") <= pl.lit(now).cast(pl.Datetime("us", "UTC")) - pl.duration(
+            seconds=round(grace_hours * 3600))))
+    return sorted(rows.get_column("vehicle_id"))
 
 
 @dg.op(description="Erase vehicles (and all of a user's vehicles) from the data directory; see pipelines/erasure.py.")
@@ -544,7 +558,13 @@ def erase_vehicles(context: dg.OpExecutionContext, config: EraseConfig, lake: La
     from storage.resources import WarehouseResource
 
     resources = {"lake": lake, "warehouse": WarehouseResource(data_dir=lake.data_dir)}
-    outcome = erase(lake, config.vehicle_ids, config.user_ids, build_step(context.instance, resources),
+    vehicles = list(config.vehicle_ids)
+    if config.disconnected_for_hours is not None:
+        vehicles += disconnected_vehicles(lake, config.disconnected_for_hours)
+    if not vehicles and not config.user_ids:
+        context.log.info("nothing to erase")
+        return dg.Output(None, metadata={"records_removed": 0})
+    outcome = erase(lake, vehicles, config.user_ids, build_step(context.instance, resources),
                     instance=context.instance, keep_runs={context.run_id}, log=context.log.info)
     # The receipt holds no id; nor does this run's metadata. (Its run config does: see README.)
     return dg.Output(None, metadata={"receipt": str(outcome.path), "records_removed": outcome.receipt["records_removed"],

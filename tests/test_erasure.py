@@ -260,3 +260,35 @@ def test_erase_disconnect_asks_smartcar_to_remove_the_connection(data_dir, monke
         monkeypatch.setenv("SMARTCAR_MANAGEMENT_TOKEN", "wrong")
         assert main(["--data-dir", str(data_dir), "erase", "veh-0002", "--disconnect"]) == 1
         assert "did not remove the connection" in capsys.readouterr().err
+
+
+def test_the_disconnection_sensor_stops_only_or_erases_after_the_grace_period(data_dir, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    import dagster as dg
+
+    from pipelines.disconnections import disconnection_sensor
+    from pipelines.erasure import disconnected_vehicles
+
+    lake = LakeResource(data_dir=str(data_dir))
+    now = datetime.now(UTC)
+    rows = [{**dict.fromkeys(CONNECTIONS_SCHEMA.names()), "vehicle_id": v, "user_id": "u", "status": status,
+             "disconnected_at": at} for v, status, at in [("gone-long", "DISCONNECTED", now - timedelta(hours=30)),
+                                                           ("gone-now", "DISCONNECTED", now), ("here", "CONNECTED", None)]]
+    write_connections(SmartcarLayout(lake), pl.DataFrame(rows, schema=CONNECTIONS_SCHEMA))
+    assert disconnected_vehicles(lake, 0) == ["gone-long", "gone-now"]
+    assert disconnected_vehicles(lake, 24) == ["gone-long"]
+
+    def evaluate():
+        with dg.build_sensor_context(resources={"lake": lake}) as context:
+            return disconnection_sensor(context)
+
+    monkeypatch.delenv("FLEETLAKE_ON_DISCONNECT", raising=False)
+    assert isinstance(evaluate(), dg.SkipReason)  # the default: stop collecting only
+    monkeypatch.setenv("FLEETLAKE_ON_DISCONNECT", "erase")
+    monkeypatch.setenv("FLEETLAKE_DISCONNECT_GRACE_HOURS", "24")
+    request = evaluate()
+    assert request.run_config == {"ops": {"erase_vehicles": {"config": {"disconnected_for_hours": 24.0}}}}
+    assert "gone-long" not in repr(request)  # no vehicle id in the clear in the instance
+    monkeypatch.setenv("FLEETLAKE_DISCONNECT_GRACE_HOURS", "48")
+    assert isinstance(evaluate(), dg.SkipReason)
