@@ -62,8 +62,13 @@ def _gunzip(data: bytes) -> bytes:
         return zlib.decompressobj(wbits=31).decompress(data)  # as far as it goes
 
 
+def _spellings(text: str) -> set[str]:
+    """The text, and as JSON writes it (quotes and backslashes escaped, non-ASCII as \\uXXXX)."""
+    return {text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]}
+
+
 def scan(data_dir: Path, texts: list[str], coordinates: set[float]) -> list[str]:
-    traces = Traces([t for t in texts if t], coordinates)
+    traces = Traces(sorted({s for t in texts if t for s in _spellings(t)}), coordinates)
     for path in sorted(p for p in data_dir.rglob("*") if p.is_file() and not p.is_symlink()):
         where = str(path.relative_to(data_dir))
         data = path.read_bytes()

@@ -189,7 +189,7 @@ def test_the_erase_job_erases_a_hostile_id_from_the_ui(fleet, copy):
     assert main(["--data-dir", str(copy), "erase", HOSTILE]) == 0
     assert scan(copy, texts, coordinates) == []
     with duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True) as con:
-        assert con.sql("SELECT count(*) FROM marts.vehicles").fetchone()[0] == 4  # the table is still there
+        assert con.execute("SELECT count(*) FROM marts.vehicles").fetchone()[0] == 4  # the table is still there
     assert (copy / "landing" / "extra" / "hostile.ndjson.gz").exists()
     gzip.decompress((copy / "landing" / "extra" / "hostile.ndjson.gz").read_bytes())  # gzip stays gzip
 

@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--vehicles", type=int, default=200)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--data-dir", type=Path, help="a built data directory to copy instead of simulating one")
+    parser.add_argument("--keep", type=Path, help="also keep a copy of the fleet as built here (for --data-dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_erase_") as tmp:
         data = Path(tmp) / "data"
@@ -50,10 +51,12 @@ def main() -> None:
             _fleetlake(data, "demo", "--vehicles", str(args.vehicles), "--days", str(args.days))
             print(f"fleet of {args.vehicles} vehicles × {args.days} days built in {time.monotonic() - started:.1f} s "
                   "(not part of the figure)")
+            if args.keep:
+                shutil.copytree(data, args.keep, symlinks=True)
         import duckdb
 
         with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
-            vehicle = con.sql("SELECT min(vehicle_id) FROM marts.vehicles").fetchone()[0]
+            vehicle = con.execute("SELECT min(vehicle_id) FROM marts.vehicles").fetchone()[0]
         landing_files = _count(data / "landing", "*.ndjson*")
         lake_files = _count(data / "lake", "*.parquet")
         started = time.monotonic()
