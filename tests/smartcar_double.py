@@ -233,10 +233,10 @@ class SmartcarDouble:
             return self._error(handler, 401, "AUTHENTICATION", None, "Invalid management token.", None)
         vehicle, user = (query.get("vehicle_id") or [None])[0], (query.get("user_id") or [None])[0]
         gone = [v for v in list(self.vehicles.values())
-                if (vehicle is None or v.vehicle_id == vehicle) and (user is None or v.user_id == user)]
+                if (vehicle is None or v.id == vehicle) and (user is None or v.user_id == user)]
         for v in gone:
-            self.vehicles.pop(v.vehicle_id)
-        self._send(handler, 200, {"connections": [{"userId": v.user_id, "vehicleId": v.vehicle_id} for v in gone]})
+            self.vehicles.pop(v.id)
+        self._send(handler, 200, {"connections": [{"userId": v.user_id, "vehicleId": v.id} for v in gone]})
 
     def _vehicle_api(self, handler, url) -> None:
         auth = handler.headers.get("Authorization", "")
