@@ -77,7 +77,7 @@ def write_group(layout: RawLayout, seq: int, group: list[_Written]) -> list[dict
     signals = pl.concat(signals)
     if signals.height:
         tables.append(layout.table_dir("signals"), signals.with_columns(tag), partition_by=["day"])
-    tables.append(layout.batches_table, pl.DataFrame(manifests, schema=BATCHES_SCHEMA), evolve=True)
+    tables.append(layout.batches_table, pl.DataFrame(manifests, schema=BATCHES_SCHEMA))
     return manifests
 
 

@@ -33,12 +33,15 @@ def _arrow(frame: pl.DataFrame):
     return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
-def append(path: Path, frame: pl.DataFrame, partition_by: list[str] | None = None, evolve: bool = False) -> None:
-    """Add the frame's rows to the table (created on first write), in one commit. `evolve`
-    adds the frame's new columns to the table (older rows read them as null)."""
+def append(path: Path, frame: pl.DataFrame, partition_by: list[str] | None = None) -> None:
+    """Add the frame's rows to the table (created on first write), in one commit. Columns
+    the table does not have yet are added to it (older rows read them as null), so that a
+    lake written by an older version takes a new column."""
     path.mkdir(parents=True, exist_ok=True)
+    table = open_table(path)
+    new_columns = table is not None and bool(set(frame.columns) - {f.name for f in table.schema().fields})
     write_deltalake(str(path), _arrow(frame), mode="append", partition_by=partition_by, writer_properties=_WRITER,
-                    schema_mode="merge" if evolve else None)
+                    schema_mode="merge" if new_columns else None)
 
 
 def replace(path: Path, frame: pl.DataFrame, predicate: str, partition_by: list[str] | None = None) -> None:
