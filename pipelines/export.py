@@ -94,8 +94,8 @@ def _mart_rows(warehouse: WarehouseResource, vehicle_ids: list[str]) -> dict[str
             "ORDER BY table_name").fetchall()]
         for name in names:
             # the table name comes from the warehouse's own catalogue, the ids are parameters
-            out[name] = con.execute(f'SELECT * FROM marts."{name}" WHERE vehicle_id IN (SELECT unnest(?))',
-                                    [vehicle_ids]).pl()
+            out[name] = con.sql(f'SELECT * FROM marts."{name}" WHERE vehicle_id IN (SELECT unnest(?))',
+                                params=[vehicle_ids]).pl()
     return out
 
 
