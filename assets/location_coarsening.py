@@ -132,9 +132,8 @@ def coarsen_lake(lake: LakeResource, cutoff: datetime) -> dict[str, int]:
 
     for path in (out.table("readings"), signals_path, out.table("quarantine/readings"), raw.table_dir("deliveries"),
                  raw.table_dir("quarantine")):
-        tables.vacuum(path, lake.retention_hours)
-        # The log's statistics of the files just replaced (minimum and maximum per column)
-        # hold coordinates too.
+        # Vacuumed, and the log too: its statistics of the files just replaced (minimum and
+        # maximum per column) hold coordinates.
         tables.forget_history(path, lake.retention_hours)
     return changed
 

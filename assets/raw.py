@@ -23,7 +23,9 @@ import polars as pl
 from assets.parsing import (FILE_QUARANTINE_SCHEMA, RawBatch, connect, empty_batch, file_batch_id, landing_content,
                             lines_frame, parse_lines)
 from storage import tables
-from storage.layout import BATCHES_SCHEMA, RAW_TABLES, RawLayout, landing_files, landing_name, read_landing_file
+from storage.erased_record import USER, VEHICLE, ErasedRecord
+from storage.erasure import belongs_to, rewrite_landing_file, search_terms
+from storage.layout import BATCHES_SCHEMA, ERASED_SCHEMA, RAW_TABLES, RawLayout, landing_files, landing_name, read_landing_file
 from storage.partitions import reading_day, record_reading_days
 from storage.resources import LakeResource
 from quality.accounting import batch_accounting
@@ -40,6 +42,7 @@ class _Written:
     batch: RawBatch
     manifest: dict
     quarantined_file: dict | None = None
+    erased: pl.DataFrame | None = None  # lines of erased vehicles dropped: batch_id, landed_on, lines
 
 
 def write_group(layout: RawLayout, seq: int, group: list[_Written]) -> list[dict]:
@@ -50,6 +53,9 @@ def write_group(layout: RawLayout, seq: int, group: list[_Written]) -> list[dict
         frame = pl.concat([getattr(w.batch, table) for w in group])
         if frame.height:
             tables.append(layout.table_dir(table), frame.with_columns(tag))
+    erased = [w.erased for w in group if w.erased is not None and w.erased.height]
+    if erased:
+        tables.append(layout.table_dir("erased"), pl.concat(erased).with_columns(tag))
     records = [w.quarantined_file for w in group if w.quarantined_file is not None]
     if records:
         tables.append(layout.table_dir("quarantined_files"),
@@ -62,7 +68,10 @@ def write_group(layout: RawLayout, seq: int, group: list[_Written]) -> list[dict
         batch_signals = batch_signals.with_columns(day=reading_day())
         days = sorted(batch_signals.get_column("day").unique().to_list())
         signals.append(batch_signals)
-        manifests.append({**w.manifest, **w.batch.counts, "days": [d.isoformat() for d in days],
+        erased_lines = int(w.erased.get_column("lines").sum()) if w.erased is not None else 0
+        counts = {**w.batch.counts, "erased": erased_lines}
+        counts["lines"] += erased_lines
+        manifests.append({**w.manifest, **counts, "days": [d.isoformat() for d in days],
                           "file_reason": w.quarantined_file["reason"] if w.quarantined_file else None,
                           "ingest_seq": seq})
     signals = pl.concat(signals)
@@ -115,6 +124,48 @@ def without_seen(parsed: RawBatch, seen: pl.Series) -> RawBatch:
         duplicates=pl.concat([parsed.duplicates, moved]).sort("batch_id", "line_no", maintain_order=True))
 
 
+# A JSON string in a line that could not be parsed: where an id may be mentioned.
+_JSON_STRING = r'"((?:[^"\\]|\\.){1,256})"'
+
+
+def without_erased(parsed: RawBatch, record: ErasedRecord) -> tuple[RawBatch, pl.DataFrame, set[str]]:
+    """A parse with every line of an erased vehicle or user left out (deliveries with their
+    signals and errors, duplicates, quarantined lines, and malformed lines that mention an
+    erased id in one of their strings), the count of lines left out per batch and landing
+    day, and the erased ids met (to remove their lines from landing). Nothing of them is kept."""
+    if not record.path.exists():
+        return parsed, ERASED_SCHEMA.to_frame(), set()
+    d = parsed.deliveries
+    vehicles = record.erased_among(VEHICLE, pl.concat([
+        d.get_column("vehicle_id"), parsed.duplicates.get_column("vehicle_id"),
+        parsed.quarantine.get_column("vehicle_id")]).drop_nulls().unique().to_list())
+    users = record.erased_among(USER, d.get_column("user_id").drop_nulls().unique().to_list())
+    dropped_events = d.filter(pl.col("vehicle_id").is_in(list(vehicles)).fill_null(False)
+                              | pl.col("user_id").is_in(list(users)).fill_null(False))
+    dropped_events = dropped_events.get_column("event_id").implode()
+    # A null id is nobody's: every condition is false, never null, where an id is missing.
+    by_event = pl.col("event_id").is_in(dropped_events).fill_null(False)
+    by_vehicle = pl.col("vehicle_id").is_in(list(vehicles)).fill_null(False)
+    unnamed = (pl.col("vehicle_id").is_null() | (pl.col("vehicle_id").str.strip_chars() == "")).fill_null(True)
+    quarantine = parsed.quarantine.with_columns(strings=pl.col("raw_text").str.extract_all(_JSON_STRING))
+    mentioned = record.erased_among(VEHICLE, quarantine.filter(unnamed).get_column("strings").explode()
+                                    .drop_nulls().str.strip_chars('"').unique().to_list())
+    mentioned |= record.erased_among(USER, quarantine.filter(unnamed).get_column("strings").explode()
+                                     .drop_nulls().str.strip_chars('"').unique().to_list())
+    quarantined_erased = by_vehicle | (unnamed & pl.col("strings").list.eval(
+        pl.element().str.strip_chars('"').is_in(list(mentioned))).list.any().fill_null(False))
+    drop = {"deliveries": by_event, "signals": by_event, "vehicle_errors": by_event, "duplicates": by_vehicle | by_event}
+    kept = RawBatch(**{name: getattr(parsed, name).filter(~cond) for name, cond in drop.items()},
+                    quarantine=quarantine.filter(~quarantined_erased).drop("strings"))
+    lines = pl.concat([
+        parsed.deliveries.filter(by_event).select("batch_id", "landed_on"),
+        parsed.duplicates.filter(by_vehicle | by_event).select("batch_id", "landed_on"),
+        quarantine.filter(quarantined_erased).select("batch_id", "landed_on"),
+    ])
+    counted = lines.group_by("batch_id", "landed_on").agg(lines=pl.len().cast(pl.Int64))
+    return kept, counted.select(ERASED_SCHEMA.names()).cast(dict(ERASED_SCHEMA)), vehicles | users | mentioned
+
+
 def _iso(moment) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -156,6 +207,7 @@ class _Pending:
     lines: pl.DataFrame
     manifest: dict
     quarantined_file: dict | None
+    path: Path | None = None
 
 
 # New files are parsed in groups of about this many lines: one DuckDB pass per group keeps
@@ -216,7 +268,7 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
             manifest["landing_lines"] = lines.height
             record = (_file_record(manifest, landed_on, content.fault, content.detail, lines.height)
                       if content.fault else None)
-            group.append(_Pending(lines, manifest, record))
+            group.append(_Pending(lines, manifest, record, path))
             if sum(p.lines.height for p in group) >= GROUP_LINES:
                 _ingest_group(layout, group, con, commit)
                 group = []
@@ -238,17 +290,32 @@ def _ingest_group(layout: RawLayout, group: list[_Pending], con, commit) -> None
     # Parsed first, then checked against the lake for the eventIds the group holds: the
     # lake's eventIds are never all loaded.
     parsed = parse_lines(pl.concat([p.lines for p in group]), con=con)
+    parsed, erased, met = without_erased(parsed, ErasedRecord(layout.lake.root))
     parsed = without_seen(parsed, seen_event_ids(layout, parsed.deliveries.get_column("event_id")))
     written = []
     for pending in group:
+        if met and pending.path is not None and erased.filter(pl.col("batch_id") == pending.manifest["batch_id"]).height:
+            forget_in_landing(pending, met)
         batch = parsed.of_batch(pending.manifest["batch_id"])
         # The newest delivery for freshness, of those not dated after their ingest: a clock
         # set to year 9999 does not make the lake look fresh.
         received = datetime.fromisoformat(pending.manifest["ingested_at"]) + timedelta(days=1)
         latest = batch.deliveries.filter(pl.col("delivered_at") <= received).get_column("delivered_at").max()
         written.append(_Written(batch, {**pending.manifest, "latest_delivered_at": _iso(latest)},
-                                pending.quarantined_file))
+                                pending.quarantined_file,
+                                erased.filter(pl.col("batch_id") == pending.manifest["batch_id"])))
     commit(written)
+
+
+def forget_in_landing(pending: _Pending, ids: set[str]) -> None:
+    """A landing file that brought lines of an erased vehicle (a retry, a replay) is
+    rewritten without them, and its batch records the file as it is now, so that it is
+    not taken for a new one. The batch keeps its id and counts: its lines as they landed."""
+    terms = search_terms(ids)
+    rewritten = rewrite_landing_file(pending.path, belongs_to(ids, ids, terms), terms)
+    if rewritten is not None:
+        pending.manifest.update(size=rewritten.size, mtime_ns=rewritten.mtime_ns, ctime_ns=rewritten.ctime_ns,
+                                sha256=rewritten.sha256)
 
 
 class RawIngestConfig(dg.Config):
@@ -281,7 +348,8 @@ def raw_deliveries(context: dg.AssetExecutionContext, config: RawIngestConfig, l
     freshness = check_result(lake, RAW_CHECKS["landing_freshness"], {"all": [{
         "success": fresh, "newest_delivery": newest, "age_hours": age_hours, "limit_hours": config.freshness_hours}]})
 
-    totals = {k: sum(m[k] for m in manifests) for k in ("landing_lines", "parsed", "duplicates", "quarantined", "signals")}
+    totals = {k: sum(m[k] for m in manifests)
+              for k in ("landing_lines", "parsed", "duplicates", "quarantined", "erased", "signals")}
     totals["files_quarantined"] = sum(1 for m in manifests if m["file_reason"])
     days = sorted({d for m in manifests for d in m["days"]})
     # However the ingest was launched (command, UI, sensor), the reading partitions then reach back to its days.

@@ -259,6 +259,69 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_erase(args) -> int:
+    """Erase vehicles (or users' vehicles) everywhere in the data directory, or list the receipts."""
+    existing_data_dir(args.data_dir)
+    from pipelines.erasure import list_receipts
+
+    if args.list:
+        if args.vehicle_ids or args.user:
+            raise UserError("--list takes no ids")
+        receipts = list_receipts(Path(args.data_dir))
+        for r in receipts:
+            print(f"{r['completed_at']}  request {r['request']}  {len(r['requested'])} id(s)  "
+                  f"{r['records_removed']} records removed, {r['files_rewritten']} files rewritten  "
+                  f"hashes {', '.join(x['kind'] + ':' + x['hash'][:16] for x in r['requested'])}")
+        if not receipts:
+            print("no erasure receipts")
+        return 0
+    if not args.vehicle_ids and not args.user:
+        raise UserError("name the vehicles to erase (VEHICLE_ID ...), or --user USER_ID, or --list")
+    from pipelines.build import instance_for_cli
+    from pipelines.erasure import build_step, erase
+
+    smartcar = None
+    if args.disconnect:  # the credentials are checked before anything is erased (SecretsError: exit 2)
+        from pipelines.sources.smartcar.resource import SmartcarResource
+
+        smartcar = SmartcarResource.from_environment().process_config_and_initialize()
+        smartcar.webhook_key()
+    resources = _resources(args.data_dir)
+    with instance_for_cli(args.data_dir) as instance:
+        outcome = erase(resources["lake"], args.vehicle_ids, args.user or [],
+                        build_step(instance, resources, "INFO" if args.verbose else "CRITICAL"), instance=instance)
+    r = outcome.receipt
+    if r["nothing_left_to_remove"] and outcome.already_erased:
+        print("already erased: nothing of it was left; history and instance checked again")
+    print(f"erased {r['subjects']['vehicles']} vehicle(s) of {r['subjects']['users']} user(s): "
+          f"{r['records_removed']} records removed, {r['files_rewritten']} files rewritten, {r['seconds']} s")
+    print(f"receipt: {outcome.path}")
+    if smartcar is not None:
+        from pipelines.sources.smartcar.management import DisconnectRefused
+
+        try:
+            removed = [c for v in args.vehicle_ids for c in smartcar.disconnect(vehicle_id=v)]
+            removed += [c for u in args.user or [] for c in smartcar.disconnect(user_id=u)]
+        except (DisconnectRefused, OSError) as error:
+            print(f"error: erased here, but Smartcar did not remove the connection: {error}", file=sys.stderr)
+            return 1
+        print(f"Smartcar removed {len(removed)} connection(s)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    existing_data_dir(args.data_dir)
+    from pipelines.export import export_archive
+
+    if not args.vehicle_ids and not args.user:
+        raise UserError("name the vehicles to export (VEHICLE_ID ...), or --user USER_ID")
+    resources = _resources(args.data_dir)
+    path, counts = export_archive(resources["lake"], resources["warehouse"], args.vehicle_ids, args.user or [],
+                                  Path(args.output) if args.output else None)
+    print(f"wrote {path}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    return 0
+
+
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
     """argparse's help that names each option's default, except where there is none to name."""
 
@@ -328,6 +391,22 @@ def parser() -> argparse.ArgumentParser:
     pull.add_argument("--max-in-flight", type=int, default=8, metavar="N",
                       help="vehicles read at once (the bucket, the budget and retry-after bound the round "
                            "whatever this is)")
+
+    erase = command("erase", cmd_erase, "erase vehicles everywhere in the data directory (landing, lake, "
+                    "marts, quality results, statements, Dagster runs), keep them erased, and write a receipt")
+    erase.add_argument("vehicle_ids", nargs="*", metavar="VEHICLE_ID", help="vehicles to erase")
+    erase.add_argument("--user", action="append", metavar="USER_ID", help="erase all of this user's vehicles "
+                       "(may be repeated)")
+    erase.add_argument("--list", action="store_true", help="list the erasure receipts")
+    erase.add_argument("--disconnect", action="store_true", help="also ask Smartcar's management API to remove "
+                       "the vehicles' connections (needs SMARTCAR_MANAGEMENT_TOKEN)")
+
+    export = command("export", cmd_export, "export everything held about vehicles (or a user's vehicles) into "
+                     "one archive of open formats (NDJSON, Parquet, CSV) with a README")
+    export.add_argument("vehicle_ids", nargs="*", metavar="VEHICLE_ID", help="vehicles to export")
+    export.add_argument("--user", action="append", metavar="USER_ID", help="all of this user's vehicles")
+    export.add_argument("--output", metavar="PATH", help="the archive to write (default: "
+                        "<data dir>/exports/export-<time>.zip)")
 
     serve = command("serve", cmd_serve, "run the Smartcar webhook receiver (POST / and /webhooks/smartcar) "
                     "into landing")

@@ -2,7 +2,8 @@
 
 Files: a landing file that cannot be read or decompressed is quarantined as a file (one
 record); the complete lines it keeps (a cut gzip) are its batch's lines like any others.
-Lines: every landed line is a parsed delivery, a duplicate, or a quarantined record.
+Lines: every landed line is a parsed delivery, a duplicate, a quarantined record, or a line
+of an erased vehicle (dropped at ingest or removed by the erasure; only counted).
 Signals: every signal of a parsed delivery is a reading, a signal error, or quarantined,
 per day and over the whole lake.
 Both are checked against what is actually on disk, not against the counts the writer meant.
@@ -18,7 +19,7 @@ from storage.resources import LakeResource
 
 # What each raw table holds per batch, as the batch's manifest counts it.
 _STORED_AS = {"deliveries": "parsed", "duplicates": "duplicates", "quarantine": "quarantined",
-              "quarantined_files": "files_quarantined", "signals": "signals"}
+              "quarantined_files": "files_quarantined", "signals": "signals", "erased": "erased"}
 
 
 def _rows_per_batch(layout: RawLayout, table: str, seqs: list[int]) -> dict[str, int]:
@@ -26,8 +27,9 @@ def _rows_per_batch(layout: RawLayout, table: str, seqs: list[int]) -> dict[str,
     path = layout.table_dir(table)
     if not tables.exists(path):
         return {}
+    rows = pl.col("lines").sum() if table == "erased" else pl.len()  # erased lines are only counted
     counted = (tables.scan(path, pl.Schema()).filter(pl.col("ingest_seq").is_in(seqs))
-               .group_by("batch_id").len().collect())
+               .group_by("batch_id").agg(rows).collect())
     return dict(counted.iter_rows())
 
 
@@ -39,7 +41,8 @@ def batch_accounting(layout: RawLayout, manifests: list[dict]) -> list[dict]:
     for manifest in manifests:
         batch_id = manifest["batch_id"]
         counts = {name: stored[table].get(batch_id, 0) for table, name in _STORED_AS.items()}
-        balanced = manifest["landing_lines"] == counts["parsed"] + counts["duplicates"] + counts["quarantined"]
+        balanced = manifest["landing_lines"] == (counts["parsed"] + counts["duplicates"] + counts["quarantined"]
+                                                 + counts["erased"])
         file_recorded = counts["files_quarantined"] == (1 if manifest.get("file_reason") else 0)
         results.append({"success": balanced and file_recorded and counts["signals"] == manifest["signals"],
                         "batch_id": batch_id, "source_file": manifest["source_file"],

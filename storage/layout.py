@@ -31,7 +31,11 @@ LANDING_SUFFIXES = (".ndjson", ".ndjson.gz")
 
 # Where each raw table lives; the rest are under raw/<table>.
 _RAW_TABLE_DIRS = {"quarantine": ("quarantine", "deliveries"), "quarantined_files": ("quarantine", "files")}
-RAW_TABLES = ("deliveries", "vehicle_errors", "duplicates", "quarantine", "quarantined_files", "signals")
+RAW_TABLES = ("deliveries", "vehicle_errors", "duplicates", "quarantine", "quarantined_files", "signals", "erased")
+
+# Lines of erased vehicles (dropped at ingest, or removed by an erasure): only how many, per
+# batch and landing day; nothing of their content.
+ERASED_SCHEMA = pl.Schema({"batch_id": pl.String, "landed_on": pl.Date, "lines": pl.Int64})
 
 # One row per ingested landing file version (what the manifests held), appended last by
 # each ingest group: the group's commit.
@@ -39,7 +43,7 @@ BATCHES_SCHEMA = pl.Schema({
     "batch_id": pl.String, "source_file": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64,
     "ctime_ns": pl.Int64, "sha256": pl.String, "ingested_at": pl.String, "latest_delivered_at": pl.String,
     "landing_lines": pl.Int64, "lines": pl.Int64, "parsed": pl.Int64, "duplicates": pl.Int64,
-    "quarantined": pl.Int64, "signals": pl.Int64, "vehicle_errors": pl.Int64, "file_reason": pl.String,
+    "quarantined": pl.Int64, "erased": pl.Int64, "signals": pl.Int64, "vehicle_errors": pl.Int64, "file_reason": pl.String,
     "days": pl.List(pl.String), "ingest_seq": pl.Int64,
 })
 

@@ -34,9 +34,14 @@ def _arrow(frame: pl.DataFrame):
 
 
 def append(path: Path, frame: pl.DataFrame, partition_by: list[str] | None = None) -> None:
-    """Add the frame's rows to the table (created on first write), in one commit."""
+    """Add the frame's rows to the table (created on first write), in one commit. Columns
+    the table does not have yet are added to it (older rows read them as null), so that a
+    lake written by an older version takes a new column."""
     path.mkdir(parents=True, exist_ok=True)
-    write_deltalake(str(path), _arrow(frame), mode="append", partition_by=partition_by, writer_properties=_WRITER)
+    table = open_table(path)
+    new_columns = table is not None and bool(set(frame.columns) - {f.name for f in table.schema().fields})
+    write_deltalake(str(path), _arrow(frame), mode="append", partition_by=partition_by, writer_properties=_WRITER,
+                    schema_mode="merge" if new_columns else None)
 
 
 def replace(path: Path, frame: pl.DataFrame, predicate: str, partition_by: list[str] | None = None) -> None:
@@ -117,16 +122,39 @@ def update_matching(path: Path, frame: pl.DataFrame, keys: list[str], columns: l
     return merged["num_target_rows_updated"]
 
 
-def forget_history(path: Path, retention_hours: float) -> None:
-    """Delete the transaction log's entries older than `retention_hours`, after a checkpoint
-    of the current version (which then describes the table alone). Old entries describe
-    files a later commit removed, with those files' statistics (each column's minimum and
-    maximum), so they can hold values the table no longer has."""
+def sql_text(value: str) -> str:
+    """A string literal for a predicate (delta-rs parses SQL: a quote is doubled), so that
+    no id can change what a predicate means."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def delete_rows(path: Path, predicate: str) -> dict:
+    """Delete the rows `predicate` selects, in one commit; delta-rs rewrites only the files
+    that hold such rows (found by statistics, then by scanning). Returns how many rows were
+    deleted and how many files were removed and added."""
     table = open_table(path)
     if table is None:
-        return
-    keep = f"interval {int(retention_hours)} hours"  # whole hours, as vacuum takes them
-    if table.metadata().configuration.get("delta.logRetentionDuration") != keep:
-        table.alter.set_table_properties({"delta.logRetentionDuration": keep}, raise_if_not_exists=False)
+        return {"rows": 0, "files_removed": 0, "files_added": 0}
+    metrics = table.delete(predicate)
+    return {"rows": metrics["num_deleted_rows"], "files_removed": metrics["num_removed_files"],
+            "files_added": metrics["num_added_files"]}
+
+
+def forget_history(path: Path, retention_hours: float = 0) -> int:
+    """Keep no version of the table older than `retention_hours` (0: only the current one):
+    their data files are deleted (vacuum), and so are the transaction log's entries before a
+    new checkpoint, since old commits hold removed files' statistics (each column's minimum
+    and maximum) and the predicates of deletes. Returns the data files deleted."""
+    table = open_table(path)
+    if table is None:
+        return 0
+    hours = int(retention_hours)  # whole hours, as vacuum takes them
+    removed = len(table.vacuum(retention_hours=hours, enforce_retention_duration=False, dry_run=False))
+    # A commit after the last change, so that the checkpoint is newer than the change's own
+    # commit and log cleanup (entries older than the retention, before the checkpoint) can
+    # remove that too.
+    table.alter.set_table_properties({"delta.logRetentionDuration": f"interval {hours} hours"},
+                                     raise_if_not_exists=False)
     table.create_checkpoint()
     table.cleanup_metadata()
+    return removed

@@ -23,6 +23,7 @@ client sent; `max_in_flight` is the most vehicle-API requests it was ever servin
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
@@ -133,7 +134,7 @@ class SmartcarDouble:
     def env(self) -> dict[str, str]:
         return {"SMARTCAR_CLIENT_ID": CLIENT_ID, "SMARTCAR_CLIENT_SECRET": CLIENT_SECRET,
                 "SMARTCAR_MANAGEMENT_TOKEN": MANAGEMENT_TOKEN, "SMARTCAR_IAM_ORIGIN": self.origin,
-                "SMARTCAR_VEHICLE_API_V3_ORIGIN": self.origin}
+                "SMARTCAR_VEHICLE_API_V3_ORIGIN": self.origin, "SMARTCAR_MANAGEMENT_ORIGIN": self.origin}
 
     def calls(self, prefix: str) -> list[dict]:
         return [r for r in self.requests if r["path"].startswith(prefix)]
@@ -154,6 +155,9 @@ class SmartcarDouble:
 
             def do_GET(self):
                 double._handle(self, "GET")
+
+            def do_DELETE(self):
+                double._handle(self, "DELETE")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -206,6 +210,8 @@ class SmartcarDouble:
             if self.latency_s:
                 time.sleep(self.latency_s)
             return self._token(handler, parse_qs(body.decode()))
+        if method == "DELETE" and url.path.rstrip("/") == "/v2.0/management/connections":
+            return self._delete_connections(handler, parse_qs(url.query))
         if method != "GET" or not url.path.startswith("/v3/"):
             return self._error(handler, 404, "RESOURCE_NOT_FOUND", "PATH", "Unknown path.", None)
         with self._lock:
@@ -218,6 +224,19 @@ class SmartcarDouble:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _delete_connections(self, handler, query: dict) -> None:
+        """Smartcar's management API: remove a vehicle's connections (or a user's, or that
+        vehicle's for that user), with the application management token as Basic auth."""
+        expected = "Basic " + base64.b64encode(f"default:{MANAGEMENT_TOKEN}".encode()).decode()
+        if handler.headers.get("Authorization") != expected:
+            return self._error(handler, 401, "AUTHENTICATION", None, "Invalid management token.", None)
+        vehicle, user = (query.get("vehicle_id") or [None])[0], (query.get("user_id") or [None])[0]
+        gone = [v for v in list(self.vehicles.values())
+                if (vehicle is None or v.id == vehicle) and (user is None or v.user_id == user)]
+        for v in gone:
+            self.vehicles.pop(v.id)
+        self._send(handler, 200, {"connections": [{"userId": v.user_id, "vehicleId": v.id} for v in gone]})
 
     def _vehicle_api(self, handler, url) -> None:
         auth = handler.headers.get("Authorization", "")

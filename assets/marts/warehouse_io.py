@@ -24,7 +24,7 @@ from assets.metadata import markdown_preview
 from assets.normalize import normalize_signals
 from assets.parsing import FILE_QUARANTINE_SCHEMA, empty_batch
 from storage import tables
-from storage.layout import RawLayout, ReadingsLayout
+from storage.layout import ERASED_SCHEMA, RawLayout, ReadingsLayout
 from storage.resources import LakeResource
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -38,7 +38,7 @@ def _empty_tables() -> dict[str, pl.DataFrame]:
     return {
         "deliveries": batch.deliveries, "duplicates": batch.duplicates,
         "quarantined_lines": batch.quarantine, "quarantined_files": pl.DataFrame(schema=FILE_QUARANTINE_SCHEMA),
-        "raw_vehicle_errors": batch.vehicle_errors,
+        "raw_vehicle_errors": batch.vehicle_errors, "erased_lines": ERASED_SCHEMA.to_frame(),
         "readings": normalized.readings, "signal_errors": normalized.signal_errors,
         "quarantined_signals": normalized.quarantine,
     }
@@ -47,7 +47,7 @@ def _empty_tables() -> dict[str, pl.DataFrame]:
 # The lake's tables under the names the marts use: raw tables (committed rows only) by
 # their RawLayout name, readings tables by their path.
 _RAW = {"deliveries": "deliveries", "duplicates": "duplicates", "quarantined_lines": "quarantine",
-        "quarantined_files": "quarantined_files", "raw_vehicle_errors": "vehicle_errors"}
+        "quarantined_files": "quarantined_files", "raw_vehicle_errors": "vehicle_errors", "erased_lines": "erased"}
 _BUILT = {"readings": "readings", "signal_errors": "signal_errors", "quarantined_signals": "quarantine/readings"}
 
 

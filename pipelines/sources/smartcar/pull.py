@@ -41,6 +41,7 @@ from pipelines.sources.landing_writer import dated_name, write_landing_file
 from pipelines.sources.smartcar.client import (Connection, CredentialsRejected, GateClosed, SmartcarClient,
                                                SmartcarError)
 from pipelines.sources.smartcar.limits import Limits, RequestBucket, VehicleDue, month_key, plan_round
+from storage.erased_record import USER, VEHICLE, ErasedRecord
 from storage.connections import CONNECTIONS_SCHEMA, read_connections, write_connections
 from storage.files import write_text_atomic
 from storage.layout import SmartcarLayout
@@ -258,6 +259,15 @@ def save_bucket(layout: SmartcarLayout, bucket: RequestBucket) -> None:
     write_text_atomic(json.dumps(bucket.to_json()), layout.bucket_file)
 
 
+def without_erased_connections(layout: SmartcarLayout, listed: list[Connection]) -> list[Connection]:
+    """The connections of vehicles (and users) not erased: an erased vehicle is neither pulled
+    nor recorded, even while Smartcar still lists its connection."""
+    record = ErasedRecord(layout.lake.root)
+    vehicles = record.erased_among(VEHICLE, [c.vehicle_id for c in listed])
+    users = record.erased_among(USER, [c.user_id for c in listed if c.user_id])
+    return [c for c in listed if c.vehicle_id not in vehicles and c.user_id not in users]
+
+
 def pull_round(client: SmartcarClient, landing: Path, layout: SmartcarLayout, limits: Limits,
                bucket: RequestBucket, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RoundReport:
     """One round. Raises CredentialsRejected (after saving what the round did) when Smartcar
@@ -291,6 +301,7 @@ def pull_round(client: SmartcarClient, landing: Path, layout: SmartcarLayout, li
                              "connections not listed; try later"
             return report
         report.listed = len(listed)
+        listed = without_erased_connections(layout, listed)
         records.reconcile(listed, now, report)
         by_id = {c.vehicle_id: c for c in listed}
         plan = plan_round(records.due(now), limits, now, int(bucket.refill()))

@@ -17,6 +17,7 @@ import dagster as dg
 
 from storage.errors import UserError
 
+from pipelines.sources.smartcar.management import DEFAULT_MANAGEMENT_ORIGIN, delete_connections
 from pipelines.sources.smartcar.client import (DEFAULT_IAM_ORIGIN, DEFAULT_VEHICLE_API_ORIGIN, Credentials,
                                                RetryPolicy, SmartcarClient)
 from pipelines.sources.smartcar.limits import Limits, RequestBucket
@@ -60,6 +61,7 @@ class SmartcarResource(dg.ConfigurableResource):
     secrets_file: str = ""
     iam_origin: str = DEFAULT_IAM_ORIGIN
     vehicle_api_origin: str = DEFAULT_VEHICLE_API_ORIGIN
+    management_origin: str = DEFAULT_MANAGEMENT_ORIGIN  # SMARTCAR_MANAGEMENT_ORIGIN
     bucket_capacity: float = 120.0
     bucket_refill_per_minute: float = 2.0
     monthly_calls_per_vehicle: int = 1500
@@ -73,7 +75,8 @@ class SmartcarResource(dg.ConfigurableResource):
                    management_token=_setting("SMARTCAR_MANAGEMENT_TOKEN"),
                    secrets_file=_setting("SMARTCAR_SECRETS_FILE"),
                    iam_origin=_setting("SMARTCAR_IAM_ORIGIN", DEFAULT_IAM_ORIGIN),
-                   vehicle_api_origin=_setting("SMARTCAR_VEHICLE_API_V3_ORIGIN", DEFAULT_VEHICLE_API_ORIGIN))
+                   vehicle_api_origin=_setting("SMARTCAR_VEHICLE_API_V3_ORIGIN", DEFAULT_VEHICLE_API_ORIGIN),
+                   management_origin=_setting("SMARTCAR_MANAGEMENT_ORIGIN", DEFAULT_MANAGEMENT_ORIGIN))
 
     def _secret(self, name: str, value: str) -> str:
         if value:
@@ -91,6 +94,11 @@ class SmartcarResource(dg.ConfigurableResource):
     def webhook_key(self) -> str:
         """The application management token, which signs webhooks."""
         return self._secret("SMARTCAR_MANAGEMENT_TOKEN", self.management_token)
+
+    def disconnect(self, vehicle_id: str | None = None, user_id: str | None = None) -> list[dict]:
+        """Ask Smartcar's management API to remove the vehicle's (or the user's) connections."""
+        return delete_connections(self.management_origin, self.webhook_key(), vehicle_id=vehicle_id,
+                                  user_id=user_id, timeout_s=self.timeout_s)
 
     def client(self, retry: RetryPolicy | None = None) -> SmartcarClient:
         return SmartcarClient(self.credentials(), iam_origin=self.iam_origin,
