@@ -7,7 +7,7 @@ import dagster as dg
 import assets
 from assets.marts.core import quality_results_asset
 from pipelines.disconnections import disconnection_sensor
-from pipelines.erasure import erase_job
+from pipelines.erasure import erase_job, erase_run_cleanup
 from pipelines.jobs import ingest_job, marts_job, readings_job
 from pipelines.location_retention import coarsen_locations_daily, coarsen_locations_job
 from pipelines.sensors import landing_sensor, stale_readings_sensor
@@ -33,7 +33,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=[*all_assets(), smartcar_pull],  # assets/, and the sources' assets
         jobs=[ingest_job, readings_job, marts_job, smartcar_pull_job, coarsen_locations_job, erase_job],
         schedules=[smartcar_pull_schedule, coarsen_locations_daily],  # marts declare their own automation (MART_AUTOMATION)
-        sensors=[landing_sensor, stale_readings_sensor, disconnection_sensor],
+        sensors=[landing_sensor, stale_readings_sensor, disconnection_sensor, erase_run_cleanup],
         # Smartcar's settings come from the environment unless the caller gives its own.
         resources={"smartcar": SmartcarResource.from_environment(), **(resources or default_resources())},
         # Polars and DuckDB use every core inside one process; steps run one after another,

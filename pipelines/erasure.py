@@ -572,7 +572,8 @@ def erase_vehicles(context: dg.OpExecutionContext, config: EraseConfig, lake: La
         return dg.Output(None, metadata={"records_removed": 0})
     outcome = erase(lake, vehicles, config.user_ids, build_step(context.instance, resources),
                     instance=context.instance, keep_runs={context.run_id}, log=context.log.info)
-    # The receipt holds no id; nor does this run's metadata. (Its run config does: see README.)
+    # The receipt holds no id; nor does this run's metadata. Its run config does: the sensor
+    # erase_run_cleanup deletes the run once it has succeeded.
     return dg.Output(None, metadata={"receipt": str(outcome.path), "records_removed": outcome.receipt["records_removed"],
                                      "files_rewritten": outcome.receipt["files_rewritten"]})
 
@@ -581,3 +582,16 @@ def erase_vehicles(context: dg.OpExecutionContext, config: EraseConfig, lake: La
                     "what `fleetlake erase` does.")
 def erase_job():
     erase_vehicles()
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[erase_job],
+                      default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="Deletes each finished erase_job run (its run config names the ids it erased; "
+                                  "the receipt holds what it did), then vacuums the instance's SQLite files.")
+def erase_run_cleanup(context: dg.RunStatusSensorContext) -> None:
+    context.instance.delete_run(context.dagster_run.run_id)
+    if context.instance.root_directory:  # a SQLite instance: deleted rows leave no copy in free pages
+        try:
+            vacuum_sqlite(Path(context.instance.root_directory))
+        except sqlite3.OperationalError as error:  # a writer holds the file: the next erasure vacuums
+            context.log.warning(f"could not vacuum the instance's SQLite files now: {error}")

@@ -71,7 +71,10 @@ def scan(data_dir: Path, texts: list[str], coordinates: set[float]) -> list[str]
     traces = Traces(sorted({s for t in texts if t for s in _spellings(t)}), coordinates)
     for path in sorted(p for p in data_dir.rglob("*") if p.is_file() and not p.is_symlink()):
         where = str(path.relative_to(data_dir))
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # a SQLite -shm/-wal file removed as its database closed: it holds nothing now
+            continue
         traces.check_bytes(where, data)
         if path.name.endswith(".gz"):
             traces.check_bytes(where + " (gunzipped)", _gunzip(data))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
@@ -19,7 +20,7 @@ from privacy_scan import scan, vehicle_traces
 
 from pipelines.build import build_everything, instance_for_cli
 from pipelines.cli import main
-from pipelines.erasure import CRASH_AFTER_ENV
+from pipelines.erasure import CRASH_AFTER_ENV, erase_run_cleanup
 from pipelines.sources.simulator import SimulationConfig, simulate_fleet
 from storage import tables
 from storage.connections import CONNECTIONS_SCHEMA, write_connections
@@ -181,12 +182,17 @@ def test_the_erase_job_erases_a_hostile_id_from_the_ui(fleet, copy):
         result = definitions.resolve_job_def("erase_job").execute_in_process(
             instance=instance, run_config={"ops": {"erase_vehicles": {"config": {"vehicle_ids": [HOSTILE]}}}})
         assert result.success
-    texts, coordinates = [HOSTILE, "user-hostile'--", "48.1234567"], {48.1234567, 11.7654321}
-    # The UI's run keeps its own run config (the id): the only trace left, in the instance;
-    # the command, run afterwards, deletes that finished run too (see README, Privacy).
-    left = scan(copy, texts, coordinates)
-    assert left and all(hit.startswith("dagster/") for hit in left), left
-    assert main(["--data-dir", str(copy), "erase", HOSTILE]) == 0
+        texts, coordinates = [HOSTILE, "user-hostile'--", "48.1234567"], {48.1234567, 11.7654321}
+        # The UI's run keeps its own run config (the id): the only trace left, in the instance,
+        # until the run-status sensor deletes the finished run.
+        left = scan(copy, texts, coordinates)
+        assert left and all(hit.startswith("dagster/") for hit in left), left
+        erase_run_cleanup(dg.build_run_status_sensor_context(
+            sensor_name="erase_run_cleanup", dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=result.get_run_success_event()))
+        assert instance.get_run_by_id(result.run_id) is None
+    assert scan(copy, texts, coordinates) == []
+    assert main(["--data-dir", str(copy), "erase", HOSTILE]) == 0  # again: harmless
     assert scan(copy, texts, coordinates) == []
     with duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM marts.vehicles").fetchone()[0] == 4  # the table is still there
