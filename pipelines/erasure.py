@@ -48,7 +48,7 @@ from storage import tables
 from storage.connections import read_connections, write_connections
 from storage.data_dir import dagster_home
 from storage.erased_record import USER, VEHICLE, ErasedRecord, privacy_dir
-from storage.erasure import belongs_to, mentions, rewrite_landing_file, search_terms
+from storage.erasure import belongs_to, landing_text, mentions, rewrite_landing_file, search_terms
 from storage.errors import UserError
 from storage.files import write_text_atomic
 from storage.layout import BATCHES_SCHEMA, ERASED_SCHEMA, RAW_TABLES, RawLayout, ReadingsLayout, SmartcarLayout
@@ -150,14 +150,7 @@ def found_anywhere(lake: LakeResource, subjects: Subjects) -> bool:
     if read_connections(SmartcarLayout(lake)).filter(pl.col("vehicle_id").is_in(list(subjects.vehicle_ids))).height:
         return True
     terms = subjects.terms
-    return any(mentions(_landing_text(path), terms) for path, _, _ in unseen_landing_files(raw))
-
-
-def _landing_text(path: Path) -> bytes:
-    from storage.erasure import _decompress
-
-    data = path.read_bytes()
-    return _decompress(data) if path.name.endswith(".gz") else data
+    return any(mentions(landing_text(path), terms) for path, _, _ in unseen_landing_files(raw))
 
 
 # ---------------------------------------------------------------- the plan

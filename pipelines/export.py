@@ -15,7 +15,7 @@ import polars as pl
 from assets.marts.warehouse_io import lake_scan
 from pipelines.erasure import Subjects, resolve
 from storage.connections import read_connections
-from storage.erasure import belongs_to
+from storage.erasure import belongs_to, landing_text
 from storage.errors import UserError
 from storage.files import inside
 from storage.layout import SmartcarLayout, landing_files
@@ -73,14 +73,10 @@ def _json_text(value) -> str:
 
 
 def landing_lines_of(lake: LakeResource, subjects: Subjects) -> list[bytes]:
-    from storage.erasure import _decompress
-
     remove = belongs_to(subjects.vehicle_ids, subjects.user_ids, subjects.terms)
     found = []
     for path in landing_files(lake.landing):
-        data = path.read_bytes()
-        data = _decompress(data) if path.name.endswith(".gz") else data
-        found += [line for line in data.split(b"\n") if line and remove(line)]
+        found += [line for line in landing_text(path).split(b"\n") if line and remove(line)]
     return found
 
 

@@ -9,11 +9,14 @@ leaves the old file or the new one, never a half-written one.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
-import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from storage.files import write_bytes_durably
 
 
 def spellings(value: str) -> list[str]:
@@ -50,8 +53,6 @@ def _lines(data: bytes) -> list[bytes]:
 def _decompress(data: bytes) -> bytes:
     """Every complete gzip member (a cut or corrupt tail is dropped: it cannot be read, so
     it cannot be told apart from the erased vehicle's data)."""
-    import zlib
-
     out = []
     while data.strip(b"\0"):
         member = zlib.decompressobj(wbits=31)
@@ -68,15 +69,18 @@ def _decompress(data: bytes) -> bytes:
     return b"".join(out)
 
 
+def landing_text(path: Path) -> bytes:
+    """A landing file's lines as bytes, decompressed when it is gzip."""
+    data = path.read_bytes()
+    return _decompress(data) if path.name.endswith(".gz") else data
+
+
 def rewrite_landing_file(path: Path, remove: Callable[[bytes], bool], terms: list[bytes]) -> Rewritten | None:
     """Rewrite one landing file without the lines `remove` selects. A file that does not
     mention any of `terms` is not even decompressed further. Returns what was written, or
     None when nothing had to be removed (the file is left untouched)."""
-    import hashlib
-
-    raw = path.read_bytes()
     gzipped = path.name.endswith(".gz")
-    data = _decompress(raw) if gzipped else raw
+    data = landing_text(path)
     if not mentions(data, terms):
         return None
     lines = _lines(data)
@@ -86,18 +90,7 @@ def rewrite_landing_file(path: Path, remove: Callable[[bytes], bool], terms: lis
     content = b"".join(line + b"\n" for line in kept)
     if gzipped:
         content = gzip.compress(content, mtime=0)
-    staged = path.with_name(f".{path.name}.erasing-{os.getpid()}")
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(staged, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself survives a crash
-    finally:
-        os.close(folder)
+    write_bytes_durably(content, path)
     stat = path.lstat()
     return Rewritten(len(lines) - len(kept), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
                      hashlib.sha256(content).hexdigest())

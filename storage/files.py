@@ -30,6 +30,23 @@ def write_text_atomic(text: str, path: Path) -> Path:
     return path
 
 
+def write_bytes_durably(data: bytes, path: Path) -> Path:
+    """Replace `path` with `data` atomically and durably: a hidden temporary beside it,
+    fsynced, renamed into place, and the rename fsynced with its folder (survives a crash)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return path
+
+
 OWNER_ONLY_UMASK = 0o077  # files 0600, directories 0700
 
 
