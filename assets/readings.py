@@ -25,7 +25,7 @@ from storage.resources import LakeResource
 from quality.accounting import signal_accounting
 from quality.gx_validation import validate
 from quality.results import check_result
-from quality.suites import readings_ranges_suite, readings_schema_suite
+from quality.suites import readings_ranges_suite, readings_schema_suite, with_metric_ranges
 
 
 def stale_days(lake: LakeResource) -> list[date]:
@@ -172,7 +172,7 @@ class ChunkedValidation:
         if not self.frames:
             return
         scope = self.days[0].isoformat() if len(self.days) == 1 else f"{self.days[0]}..{self.days[-1]}"
-        chunk = with_reading_key(pl.concat(self.frames))
-        for name, suite in self.suites.items():
-            self.outcomes[name][scope] = [o.as_dict() for o in validate(chunk, suite)]
+        chunk = pl.concat(self.frames)
+        for name, frame in (("readings_schema", with_reading_key(chunk)), ("readings_ranges", with_metric_ranges(chunk))):
+            self.outcomes[name][scope] = [o.as_dict() for o in validate(frame, self.suites[name])]
         self.days, self.frames = [], []

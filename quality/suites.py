@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
+import polars as pl
 
 from assets.marts.maintenance.rules import COMPONENTS, URGENCIES
 from assets.normalize import READINGS_SCHEMA
@@ -29,15 +30,27 @@ def readings_schema_suite() -> gx.ExpectationSuite:
 
 
 def readings_ranges_suite() -> gx.ExpectationSuite:
-    """Critical: every value inside its metric's physical range, in SI units."""
+    """Critical: every value inside its metric's physical range, in SI units. Validated on
+    `with_metric_ranges(readings)`: two expectations against each row's bounds, rather than
+    one per metric, each of which would filter the whole batch again."""
     suite = _suite("readings_ranges")
-    for metric, (low, high) in sorted(METRIC_RANGES.items()):
-        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
-            column="value", min_value=low, max_value=high,
-            row_condition=f'metric=="{metric}"', condition_parser="pandas"))
+    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+        column_A="value", column_B="range_min", or_equal=True, ignore_row_if="either_value_is_missing"))
+    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+        column_A="range_max", column_B="value", or_equal=True, ignore_row_if="either_value_is_missing"))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(
-        column="value", row_condition=" and ".join(f'metric!="{m}"' for m in TEXT_METRICS), condition_parser="pandas"))
+        column="value", row_condition=f"metric not in {sorted(TEXT_METRICS)}", condition_parser="pandas"))
     return suite
+
+
+_RANGES = pl.DataFrame([(metric, float(low), float(high)) for metric, (low, high) in METRIC_RANGES.items()],
+                       schema={"metric": pl.String, "range_min": pl.Float64, "range_max": pl.Float64}, orient="row")
+
+
+def with_metric_ranges(readings: pl.DataFrame) -> pl.DataFrame:
+    """What `readings_ranges_suite` validates: each reading's metric, value and its metric's
+    range (null for a metric without one)."""
+    return readings.select("metric", "value").join(_RANGES, on="metric", how="left", maintain_order="left")
 
 
 def daily_mileage_suite() -> gx.ExpectationSuite:

@@ -9,7 +9,7 @@ from assets.marts.mileage.odometer import TOLERANCE_KM
 from assets.normalize import READINGS_SCHEMA
 from assets.readings import with_reading_key
 from quality.gx_validation import validate
-from quality.suites import odometer_readings_suite, readings_ranges_suite, readings_schema_suite
+from quality.suites import odometer_readings_suite, readings_ranges_suite, readings_schema_suite, with_metric_ranges
 
 AT = datetime(2026, 9, 1, 8, tzinfo=UTC)
 
@@ -27,10 +27,18 @@ def failed(frame: pl.DataFrame, suite) -> list[str]:
 def test_readings_suites_pass_good_readings_and_catch_bad_ones():
     good = with_reading_key(pl.DataFrame([reading("odometer_km", 10), reading("soc_pct", 50, "f")], schema=READINGS_SCHEMA))
     assert failed(good, readings_schema_suite()) == []
-    assert failed(good, readings_ranges_suite()) == []
+    assert failed(with_metric_ranges(good), readings_ranges_suite()) == []
 
-    out_of_range = with_reading_key(pl.DataFrame([reading("soc_pct", 150)], schema=READINGS_SCHEMA))
-    assert failed(out_of_range, readings_ranges_suite()) == ["expect_column_values_to_be_between:value"]
+    too_high = pl.DataFrame([reading("soc_pct", 150), reading("odometer_km", 10, "f")], schema=READINGS_SCHEMA)
+    assert failed(with_metric_ranges(too_high), readings_ranges_suite()) == [
+        "expect_column_pair_values_a_to_be_greater_than_b:range_max,value"]
+    too_low = pl.DataFrame([reading("soc_pct", -1), reading("odometer_km", -5, "f")], schema=READINGS_SCHEMA)
+    [outcome] = [o for o in validate(with_metric_ranges(too_low), readings_ranges_suite()) if not o.success]
+    assert (outcome.column, outcome.unexpected) == ("value,range_min", 2)
+    numeric_without_value = pl.DataFrame([reading("soc_pct", None), reading("odometer_km", 1, "f")],
+                                         schema=READINGS_SCHEMA)
+    assert failed(with_metric_ranges(numeric_without_value), readings_ranges_suite()) == [
+        "expect_column_values_to_not_be_null:value"]
     repeated = with_reading_key(pl.DataFrame([reading("odometer_km", 10)] * 2, schema=READINGS_SCHEMA))
     assert failed(repeated, readings_schema_suite()) == ["expect_column_values_to_be_unique:reading_key"]
     unknown = with_reading_key(pl.DataFrame([reading("warp_factor", 9)], schema=READINGS_SCHEMA))
