@@ -168,16 +168,23 @@ _ERRORS_STRUCTURE = """[{"type": "VARCHAR", "code": "VARCHAR", "state": "VARCHAR
                         "resolution": "JSON", "signals": "JSON"}]"""
 
 _ENVELOPE_SQL = f"""
-WITH checked AS (
-    SELECT seq, line_no, text,
+WITH read AS (
+    -- One parse per line: from_json takes any valid JSON (fields of another type become
+    -- null) and fails only on invalid JSON, which try() turns into null.
+    SELECT seq, line_no, text, bad_utf8,
+        CASE WHEN NOT bad_utf8 THEN try(from_json(text, '{_DELIVERY_STRUCTURE}')) END AS d
+    FROM lines
+), checked AS (
+    SELECT seq, line_no, text, d,
         CASE WHEN bad_utf8 THEN 'invalid_utf8'
              WHEN trim(text, chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)) = '' THEN 'empty_line'
-             WHEN NOT json_valid(text) THEN 'invalid_json'
-             WHEN json_type(text) <> 'OBJECT' THEN 'not_an_object' END AS syntax_error
-    FROM lines
+             WHEN d IS NULL THEN 'invalid_json'
+             -- valid JSON is an object exactly when it starts with a brace
+             WHEN NOT starts_with(ltrim(text, chr(32) || chr(9) || chr(10) || chr(13)), '{{') THEN 'not_an_object'
+        END AS syntax_error
+    FROM read
 ), parsed AS (
-    SELECT seq, line_no, text, syntax_error,
-        CASE WHEN syntax_error IS NULL THEN from_json(text, '{_DELIVERY_STRUCTURE}') END AS d
+    SELECT seq, line_no, text, syntax_error, CASE WHEN syntax_error IS NULL THEN d END AS d
     FROM checked
 ), envelope AS (
     SELECT seq, line_no, text, syntax_error,
