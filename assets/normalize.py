@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from assets.parsing import connect
+from assets.parsing import connect, register_in_batches
 from assets.signal_catalog import ASSUMED, BODY_TEXTS, SIGNALS, TIRE_POSITIONS, UNIT_FACTORS
 from storage.partitions import plausible_reading_time, reading_day
 
@@ -122,7 +122,7 @@ ORDER BY row_id, item_index
 def _read_bodies(signals: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     con = connect()  # UTC, and json_time: a time no type can hold is null, never an error
     try:
-        con.register("bodies", signals.select("row_id", "body"))
+        register_in_batches(con, "bodies", signals.select("row_id", "body"))
         return con.sql(_BODY_FIELDS_SQL).pl(), con.sql(_ITEMS_SQL).pl()
     finally:
         con.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -315,6 +316,17 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+# DuckDB splits the scan of an Arrow table between its threads by record batch: a frame
+# registered as it is (one batch) is parsed on one thread, however many cores there are.
+SCAN_BATCH_ROWS = 2048
+
+
+def register_in_batches(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
+    """Register a frame as the view `name`, in record batches that DuckDB scans in parallel."""
+    table = frame.to_arrow()
+    con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), table.schema))
+
+
 def parse_lines(lines: pl.DataFrame, seen_event_ids: pl.Series | None = None,
                 con: duckdb.DuckDBPyConnection | None = None) -> RawBatch:
     """Judge every line of one or more landing files (`read_landing_lines`, concatenated in
@@ -323,7 +335,7 @@ def parse_lines(lines: pl.DataFrame, seen_event_ids: pl.Series | None = None,
     own = con is None
     con = con or connect()
     try:
-        con.register("lines", lines.select("line_no", "text", "bad_utf8").with_row_index("seq"))
+        register_in_batches(con, "lines", lines.select("line_no", "text", "bad_utf8").with_row_index("seq"))
         judged = pl.concat([lines.select("batch_id", "source_file", "file_landed_on"),
                             con.sql(_ENVELOPE_SQL).pl()], how="horizontal")
         # The day a line landed: its delivery time, else its file's latest delivery, else the file's own.
@@ -343,7 +355,7 @@ def parse_lines(lines: pl.DataFrame, seen_event_ids: pl.Series | None = None,
             "batch_id", "source_file", "line_no", "landed_on", "event_id", "vehicle_id", "delivered_at")
         accepted = accepted.filter(~pl.col("duplicate"))
 
-        con.register("accepted", accepted.select("event_id", "event_type", "vehicle_id", "delivered_at", "signals", "errors",
+        register_in_batches(con, "accepted", accepted.select("event_id", "event_type", "vehicle_id", "delivered_at", "signals", "errors",
                                                  "triggers"))
         signals = con.sql(_SIGNALS_SQL).pl()
         errors = con.sql(_ERRORS_SQL).pl().with_columns(pl.col("signals").cast(pl.List(pl.String)))
