@@ -62,6 +62,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     data_dir: str = DEFAULT_DATA_DIR
     lock_timeout_s: float = 30.0
+    # How many vehicles' whole history a full build of the per-vehicle marts reads at once:
+    # its memory follows this, not the size of the fleet.
+    batch_vehicles: int = 100
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         make_owner_only(Path(self.data_dir))

@@ -42,15 +42,16 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def definitions_on(data_dir: Path):
+def definitions_on(data_dir: Path, **warehouse):
     return build_definitions({"lake": LakeResource(data_dir=str(data_dir)),
-                              "warehouse": WarehouseResource(data_dir=str(data_dir))})
+                              "warehouse": WarehouseResource(data_dir=str(data_dir), **warehouse)})
 
 
-def build(data_dir: Path) -> BuildReport:
-    """What `fleetlake run` does, on a temporary data dir. A step that fails (other than by
-    a check) is reported, not raised, by the build: here it fails the test."""
-    report = build_everything(definitions_on(data_dir))
+def build(data_dir: Path, **warehouse) -> BuildReport:
+    """What `fleetlake run` does, on a temporary data dir (with the warehouse's settings
+    given). A step that fails (other than by a check) is reported, not raised, by the build:
+    here it fails the test."""
+    report = build_everything(definitions_on(data_dir, **warehouse))
     assert not report.errors, report.errors
     return report
 

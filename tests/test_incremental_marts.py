@@ -115,6 +115,33 @@ def test_incremental_builds_leave_the_marts_a_full_rebuild_leaves(simulated, tmp
     assert rebuilt["odometer_readings"].height > 0 and rebuilt["charging_sessions"].height > 0
 
 
+def test_a_full_build_in_batches_of_vehicles_leaves_the_marts_one_batch_leaves(simulated, tmp_path):
+    """Batches of two vehicles (charging's never split a model) give the same marts as one
+    batch of the whole fleet, and the per-vehicle marts say how they were built."""
+    from conftest import definitions_on
+
+    import dagster as dg
+
+    from pipelines.build import build_everything
+
+    batched, whole = tmp_path / "batched", tmp_path / "whole"
+    for root in (batched, whole):
+        for path in simulated.rglob("*.ndjson*"):
+            land(root / "landing", path.relative_to(simulated).as_posix().split(".")[0] + ".ndjson", read_lines(path))
+    instance = dg.DagsterInstance.ephemeral()
+    assert build_everything(definitions_on(batched, batch_vehicles=2), instance).ok
+    assert build(whole, batch_vehicles=1_000).ok
+    built, one_batch = marts_of(batched), marts_of(whole)
+    assert set(built) == set(one_batch)
+    for name in one_batch:
+        assert_frame_equal(built[name], one_batch[name], check_exact=True)
+    kinds = {key.path[-1]: event.asset_materialization.metadata["build"].value
+             for key, event in instance.get_latest_materialization_events(
+                 [dg.AssetKey(["marts", m]) for m in ("odometer_readings", "charging_sessions", "vehicles")]).items()}
+    assert kinds["odometer_readings"] == "full, in 3 batches of vehicles"  # six vehicles, two at a time
+    assert kinds["charging_sessions"].startswith("full, in ") and kinds["vehicles"] == "full"
+
+
 def test_only_vehicles_with_new_data_are_touched(simulated, tmp_path):
     """The late lines of two vehicles for an old day touch those two vehicles alone; a build
     with nothing new touches none."""

@@ -102,6 +102,7 @@ class MartBuild:
     config: Any
     log: Any
     scope: MartScope
+    batch_vehicles: int = 100  # the warehouse's: how many vehicles a batch of a full build holds
 
 
 @dataclass(frozen=True)
@@ -112,47 +113,69 @@ class Built:
     metadata: dict = field(default_factory=dict)
 
 
-def _store(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built") -> tuple[int, Built]:
-    """Write a mart's content (inside the build's transaction): the whole table, or, on a
-    scoped build of a mart with a vehicle grain, the rows of the scope's vehicles."""
+def _store(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built", whole: bool) -> tuple[int, Built]:
+    """Write a mart's content (inside the build's transaction): the whole table (`whole`),
+    or the rows of the scope's vehicles."""
     built = output if isinstance(output, Built) else Built(output)
-    scoped = spec.scoped and not build.scope.full
+    vehicles = None if whole else SCOPE_VIEW
     if isinstance(built.content, pl.DataFrame):
         view = f"{spec.name}_frame"
         build.con.register(view, built.content)
         try:
-            rows = write_table(build.con, spec.name, f"SELECT * FROM {view}", SCOPE_VIEW if scoped else None,
-                               spec.window)
+            rows = write_table(build.con, spec.name, f"SELECT * FROM {view}", vehicles, spec.window)
         finally:
             build.con.unregister(view)
     else:
-        rows = write_table(build.con, spec.name, built.content, SCOPE_VIEW if scoped else None, spec.window)
+        rows = write_table(build.con, spec.name, built.content, vehicles, spec.window)
     return rows, built
 
 
-def _report(build: MartBuild, spec: MartSpec, rows: int, built: Built) -> Iterator:
-    """The materialization and the check result of a mart just written. A scoped build checks
-    the rows it wrote (the others passed when they were written: a failed check makes the
+def _outcomes(build: MartBuild, spec: MartSpec, built: Built) -> list[dict]:
+    """The mart's GX suite on the rows just written (those of the scope's vehicles on a
+    scoped build: the others passed when they were written, and a failed check makes the
     next build a full one)."""
     scoped = spec.scoped and not build.scope.full
+    if isinstance(built.content, pl.DataFrame):
+        frame = build.scope.select(built.content) if scoped else built.content
+    else:
+        where = f" WHERE vehicle_id IN (SELECT vehicle_id FROM {SCOPE_VIEW})" if scoped else ""
+        frame = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.{spec.name}{where}").pl()
+    checked = spec.check.prepare(frame) if spec.check.prepare else frame
+    # GX's pandas source cannot compare list cells; no expectation is about them.
+    checked = checked.select([c for c, t in checked.schema.items() if not isinstance(t, pl.List)])
+    return [o.as_dict() for o in validate(checked, spec.check.suite())]
+
+
+def _report(build: MartBuild, spec: MartSpec, rows: int, metadata: dict, outcomes: dict[str, list[dict]],
+            build_kind: str) -> Iterator:
+    """The materialization of a mart just written, and its check's result (`outcomes` by
+    scope, or the check's own `evaluate` of the build)."""
     total = build.con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{spec.name}").fetchall()[0][0]
-    result = mart_result(build.con, spec.name, total, **built.metadata)
+    result = mart_result(build.con, spec.name, total, **metadata)
+    scoped = build_kind == "vehicles" and spec.scoped
     yield dg.MaterializeResult(asset_key=spec.key, metadata={
-        **result.metadata, "grain": ", ".join(spec.grain), "build": "vehicles" if scoped else "full",
+        **result.metadata, "grain": ", ".join(spec.grain), "build": build_kind if spec.scoped else "full",
         "rows_written": rows, **({"vehicles_rebuilt": len(build.scope.vehicles or ())} if scoped else {})})
     if spec.check is not None and spec.check.evaluate is not None:
         yield check_result(build.lake, spec.check_spec(), spec.check.evaluate(build))
     elif spec.check is not None:
-        if isinstance(built.content, pl.DataFrame):
-            frame = build.scope.select(built.content) if scoped else built.content
-        else:
-            where = f" WHERE vehicle_id IN (SELECT vehicle_id FROM {SCOPE_VIEW})" if scoped else ""
-            frame = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.{spec.name}{where}").pl()
-        checked = spec.check.prepare(frame) if spec.check.prepare else frame
-        # GX's pandas source cannot compare list cells; no expectation is about them.
-        checked = checked.select([c for c, t in checked.schema.items() if not isinstance(t, pl.List)])
-        outcomes = [o.as_dict() for o in validate(checked, spec.check.suite())]
-        yield check_result(build.lake, spec.check_spec(), {"all": outcomes})
+        yield check_result(build.lake, spec.check_spec(), outcomes)
+
+
+# A full build of scoped marts (rows for a vehicle that depend on that vehicle's data) runs
+# in batches of the warehouse's `batch_vehicles`, each read, computed, written and checked on
+# its own, in one transaction: memory follows the batch, not the fleet. A fleet-wide mart of
+# the same op is written from the last batch, which sees every batch's rows in the
+# warehouse, as on a build for some vehicles.
+def every_vehicle(build: MartBuild) -> list[str]:
+    """Every vehicle of the lake (all vehicle data comes from its deliveries), sorted."""
+    return [v for (v,) in build.con.sql("SELECT DISTINCT vehicle_id FROM deliveries WHERE vehicle_id IS NOT NULL "
+                                        "ORDER BY vehicle_id").fetchall()]
+
+
+def vehicle_batches(build: MartBuild) -> list[frozenset[str]]:
+    found, size = every_vehicle(build), build.batch_vehicles
+    return [frozenset(found[i:i + size]) for i in range(0, len(found), size)]
 
 
 def _scope(con: duckdb.DuckDBPyConnection, lake: LakeResource, op_name: str, config, specs: Sequence[MartSpec]) -> MartScope:
@@ -172,25 +195,61 @@ def _scope(con: duckdb.DuckDBPyConnection, lake: LakeResource, op_name: str, con
 
 def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callable, config_type: type | None,
             kinds: set[str], description: str | None,
-            widen_scope: Callable[[MartBuild], MartScope] | None = None) -> dg.AssetsDefinition:
+            widen_scope: Callable[[MartBuild], MartScope] | None = None,
+            batches: Callable[[MartBuild], list[frozenset[str]]] | None = vehicle_batches) -> dg.AssetsDefinition:
+    batched_op = batches is not None and any(spec.scoped for spec in specs)
+
     def run(context: dg.AssetExecutionContext, config, lake: LakeResource, warehouse: WarehouseResource):
         with warehouse.connect() as con:
             attach_lake(con, lake)
             scope = _scope(con, lake, op_name, config, specs)
-            build = MartBuild(lake=lake, con=con, config=config, log=context.log, scope=scope)
+            build = MartBuild(lake=lake, con=con, config=config, log=context.log, scope=scope,
+                              batch_vehicles=warehouse.batch_vehicles)
             con.register(SCOPE_VIEW, build.scope.frame())
             if widen_scope is not None and not scope.full:
                 build = replace(build, scope=widen_scope(build))
                 con.register(SCOPE_VIEW, build.scope.frame())
-            context.log.info(f"{op_name}: " + ("full build" if build.scope.full else
+            full = build.scope.full
+            # A full build of a batched op: each batch is a build of its vehicles' whole history.
+            parts = [replace(build, scope=MartScope(vehicles, scope.lake_state)) for vehicles in batches(build)] \
+                if batched_op and full else []
+            parts = parts if len(parts) > 1 else [build]
+            build_kind = "vehicles" if not full else "full" if len(parts) == 1 else \
+                f"full, in {len(parts)} batches of vehicles"
+            context.log.info(f"{op_name}: " + (build_kind if full else
                                                f"{len(build.scope.vehicles or ())} vehicles with new data"))
-            outputs = fn(build)
-            if len(specs) == 1 and not isinstance(outputs, dict):
-                outputs = {specs[0].name: outputs}
+            written = {spec.name: 0 for spec in specs}
+            metadata: dict[str, dict] = {spec.name: {} for spec in specs}
+            outcomes: dict[str, dict[str, list[dict]]] = {spec.name: {} for spec in specs}
             with transaction(con):
-                written = {spec.name: _store(build, spec, outputs[spec.name]) for spec in specs}
+                for number, part in enumerate(parts):
+                    con.register(SCOPE_VIEW, part.scope.frame())
+                    outputs = fn(part)
+                    if len(specs) == 1 and not isinstance(outputs, dict):
+                        outputs = {specs[0].name: outputs}
+                    for spec in specs:
+                        if len(parts) == 1:
+                            whole = full or not spec.scoped
+                        elif spec.scoped:
+                            whole = number == 0  # the first batch replaces the table, the others add to it
+                        elif number == len(parts) - 1:
+                            whole = True  # a fleet-wide mart: from the last batch, which sees every vehicle's rows
+                        else:
+                            continue
+                        rows, built = _store(part, spec, outputs[spec.name], whole)
+                        written[spec.name] += rows
+                        for key, value in built.metadata.items():  # counts add up over batches
+                            known = metadata[spec.name].get(key)
+                            metadata[spec.name][key] = known + value if isinstance(known, int) else value
+                        if spec.check is not None and spec.check.evaluate is None:
+                            label = "all" if len(parts) == 1 else \
+                                f"vehicles {min(part.scope.vehicles or ())}..{max(part.scope.vehicles or ())}"
+                            outcomes[spec.name][label] = _outcomes(part, spec, built)
                 record_state(con, op_name, fingerprint(config), scope.lake_state)
-            results = [r for spec in specs for r in _report(build, spec, *written[spec.name])]
+            con.register(SCOPE_VIEW, build.scope.frame())
+            results = [r for spec in specs
+                       for r in _report(build, spec, written[spec.name], metadata[spec.name], outcomes[spec.name],
+                                        build_kind)]
             if any(isinstance(r, dg.AssetCheckResult) and not r.passed for r in results):
                 forget_mart_builds(con, op_name)  # the failing rows must be checked again, with all others
             yield from results
@@ -218,27 +277,34 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
 def mart(*, grain: Sequence[str], deps: Sequence, check: MartCheck | None = None, config: type | None = None,
          name: str | None = None, kinds: Sequence[str] = ("duckdb",), scoped: bool = False,
          window: tuple[str, str] | None = None,
-         widen_scope: Callable[[MartBuild], MartScope] | None = None) -> Callable[[Callable], dg.AssetsDefinition]:
+         widen_scope: Callable[[MartBuild], MartScope] | None = None,
+         batches: Callable[[MartBuild], list[frozenset[str]]] | None = vehicle_batches,
+         ) -> Callable[[Callable], dg.AssetsDefinition]:
     """Declare the mart `marts.<name>` (default: the function's name), described by the
     function's docstring. `scoped`: its rows for a vehicle depend on that vehicle's data
     alone, so a build recomputes only the vehicles with new data (`build.scope`); `window`
     (see `MartSpec`) only their rows from their new data on; `widen_scope` adds to them (or
-    makes the build a full one) where other data matters, or moves their `since`."""
+    makes the build a full one) where other data matters, or moves their `since`. A full
+    build of a scoped mart runs in the `batches` of vehicles (None: all at once)."""
     def declare(fn: Callable) -> dg.AssetsDefinition:
         table = name or fn.__name__
         description = " ".join((fn.__doc__ or "").split())
         spec = MartSpec(table, tuple(grain), description, check, scoped, window)
-        return _define(f"{MART_GROUP}__{table}", [spec], deps, fn, config, set(kinds), description, widen_scope)
+        return _define(f"{MART_GROUP}__{table}", [spec], deps, fn, config, set(kinds), description, widen_scope, batches)
     return declare
 
 
 def mart_family(name: str, marts: Sequence[MartSpec], *, deps: Sequence, config: type | None = None,
                 kinds: Sequence[str] = ("polars", "duckdb"),
-                widen_scope: Callable[[MartBuild], MartScope] | None = None) -> Callable[[Callable], dg.AssetsDefinition]:
+                widen_scope: Callable[[MartBuild], MartScope] | None = None,
+                batches: Callable[[MartBuild], list[frozenset[str]]] | None = vehicle_batches,
+                ) -> Callable[[Callable], dg.AssetsDefinition]:
     """Declare several marts computed in one pass by one function, which returns each
     mart's content by name: for a scoped mart (`MartSpec.scoped`) the rows of the scope's
-    vehicles, for the others the whole table. `widen_scope` adds the vehicles whose rows the
-    new data changes through others (cars of one model share estimates)."""
+    vehicles, for the others the whole table (with the rows the warehouse holds for the
+    other vehicles). `widen_scope` adds the vehicles whose rows the new data changes through
+    others (cars of one model share estimates); `batches` must then keep such vehicles together."""
     def declare(fn: Callable) -> dg.AssetsDefinition:
-        return _define(name, marts, deps, fn, config, set(kinds), " ".join((fn.__doc__ or "").split()), widen_scope)
+        return _define(name, marts, deps, fn, config, set(kinds), " ".join((fn.__doc__ or "").split()), widen_scope,
+                       batches)
     return declare

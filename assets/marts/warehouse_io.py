@@ -110,6 +110,12 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether the warehouse holds `marts.<table>` (as this connection's transaction sees it)."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [MART_SCHEMA, table]).fetchall()[0][0])
+
+
 def write_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, vehicles_view: str | None = None,
                 window: tuple[str, str] | None = None) -> int:
     """Write a SELECT's rows to `marts.<table>`, inside the caller's transaction: the whole
@@ -118,9 +124,7 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, veh
     (a column of the table, and `since` or `since_day`) narrows that to each vehicle's rows
     from its `since` on (all of them where `since` is null). Returns the rows written."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                         [MART_SCHEMA, table]).fetchall()[0][0]
-    if vehicles_view is None or not exists:
+    if vehicles_view is None or not table_exists(con, table):
         con.execute(f"CREATE OR REPLACE TABLE {MART_SCHEMA}.{table} AS {select_sql}").fetchall()
         comment_columns(con, MART_SCHEMA, table)
         return con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{table}").fetchall()[0][0]

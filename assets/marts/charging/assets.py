@@ -15,8 +15,8 @@ from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, ch
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging.time_of_use import daily_energy, load_profile, parse_windows, session_costs, time_of_use
 from assets.marts.build_state import MartScope
-from assets.marts.protocol import SCOPE_VIEW, MartBuild, MartCheck, MartSpec, mart_family
-from assets.marts.warehouse_io import MART_SCHEMA, lake_scan
+from assets.marts.protocol import SCOPE_VIEW, MartBuild, MartCheck, MartSpec, every_vehicle, mart_family
+from assets.marts.warehouse_io import MART_SCHEMA, lake_scan, table_exists
 from assets.readings import readings
 from quality.suites import battery_health_suite, charging_sessions_suite
 from storage.resources import LakeResource
@@ -207,7 +207,23 @@ CHARGING_MARTS = [
 ]
 
 
-@mart_family("charging", CHARGING_MARTS, deps=[readings], config=ChargingConfig, widen_scope=same_models)
+def model_batches(build: MartBuild) -> list[frozenset[str]]:
+    """Every vehicle, in batches of about the warehouse's `batch_vehicles` that never split a
+    make and model (`same_models`)."""
+    models = {v: (make, model) for v, make, model in load_vehicle_models(build.lake).iter_rows()}
+    groups: dict[object, list[str]] = {}
+    for vehicle in every_vehicle(build):
+        groups.setdefault(models.get(vehicle, vehicle), []).append(vehicle)
+    batches, batch = [], []
+    for members in groups.values():
+        batch += members
+        if len(batch) >= build.batch_vehicles:
+            batches, batch = [*batches, frozenset(batch)], []
+    return batches + [frozenset(batch)] if batch else batches
+
+
+@mart_family("charging", CHARGING_MARTS, deps=[readings], config=ChargingConfig, widen_scope=same_models,
+             batches=model_batches)
 def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     """Sessions from the readings, then everything energy teams derive from them. A build
     for some vehicles recomputes their sessions and battery health, then the fleet's load
@@ -218,8 +234,10 @@ def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
                               load_charge_records(build.lake))
     by_vehicle = vehicle_charging_marts(load_charging_readings(build.lake, build.scope), build.config,
                                         build.scope.select(models), load_charge_records(build.lake, build.scope))
-    kept = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.charging_sessions WHERE vehicle_id NOT IN "
-                             f"(SELECT vehicle_id FROM {SCOPE_VIEW})").pl()
     sessions = by_vehicle["charging_sessions"]
+    # the other vehicles' sessions (none yet in the first batch of a full build of a new warehouse)
+    kept = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.charging_sessions WHERE vehicle_id NOT IN "
+                         f"(SELECT vehicle_id FROM {SCOPE_VIEW})").pl() \
+        if table_exists(build.con, "charging_sessions") else sessions.clear()
     every = pl.concat([kept.cast(sessions.schema), sessions]).sort("vehicle_id", "started_at")  # type: ignore[arg-type]
     return {**by_vehicle, **fleet_charging_marts(every, build.config, load_charging_times(build.lake))}

@@ -171,7 +171,8 @@ def odometer_readings(build: MartBuild) -> Built:
     status (`valid`, `spike`, `rollback`, `implausible_speed`), the distance credited to it,
     the valid reading before it, whether a gap ends at it, and its sources (event, unit,
     delivery time, landing file and line). The one assessment every mileage mart uses."""
-    resume = None if build.scope.full else resume_points(build)
+    # a build from each vehicle's first reading (a full build, a batch of one) resumes from nothing
+    resume = resume_points(build) if not build.scope.full and build.scope.since else None
     assessed = assess_odometer(load_odometer(build.lake, build.scope), resume).readings.sort("vehicle_id",
                                                                                               "reading_time")
     return Built(assessed, {"spikes": int((assessed["status"] == "spike").sum())})
