@@ -219,6 +219,9 @@ def normalize_signals(signals: pl.DataFrame) -> NormalizedSignals:
     )
 
 
+# How a day's readings are stored: by vehicle and time (row-group statistics then skip
+# whole groups for a query on some vehicles).
+READINGS_ORDER = ("vehicle_id", "reading_time", "metric", "component")
 # Columns carried through the shape handlers, before the day is attached.
 READINGS_SCHEMA_RAW = {k: v for k, v in READINGS_SCHEMA.items() if k != "day"}
 QUARANTINE_COLUMNS_RAW = [c for c in QUARANTINE_COLUMNS if c != "day"] + ["ingested_at"]  # for the day
@@ -229,7 +232,7 @@ def _finish_readings(readings: pl.DataFrame) -> pl.DataFrame:
         readings.with_columns(day=pl.col("reading_time").dt.date())
         .select(list(READINGS_SCHEMA))
         .cast(READINGS_SCHEMA)  # type: ignore[arg-type]
-        .sort("vehicle_id", "reading_time", "metric", "component", nulls_last=True)
+        .sort(*READINGS_ORDER, nulls_last=True)
     )
 
 

@@ -207,7 +207,8 @@ WITH read AS (
         coalesce(d.triggers, d.data.triggers) AS triggers
     FROM parsed
 )
-SELECT * EXCLUDE (syntax_error, seq),
+-- without the text, which the caller has already: a copy of every line saved
+SELECT * EXCLUDE (syntax_error, seq, text),
     coalesce(syntax_error,
         CASE WHEN event_id IS NULL OR trim(event_id) = '' THEN 'missing_event_id'
              WHEN event_type IS NULL OR event_type NOT IN ('VEHICLE_STATE', 'VEHICLE_ERROR', 'VERIFY')
@@ -336,7 +337,7 @@ def parse_lines(lines: pl.DataFrame, seen_event_ids: pl.Series | None = None,
     con = con or connect()
     try:
         register_in_batches(con, "lines", lines.select("line_no", "text", "bad_utf8").with_row_index("seq"))
-        judged = pl.concat([lines.select("batch_id", "source_file", "file_landed_on"),
+        judged = pl.concat([lines.select("batch_id", "source_file", "file_landed_on", "text"),
                             con.sql(_ENVELOPE_SQL).pl()], how="horizontal")
         # The day a line landed: its delivery time, else its file's latest delivery, else the file's own.
         judged = judged.with_columns(landed_on=pl.coalesce(

@@ -65,6 +65,9 @@ class WarehouseResource(dg.ConfigurableResource):
     # How many vehicles' whole history a full build of the per-vehicle marts reads at once:
     # its memory follows this, not the size of the fleet.
     batch_vehicles: int = 100
+    # DuckDB's own memory (its buffer pool, its operators, which spill to disk beyond it);
+    # by default DuckDB takes 80 % of the machine's.
+    memory_limit: str = "1GB"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         make_owner_only(Path(self.data_dir))
@@ -88,6 +91,7 @@ class WarehouseResource(dg.ConfigurableResource):
                     raise
                 time.sleep(0.5)
         try:
+            con.execute("SET memory_limit = ?", [self.memory_limit]).fetchall()
             yield con
         finally:
             con.close()

@@ -137,3 +137,23 @@ def test_every_reading_lands_on_its_reading_day(tmp_path):
     result = normalize(tmp_path, [signal("odometer-traveleddistance", {"value": 1, "unit": "km"},
                                          "2026-08-31T23:59:59Z")])
     assert str(result.readings["day"].item()) == "2026-08-31"
+
+
+def test_a_day_normalized_in_shards_of_vehicles_gives_what_one_pass_gives(tmp_path, monkeypatch):
+    import assets.readings
+    from assets.readings import normalize_in_shards
+
+    good = [signal("odometer-traveleddistance", {"value": 100 + n, "unit": "km"}) for n in range(3)]
+    bad = [signal("odometer-traveleddistance", {"value": "far", "unit": "km"}),
+           signal("tractionbattery-stateofcharge", {"value": 50, "unit": "percent"}, status={"value": "ERROR", "error": {"type": "VEHICLE", "code": "X"}})]
+    deliveries = [delivery(f"e{n}", vehicle_id=f"v{n % 7}", signals=good + bad, delivered_at=DELIVERED + n)
+                  for n in range(40)]
+    path = write_landing(tmp_path / "a.ndjson", deliveries)
+    raw = parse_lines(read_landing_lines(path, source_file="a", batch_id="b")).signals
+    monkeypatch.setattr(assets.readings, "SHARD_SIGNALS", 30)  # 200 signals: seven shards' worth of vehicles
+    sharded, whole = normalize_in_shards(raw), normalize_signals(raw)
+    for table in ("readings", "signal_errors", "quarantine"):
+        one, other = getattr(sharded, table), getattr(whole, table)
+        assert one.height == other.height > 0
+        assert one.sort(one.columns, nulls_last=True).equals(other.sort(other.columns, nulls_last=True))
+    assert sharded.readings.select("vehicle_id").to_series().is_sorted()
