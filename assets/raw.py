@@ -13,6 +13,7 @@ re-running gives the same lake.
 
 import hashlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -233,12 +234,23 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
     done: list[dict] = []
     group: list[_Pending] = []
     seq = [layout.committed_seq]  # the last group committed; each group takes the next
+    # A group is written while the next one is parsed (both mostly outside Python), one
+    # group at a time and in order: the next group is checked against the lake for its
+    # eventIds only once the one before is committed.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+    writing: list[Future] = []
+
+    def settle() -> None:
+        """Wait until the group being written is committed (raising what its write raised)."""
+        while writing:
+            for manifest in writing.pop().result():
+                done.append(manifest)
+                _log(log, manifest, manifest)
 
     def commit(written: list[_Written]) -> None:
+        settle()
         seq[0] += 1
-        for manifest in write_group(layout, seq[0], written):
-            done.append(manifest)
-            _log(log, manifest, manifest)
+        writing.append(writer.submit(write_group, layout, seq[0], written))
 
     con = connect()
     try:
@@ -270,11 +282,13 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
                       if content.fault else None)
             group.append(_Pending(lines, manifest, record, path))
             if sum(p.lines.height for p in group) >= GROUP_LINES:
-                _ingest_group(layout, group, con, commit)
+                _ingest_group(layout, group, con, commit, settle)
                 group = []
         if group:
-            _ingest_group(layout, group, con, commit)
+            _ingest_group(layout, group, con, commit, settle)
+        settle()
     finally:
+        writer.shutdown(wait=True)
         con.close()
     return done
 
@@ -286,10 +300,11 @@ def _log(log, manifest: dict, written: dict) -> None:
                  f"{ {k: written[k] for k in ('lines', 'parsed', 'duplicates', 'quarantined', 'signals')} }")
 
 
-def _ingest_group(layout: RawLayout, group: list[_Pending], con, commit) -> None:
-    # Parsed first, then checked against the lake for the eventIds the group holds: the
-    # lake's eventIds are never all loaded.
+def _ingest_group(layout: RawLayout, group: list[_Pending], con, commit, settle) -> None:
+    # Parsed first, then (once the group before is committed) checked against the lake for
+    # the eventIds the group holds: the lake's eventIds are never all loaded.
     parsed = parse_lines(pl.concat([p.lines for p in group]), con=con)
+    settle()
     parsed, erased, met = without_erased(parsed, ErasedRecord(layout.lake.root))
     parsed = without_seen(parsed, seen_event_ids(layout, parsed.deliveries.get_column("event_id")))
     written = []

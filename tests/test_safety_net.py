@@ -244,8 +244,8 @@ def test_charging_sessions_suite_catches_sessions_out_of_order_and_out_of_range(
         soc_end_pct=pl.Series([101.0, 100.0]), energy_added_kwh=pl.Series([-1.0, 251.0]),
         avg_power_kw=pl.Series([7.0, 401.0]), location_type=pl.Series(["home", "garage"]))
     assert failed(bad, charging_sessions_suite()) == [
-        "expect_column_pair_values_a_to_be_greater_than_b:None",  # started before it was plugged in
-        "expect_column_pair_values_a_to_be_greater_than_b:None",  # ended before it started
+        "expect_column_pair_values_a_to_be_greater_than_b:ended_at,started_at",  # ended before it started
+        "expect_column_pair_values_a_to_be_greater_than_b:started_at,plugged_in_at",  # started before plugged in
         "expect_column_values_to_be_between:avg_power_kw", "expect_column_values_to_be_between:energy_added_kwh",
         "expect_column_values_to_be_between:soc_end_pct", "expect_column_values_to_be_in_set:location_type",
         "expect_column_values_to_be_unique:session_id"]
