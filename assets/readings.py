@@ -189,6 +189,11 @@ class ChunkedValidation:
             return
         scope = self.days[0].isoformat() if len(self.days) == 1 else f"{self.days[0]}..{self.days[-1]}"
         chunk = pl.concat(self.frames)
-        for name, frame in (("readings_schema", with_reading_key(chunk)), ("readings_ranges", with_metric_ranges(chunk))):
-            self.outcomes[name][scope] = [o.as_dict() for o in validate(frame, self.suites[name])]
         self.days, self.frames = [], []
+        # A day larger than a chunk is validated in parts by vehicle (a delivery's readings,
+        # whose keys must be unique, stay together).
+        parts = -(-chunk.height // self.CHUNK_ROWS)
+        for _, part in chunk.with_columns(_part=pl.col("vehicle_id").hash() % parts).group_by("_part"):
+            part = part.drop("_part")
+            for name, frame in (("readings_schema", with_reading_key(part)), ("readings_ranges", with_metric_ranges(part))):
+                self.outcomes[name].setdefault(scope, []).extend(o.as_dict() for o in validate(frame, self.suites[name]))

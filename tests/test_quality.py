@@ -54,3 +54,20 @@ def test_odometer_suite_catches_a_valid_reading_below_the_one_before():
     assert failed(frame, odometer_readings_suite(TOLERANCE_KM)) == ["expect_column_values_to_be_between:step_km"]
     flagged = frame.with_columns(status=pl.Series(["valid", "valid", "rollback"]))
     assert failed(flagged, odometer_readings_suite(TOLERANCE_KM)) == []
+
+
+def test_a_day_larger_than_a_chunk_is_validated_in_parts_and_still_fails(monkeypatch):
+    from assets.readings import ChunkedValidation
+
+    monkeypatch.setattr(ChunkedValidation, "CHUNK_ROWS", 3)
+    rows = [dict(reading("odometer_km", 10, f"e{n}"), vehicle_id=f"v{n}") for n in range(9)]
+    rows += [dict(reading("soc_pct", 150, "e0"), vehicle_id="v0"), dict(reading("odometer_km", 10, "e5"), vehicle_id="v5")]
+    validation = ChunkedValidation()
+    validation.add(AT.date(), pl.DataFrame(rows, schema=READINGS_SCHEMA))
+    validation.flush()
+    day = AT.date().isoformat()
+    failed_by_suite = {name: sorted(f"{o['expectation']}:{o['column']}" for o in outcomes[day] if not o["success"])
+                       for name, outcomes in validation.outcomes.items()}
+    assert failed_by_suite == {"readings_schema": ["expect_column_values_to_be_unique:reading_key"],
+                               "readings_ranges": ["expect_column_pair_values_a_to_be_greater_than_b:range_max,value"]}
+    assert len(validation.outcomes["readings_ranges"][day]) > len(readings_ranges_suite().expectations)  # in parts

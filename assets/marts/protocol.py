@@ -103,6 +103,9 @@ class MartBuild:
     log: Any
     scope: MartScope
     batch_vehicles: int = 100  # the warehouse's: how many vehicles a batch of a full build holds
+    # Whether this build's fleet-wide marts are written: not in a batch before the last, which
+    # may leave them out.
+    fleet_wide: bool = True
 
 
 @dataclass(frozen=True)
@@ -211,8 +214,9 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
                 con.register(SCOPE_VIEW, build.scope.frame())
             full = build.scope.full
             # A full build of a batched op: each batch is a build of its vehicles' whole history.
-            parts = [replace(build, scope=MartScope(vehicles, scope.lake_state)) for vehicles in batches(build)] \
-                if batched_op and full else []
+            found = batches(build) if batched_op and full else []
+            parts = [replace(build, scope=MartScope(vehicles, scope.lake_state), fleet_wide=n == len(found) - 1)
+                     for n, vehicles in enumerate(found)]
             parts = parts if len(parts) > 1 else [build]
             build_kind = "vehicles" if not full else "full" if len(parts) == 1 else \
                 f"full, in {len(parts)} batches of vehicles"
@@ -242,9 +246,8 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
                             known = metadata[spec.name].get(key)
                             metadata[spec.name][key] = known + value if isinstance(known, int) else value
                         if spec.check is not None and spec.check.evaluate is None:
-                            label = "all" if len(parts) == 1 else \
-                                f"vehicles {min(part.scope.vehicles or ())}..{max(part.scope.vehicles or ())}"
-                            outcomes[spec.name][label] = _outcomes(part, spec, built)
+                            # every batch's outcomes under one scope: the mart's, as one batch reports it
+                            outcomes[spec.name].setdefault("all", []).extend(_outcomes(part, spec, built))
                 record_state(con, op_name, fingerprint(config), scope.lake_state)
             con.register(SCOPE_VIEW, build.scope.frame())
             results = [r for spec in specs

@@ -164,16 +164,17 @@ def load_charge_records(lake: LakeResource, scope: MartScope | None = None) -> p
 
 def load_vehicle_models(lake: LakeResource) -> pl.DataFrame:
     """Each vehicle's make and model, as its deliveries name them (the latest one)."""
+    # streamed: a vehicle's latest delivery naming it, without holding every delivery
     return (lake_scan(lake, "deliveries").filter(pl.col("make").is_not_null() & pl.col("model").is_not_null())
-            .select("vehicle_id", "make", "model", "delivered_at").collect()
-            .sort("delivered_at").unique("vehicle_id", keep="last").drop("delivered_at"))
+            .group_by("vehicle_id").agg(pl.col("make", "model").sort_by("delivered_at").last())
+            .collect(engine="streaming"))
 
 
 def load_charging_times(lake: LakeResource) -> tuple | None:
     """The first and last time any car of the fleet said whether it was charging."""
     found = (lake_scan(lake, "readings").filter(SAYS_IF_CHARGING)
              .select(pl.col("reading_time").min().alias("first"), pl.col("reading_time").max().alias("last"))
-             .collect())
+             .collect(engine="streaming"))
     return None if found["first"][0] is None else (found["first"][0], found["last"][0])
 
 
@@ -234,6 +235,8 @@ def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
                               load_charge_records(build.lake))
     by_vehicle = vehicle_charging_marts(load_charging_readings(build.lake, build.scope), build.config,
                                         build.scope.select(models), load_charge_records(build.lake, build.scope))
+    if not build.fleet_wide:  # a batch before the last of a full build
+        return by_vehicle
     sessions = by_vehicle["charging_sessions"]
     # the other vehicles' sessions (none yet in the first batch of a full build of a new warehouse)
     kept = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.charging_sessions WHERE vehicle_id NOT IN "
