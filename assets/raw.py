@@ -213,7 +213,7 @@ class _Pending:
 
 # New files are parsed in groups of about this many lines: one DuckDB pass per group keeps
 # many small files cheap, and the group size bounds memory.
-GROUP_LINES = 50_000
+GROUP_LINES = 25_000
 
 
 def _file_record(manifest: dict, landed_on, reason: str, detail: str | None, lines_kept: int) -> dict:
