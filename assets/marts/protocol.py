@@ -1,7 +1,8 @@
 """How a mart is declared. Every mart shares one protocol, applied here and nowhere else:
 the `marts/` key prefix and group, the `warehouse` pool (DuckDB allows one writer per
 file), the lake's tables attached as views, an atomic replace of the table (or, for a mart
-declared `scoped`, of the rows of the vehicles new data touched: `build_state.py`), its GX suite
+declared `scoped`, of the rows of the vehicles new data touched: `build_state.py`; its full
+build runs in batches of vehicles), its GX suite
 run as a Dagster asset check whose severity follows from `blocking`, the result kept on
 disk, and the metadata (row count, grain, a Markdown preview).
 
