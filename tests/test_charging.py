@@ -504,3 +504,26 @@ def test_range_at_full_charge_is_a_second_view_of_battery_health():
     without = charging_marts(frame(*sessions, no_range), ChargingConfig())["battery_health"].sort("month")
     assert without["range_at_full_km"].null_count() == 2 and without["range_readings"].to_list() == [0, 0]
     assert without["estimated_capacity_kwh"].to_list() == health["estimated_capacity_kwh"].to_list()
+
+
+def test_model_batches_never_split_a_make_and_model(monkeypatch):
+    """A full charging build in batches keeps every car of a model together (they share
+    capacity ratios), and every vehicle is in exactly one batch."""
+    import duckdb
+
+    import assets.marts.charging.assets as charging_assets
+    from assets.marts.protocol import MartBuild
+
+    models = pl.DataFrame({"vehicle_id": ["a", "b", "c", "d", "e", "f"],
+                           "make": ["NISSAN", "TESLA", "NISSAN", "TESLA", "NISSAN", "KIA"],
+                           "model": ["Leaf", "Model 3", "Leaf", "Model 3", "Leaf", "EV6"]})
+    monkeypatch.setattr(charging_assets, "load_vehicle_models", lambda lake: models)
+    with duckdb.connect() as con:
+        con.register("deliveries", pl.DataFrame({"vehicle_id": ["a", "b", "c", "d", "e", "f", "g", None, "a"]}))
+        batches = charging_assets.model_batches(MartBuild(lake=None, con=con, config=None, log=None, scope=None,
+                                                          batch_vehicles=2))
+    assert sorted(v for batch in batches for v in batch) == list("abcdefg")  # "g" has no model: on its own
+    for make, model in {("NISSAN", "Leaf"), ("TESLA", "Model 3")}:
+        cars = set(models.filter((pl.col("make") == make) & (pl.col("model") == model))["vehicle_id"])
+        assert sum(1 for batch in batches if batch & cars) == 1
+    assert all(len(batch) >= 2 for batch in batches[:-1])
