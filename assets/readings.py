@@ -61,12 +61,19 @@ OUTPUTS = ("readings", "signal_errors", "quarantine/readings")
 SHARD_SIGNALS = 200_000
 
 
+def by_vehicle(frame: pl.DataFrame, rows: int) -> list[pl.DataFrame]:
+    """The frame in parts of about `rows` rows, each vehicle's rows in one part."""
+    parts = -(-frame.height // rows)
+    if parts <= 1:
+        return [frame]
+    return frame.with_columns(_part=pl.col("vehicle_id").hash() % parts).partition_by(
+        "_part", include_key=False, maintain_order=True)
+
+
 def normalize_in_shards(signals: pl.DataFrame) -> NormalizedSignals:
-    shards = -(-signals.height // SHARD_SIGNALS)
-    if shards <= 1:
-        return normalize_signals(signals)
-    sharded = signals.with_columns(_shard=pl.col("vehicle_id").hash() % shards)
-    parts = [normalize_signals(part) for part in sharded.partition_by("_shard", include_key=False, maintain_order=True)]
+    parts = [normalize_signals(part) for part in by_vehicle(signals, SHARD_SIGNALS)]
+    if len(parts) == 1:
+        return parts[0]
     return NormalizedSignals(readings=pl.concat([p.readings for p in parts]).sort(*READINGS_ORDER, nulls_last=True),
                              signal_errors=pl.concat([p.signal_errors for p in parts]),
                              quarantine=pl.concat([p.quarantine for p in parts]))
@@ -192,8 +199,6 @@ class ChunkedValidation:
         self.days, self.frames = [], []
         # A day larger than a chunk is validated in parts by vehicle (a delivery's readings,
         # whose keys must be unique, stay together).
-        parts = -(-chunk.height // self.CHUNK_ROWS)
-        for _, part in chunk.with_columns(_part=pl.col("vehicle_id").hash() % parts).group_by("_part"):
-            part = part.drop("_part")
+        for part in by_vehicle(chunk, self.CHUNK_ROWS):
             for name, frame in (("readings_schema", with_reading_key(part)), ("readings_ranges", with_metric_ranges(part))):
                 self.outcomes[name].setdefault(scope, []).extend(o.as_dict() for o in validate(frame, self.suites[name]))
