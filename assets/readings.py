@@ -8,17 +8,19 @@ so a run costs what the new data costs.
 """
 
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
 import polars as pl
 
-from assets.normalize import READINGS_ORDER, NormalizedSignals, normalize_signals
+from assets.normalize import READINGS_SCHEMA, NormalizedSignals, normalize_signals
 from assets.parsing import empty_batch
 from assets.metadata import markdown_preview
 from assets.raw import raw_deliveries
 from storage import tables
+from storage.memory import release_freed_memory
 from storage.layout import READINGS_STATE_SCHEMA, RawLayout, ReadingsLayout
 from storage.partitions import reading_days
 from storage.resources import LakeResource
@@ -47,7 +49,8 @@ def distinct_readings(readings: pl.DataFrame) -> pl.DataFrame:
 @dataclass(frozen=True)
 class DayBuild:
     day: date
-    readings: pl.DataFrame
+    readings: int  # how many were stored
+    preview: pl.DataFrame  # the first readings of the last vehicles built
     accounting: dict
 
 
@@ -56,52 +59,69 @@ RAW_SIGNALS_SCHEMA = pl.Schema({**empty_batch().signals.schema, "ingested_at": p
 OUTPUTS = ("readings", "signal_errors", "quarantine/readings")
 
 
-# A day is normalized in shards of vehicles of about this many signals: a signal is
-# normalized on its own, so memory follows the shard, not the size of the fleet's day.
-SHARD_SIGNALS = 200_000
+# A day is normalized in shards of vehicles of about this many signals, and its readings are
+# streamed shard by shard into the day's one commit: a signal is normalized on its own, so
+# memory follows the shard, not the size of the fleet's day.
+SHARD_SIGNALS = 100_000
 
 
 def by_vehicle(frame: pl.DataFrame, rows: int) -> list[pl.DataFrame]:
-    """The frame in parts of about `rows` rows, each vehicle's rows in one part."""
-    parts = -(-frame.height // rows)
-    if parts <= 1:
+    """The frame in parts of about `rows` rows, each a range of vehicle ids in order (a
+    vehicle's rows in one part), so that parts sorted by vehicle concatenate sorted."""
+    if frame.height <= rows:
         return [frame]
-    return frame.with_columns(_part=pl.col("vehicle_id").hash() % parts).partition_by(
-        "_part", include_key=False, maintain_order=True)
+    counts = frame.group_by("vehicle_id").len().sort("vehicle_id", nulls_last=True)
+    parts = counts.select("vehicle_id", _part=(pl.col("len").cum_sum() - pl.col("len")) // rows)
+    shards = frame.join(parts, on="vehicle_id", how="left", nulls_equal=True, maintain_order="left").partition_by(
+        "_part", include_key=False, maintain_order=True, as_dict=True)
+    return [shards[key] for key in sorted(shards)]
 
 
-def normalize_in_shards(signals: pl.DataFrame) -> NormalizedSignals:
-    parts = [normalize_signals(part) for part in by_vehicle(signals, SHARD_SIGNALS)]
-    if len(parts) == 1:
-        return parts[0]
-    return NormalizedSignals(readings=pl.concat([p.readings for p in parts]).sort(*READINGS_ORDER, nulls_last=True),
-                             signal_errors=pl.concat([p.signal_errors for p in parts]),
-                             quarantine=pl.concat([p.quarantine for p in parts]))
+def normalize_in_shards(signals: pl.DataFrame) -> Iterator[NormalizedSignals]:
+    """The signals normalized shard by shard (`by_vehicle`): each shard's readings sorted,
+    and the shards in vehicle order."""
+    for part in by_vehicle(signals, SHARD_SIGNALS):
+        yield normalize_signals(part)
 
 
-def build_day(lake: LakeResource, day: date, source_seq: int) -> DayBuild:
+def build_day(lake: LakeResource, day: date, source_seq: int,
+              on_readings: Callable[[pl.DataFrame], None] = lambda readings: None) -> DayBuild:
     """Rebuild one day of readings, signal errors and quarantined signals from its committed
-    raw signals (up to ingest group `source_seq`), each table's day replaced in one commit."""
+    raw signals (up to ingest group `source_seq`), each table's day replaced in one commit.
+    `on_readings` sees each shard's readings as they are produced (to validate them)."""
     raw, out = RawLayout(lake), ReadingsLayout(lake)
     signals = (raw.scan("signals", pl.Schema({**RAW_SIGNALS_SCHEMA, "day": pl.Date}))
                .filter(pl.col("day") == day).select(RAW_SIGNALS_SCHEMA.names()).collect())
-    normalized = normalize_in_shards(signals)
-    produced = dict(zip(OUTPUTS, (normalized.readings, normalized.signal_errors, normalized.quarantine)))
-    for kind, frame in produced.items():
-        tables.replace(out.table(kind), frame, f"day = '{day.isoformat()}'", partition_by=["day"])
+    others: dict[str, list[pl.DataFrame]] = {"signal_errors": [], "quarantine/readings": []}
+    preview = pl.DataFrame(schema=READINGS_SCHEMA)
+
+    def shards_readings() -> Iterator[pl.DataFrame]:
+        nonlocal preview
+        for shard in normalize_in_shards(signals):
+            others["signal_errors"].append(shard.signal_errors)
+            others["quarantine/readings"].append(shard.quarantine)
+            on_readings(shard.readings)
+            preview = shard.readings.head(20) if shard.readings.height else preview
+            yield shard.readings
+
+    where = f"day = '{day.isoformat()}'"
+    tables.replace_in_parts(out.table("readings"), shards_readings(), pl.Schema(READINGS_SCHEMA), where,
+                            partition_by=["day"])
+    for kind, parts in others.items():
+        tables.replace(out.table(kind), pl.concat(parts), where, partition_by=["day"])
     # Accounting from what is stored now, then the state row that marks the day as built.
-    stored = {kind: tables.scan(out.table(kind), frame.schema).filter(pl.col("day") == day)
-              for kind, frame in produced.items()}
+    stored = {kind: tables.scan(out.table(kind), pl.Schema()).filter(pl.col("day") == day) for kind in OUTPUTS}
+    stored_readings = stored["readings"].select("event_id", "signal_index").collect()
     accounting = signal_accounting(
         raw_signals=signals.height,
-        readings=stored["readings"].select("event_id", "signal_index").collect(),
+        readings=stored_readings,
         signal_errors=stored["signal_errors"].select(pl.len()).collect().item(),
         quarantined=stored["quarantine/readings"].select(pl.len()).collect().item(),
     )
     state = pl.DataFrame([{"day": day, "source_seq": source_seq, **accounting}], schema=READINGS_STATE_SCHEMA)
     # Partitioned by day too, so that days built in parallel never touch the same files.
-    tables.replace(out.state_table, state, f"day = '{day.isoformat()}'", partition_by=["day"])
-    return DayBuild(day, normalized.readings, accounting)
+    tables.replace(out.state_table, state, where, partition_by=["day"])
+    return DayBuild(day, stored_readings.height, preview, accounting)
 
 
 def vacuum_readings(lake: LakeResource) -> int:
@@ -143,14 +163,14 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
         source_seq = day_seqs.get(day, 0)
         if source_seq == (built.get(day) or {}).get("source_seq", 0):
             continue  # unchanged since it was built (or never had signals)
-        build = build_day(lake, day, source_seq)
+        build = build_day(lake, day, source_seq, on_readings=lambda shard, day=day: validation.add(day, shard))
         context.log.info(f"readings {day}: {build.accounting}")
         accounting[key] = [build.accounting]
-        rows += build.readings.height
+        rows += build.readings
         errors += build.accounting["signal_errors"]
         quarantined += build.accounting["signals_quarantined"]
-        validation.add(day, build.readings)
-        last = build.readings if build.readings.height else last
+        last = build.preview if build.readings else last
+        release_freed_memory()
     validation.flush()
     vacuum_readings(lake)
     return dg.MaterializeResult(
@@ -176,7 +196,7 @@ class ChunkedValidation:
     """Runs the readings suites over consecutive rebuilt days in chunks of about
     `CHUNK_ROWS` readings: GX's cost is mostly per call, and chunks keep memory bounded."""
 
-    CHUNK_ROWS = 400_000
+    CHUNK_ROWS = 200_000
 
     def __init__(self) -> None:
         self.suites = {"readings_schema": readings_schema_suite(), "readings_ranges": readings_ranges_suite()}
@@ -186,7 +206,8 @@ class ChunkedValidation:
 
     def add(self, day: date, readings: pl.DataFrame) -> None:
         if readings.height:
-            self.days.append(day)
+            if day not in self.days:  # a day's shards arrive one by one
+                self.days.append(day)
             self.frames.append(readings)
         if sum(f.height for f in self.frames) >= self.CHUNK_ROWS:
             self.flush()

@@ -10,13 +10,18 @@ retention, so that nothing removed from a table stays recoverable for longer tha
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
 
-_WRITER = WriterProperties(compression="ZSTD")
+# Row groups of at most 128 Ki rows: the writer buffers one before encoding it (a bound on
+# its memory), and a table sorted by vehicle keeps row-group statistics that skip vehicles.
+_WRITER = WriterProperties(compression="ZSTD", max_row_group_size=128 * 1024)
 
 
 def exists(path: Path) -> bool:
@@ -48,11 +53,32 @@ def replace(path: Path, frame: pl.DataFrame, predicate: str, partition_by: list[
     """Replace the rows `predicate` selects (SQL over the table's columns) with the frame's
     rows, which must all match it, in one commit. On a partition column this is a partition
     overwrite: only that partition's files are touched."""
-    path.mkdir(parents=True, exist_ok=True)
-    if not exists(path):
-        write_deltalake(str(path), _arrow(frame), mode="append", partition_by=partition_by, writer_properties=_WRITER)
+    replace_in_parts(path, [frame], frame.schema, predicate, partition_by)
+
+
+def replace_in_parts(path: Path, parts: Iterable[pl.DataFrame], schema: pl.Schema, predicate: str,
+                     partition_by: list[str] | None = None) -> None:
+    """`replace` with rows that arrive in parts (each of `schema`), streamed into the one
+    commit: only a part and the writer's row group are in memory at once. Nothing is
+    committed if producing a part raises."""
+    arrow_schema = _arrow(schema.to_frame()).schema
+    _create(path, arrow_schema, partition_by)
+    stream = pa.RecordBatchReader.from_batches(
+        arrow_schema, (batch for part in parts for batch in _arrow(part.select(schema.names()).cast(schema)).to_batches()))
+    write_deltalake(str(path), stream, mode="overwrite", predicate=predicate, writer_properties=_WRITER)
+
+
+def _create(path: Path, schema: pa.Schema, partition_by: list[str] | None) -> None:
+    """The table, empty, unless it exists. Processes that build different partitions may
+    race to create it: the one whose commit loses finds it created."""
+    if exists(path):
         return
-    write_deltalake(str(path), _arrow(frame), mode="overwrite", predicate=predicate, writer_properties=_WRITER)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        DeltaTable.create(str(path), schema, mode="ignore", partition_by=partition_by)
+    except (CommitFailedError, DeltaError):
+        if not exists(path):
+            raise
 
 
 def overwrite(path: Path, frame: pl.DataFrame) -> None:

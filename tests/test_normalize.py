@@ -141,6 +141,7 @@ def test_every_reading_lands_on_its_reading_day(tmp_path):
 
 def test_a_day_normalized_in_shards_of_vehicles_gives_what_one_pass_gives(tmp_path, monkeypatch):
     import assets.readings
+    from assets.normalize import NormalizedSignals
     from assets.readings import normalize_in_shards
 
     good = [signal("odometer-traveleddistance", {"value": 100 + n, "unit": "km"}) for n in range(3)]
@@ -150,10 +151,14 @@ def test_a_day_normalized_in_shards_of_vehicles_gives_what_one_pass_gives(tmp_pa
                   for n in range(40)]
     path = write_landing(tmp_path / "a.ndjson", deliveries)
     raw = parse_lines(read_landing_lines(path, source_file="a", batch_id="b")).signals
-    monkeypatch.setattr(assets.readings, "SHARD_SIGNALS", 30)  # 200 signals: seven shards' worth of vehicles
-    sharded, whole = normalize_in_shards(raw), normalize_signals(raw)
+    monkeypatch.setattr(assets.readings, "SHARD_SIGNALS", 30)
+    shards = list(normalize_in_shards(raw))
+    assert len(shards) == 6  # 200 signals of 7 vehicles, about 30 each: ranges of one or two vehicles
+    sharded = NormalizedSignals(*(pl.concat(getattr(s, t) for s in shards) for t in ("readings", "signal_errors", "quarantine")))
+    whole = normalize_signals(raw)
     for table in ("readings", "signal_errors", "quarantine"):
         one, other = getattr(sharded, table), getattr(whole, table)
         assert one.height == other.height > 0
         assert one.sort(one.columns, nulls_last=True).equals(other.sort(other.columns, nulls_last=True))
-    assert sharded.readings.select("vehicle_id").to_series().is_sorted()
+    assert sharded.readings.select("vehicle_id").to_series().is_sorted()  # the shards are ranges of vehicles, in order
+    assert sharded.readings.equals(whole.readings)

@@ -39,6 +39,7 @@ from assets.marts.warehouse_io import MART_SCHEMA, attach_lake, mart_result, tra
 from quality.gx_validation import validate
 from quality.results import check_result
 from storage.resources import LakeResource, WarehouseResource
+from storage.memory import release_freed_memory
 
 MART_POOL = "warehouse"  # DuckDB allows one writer per file: every mart asset runs in this pool
 MART_GROUP = "marts"
@@ -249,6 +250,8 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
                         if spec.check is not None and spec.check.evaluate is None:
                             # every batch's outcomes under one scope: the mart's, as one batch reports it
                             outcomes[spec.name].setdefault("all", []).extend(_outcomes(part, spec, built))
+                    del outputs
+                    release_freed_memory()
                 record_state(con, op_name, fingerprint(config), scope.lake_state)
             con.register(SCOPE_VIEW, build.scope.frame())
             results = [r for spec in specs

@@ -83,16 +83,15 @@ def session_ids(frame: pl.DataFrame) -> pl.Series:
 SAYS_IF_CHARGING = (pl.col("metric") == "is_charging") & pl.col("value").is_not_null()
 
 
-def vehicle_charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
+def vehicle_charging_marts(distinct: pl.DataFrame, config: ChargingConfig,
                            vehicles: pl.DataFrame | None = None,
                            records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
     """The charging marts whose rows belong to one vehicle (sessions, battery health), from
-    the readings of some vehicles (long format: `CHARGING_READING_COLUMNS`) and, where known,
+    the charging readings of some vehicles (`charging_readings`) and, where known,
     each vehicle's make and model (`vehicles`: same-model cars share capacity ratios, so the
     readings must hold every car of a model they hold one of) and the cars' own charge
     records (`records`: RECORD_SCHEMA, see records.py)."""
     parse_windows(config.peak_windows)  # a bad window fails before any work
-    distinct = charging_readings(readings_frame)
     timeline = plug_timeline(distinct)
     found = find_sessions(timeline)
     measured = session_capacity_estimates(session_readings(distinct, found))
@@ -137,8 +136,14 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
     """The charging marts from readings (long format: `CHARGING_READING_COLUMNS`) and, where
     known, each vehicle's make and model (`vehicles`: same-model cars share capacity ratios)
     and the cars' own charge records (`records`: RECORD_SCHEMA, see records.py)."""
-    by_vehicle = vehicle_charging_marts(readings_frame, config, vehicles, records)
-    flagged = readings_frame.filter(SAYS_IF_CHARGING)["reading_time"]
+    return charging_marts_of(charging_readings(readings_frame), config, vehicles, records)
+
+
+def charging_marts_of(distinct: pl.DataFrame, config: ChargingConfig, vehicles: pl.DataFrame | None = None,
+                      records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
+    """`charging_marts` from the charging readings (`charging_readings`)."""
+    by_vehicle = vehicle_charging_marts(distinct, config, vehicles, records)
+    flagged = distinct.filter(SAYS_IF_CHARGING)["reading_time"]
     span = None if flagged.is_empty() else (flagged.min(), flagged.max())
     return {**by_vehicle, **fleet_charging_marts(by_vehicle["charging_sessions"], config, span)}
 
@@ -151,8 +156,10 @@ CHARGING_READING_COLUMNS = ["vehicle_id", "reading_time", "metric", "component",
 
 
 def load_charging_readings(lake: LakeResource, scope: MartScope | None = None) -> pl.DataFrame:
+    """The charging readings (`charging_readings`) of the scope's vehicles: deduplicated in
+    the scan, so that only the columns the marts use are held."""
     scan = lake_scan(lake, "readings").filter(pl.col("metric").is_in(CHARGING_METRICS))
-    return (scope.select(scan) if scope is not None else scan).select(CHARGING_READING_COLUMNS).collect()
+    return charging_readings((scope.select(scan) if scope is not None else scan).select(CHARGING_READING_COLUMNS)).collect()
 
 
 def load_charge_records(lake: LakeResource, scope: MartScope | None = None) -> pl.DataFrame:
@@ -231,8 +238,8 @@ def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     profile and daily energy from every session."""
     models = load_vehicle_models(build.lake)
     if build.scope.full:
-        return charging_marts(load_charging_readings(build.lake), build.config, models,
-                              load_charge_records(build.lake))
+        return charging_marts_of(load_charging_readings(build.lake), build.config, models,
+                                 load_charge_records(build.lake))
     by_vehicle = vehicle_charging_marts(load_charging_readings(build.lake, build.scope), build.config,
                                         build.scope.select(models), load_charge_records(build.lake, build.scope))
     if not build.fleet_wide:  # a batch before the last of a full build

@@ -69,8 +69,9 @@ AC_STATUS_PATTERN = r"(^|[^A-Z0-9])AC([^A-Z0-9]|$)"
 _TIME = pl.Datetime("us", "UTC")
 
 
-def charging_readings(readings: pl.DataFrame) -> pl.DataFrame:
-    """The charging-related readings, one value per vehicle, metric, component and time."""
+def charging_readings(readings: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """The charging-related readings, one value per vehicle, metric, component and time (of
+    a frame or, lazily, of a scan)."""
     present = pl.col("value").is_not_null() | (pl.col("metric").is_in(CHARGING_TEXT_METRICS)
                                                & pl.col("component").is_not_null())
     return distinct_readings(

@@ -1,0 +1,26 @@
+"""Giving freed memory back to the operating system between units of work."""
+
+import ctypes
+import ctypes.util
+import gc
+from functools import cache
+
+
+@cache
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> None:
+    """Return the heap pages that freed objects left behind (glibc's `malloc_trim`). glibc
+    keeps them in its per-thread arenas after pandas, Arrow and delta-rs free a unit of work
+    (a day of readings, a batch of vehicles), and the next unit rarely fits them exactly, so
+    the process would grow by a unit's worth of fragments each time. Does nothing where the C
+    library has no `malloc_trim` (musl, macOS)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
