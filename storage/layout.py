@@ -21,8 +21,8 @@ from datetime import date
 from functools import cached_property
 from pathlib import Path
 
+import duckdb
 import polars as pl
-import pyarrow.dataset as ds
 
 from storage import tables
 from storage.resources import LakeResource
@@ -85,10 +85,11 @@ class RawLayout:
             return schema.to_frame().lazy()
         return tables.scan(path, schema).filter(pl.col("ingest_seq") <= self.committed_seq).select(schema.names())
 
-    def dataset(self, table: str) -> ds.Dataset | None:
-        """A raw table's committed rows as an Arrow dataset; None if it was never written."""
-        found = tables.dataset(self.table_dir(table))
-        return found.filter(ds.field("ingest_seq") <= self.committed_seq) if found is not None else None
+    def relation(self, con: duckdb.DuckDBPyConnection, table: str) -> duckdb.DuckDBPyRelation | None:
+        """A raw table's committed rows as a DuckDB relation; None if it holds none yet."""
+        found = tables.relation(con, self.table_dir(table))
+        return found.filter(duckdb.ColumnExpression("ingest_seq") <= duckdb.ConstantExpression(self.committed_seq)) \
+            if found is not None else None
 
     def day_seqs(self) -> dict[date, int]:
         """For each UTC day with committed raw signals, the last ingest group that added to it."""

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as ds
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -100,11 +100,20 @@ def scan(path: Path, schema: pl.Schema) -> pl.LazyFrame:
     return pl.scan_delta(str(path))
 
 
-def dataset(path: Path) -> ds.Dataset | None:
-    """The table's current version as an Arrow dataset (DuckDB pushes projections and
-    filters into it); None when the table was never written."""
+def relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelation | None:
+    """The table's current version as a DuckDB relation; None when it was never written or
+    holds no data file. A local table's data files are read by DuckDB's own Parquet reader
+    (its partition values from the file paths, columns added later null in older files),
+    which keeps within the connection's memory limit and pushes filters into row groups; an
+    Arrow dataset's scan, which it takes on object storage, buffers outside that limit (3.1
+    GB against 0.4 GB for `marts.vehicles` at 1,000 vehicles × 30 days)."""
     table = open_table(path)
-    return table.to_pyarrow_dataset() if table is not None else None
+    files = table.file_uris() if table is not None else []
+    if not files:
+        return None
+    if any("://" in uri for uri in files):
+        return con.from_arrow(table.to_pyarrow_dataset())
+    return con.read_parquet(files, hive_partitioning=bool(table.metadata().partition_columns), union_by_name=True)
 
 
 def files(path: Path) -> pl.DataFrame:

@@ -64,8 +64,11 @@ def attach_lake(con: duckdb.DuckDBPyConnection, lake: LakeResource) -> None:
     paths is stored in the warehouse)."""
     raw, built = RawLayout(lake), ReadingsLayout(lake)
     for name in _empty_tables():
-        found = raw.dataset(_RAW[name]) if name in _RAW else tables.dataset(built.table(_BUILT[name]))
-        con.register(name, found if found is not None else _empty_tables()[name])
+        found = raw.relation(con, _RAW[name]) if name in _RAW else tables.relation(con, built.table(_BUILT[name]))
+        if found is None:
+            con.register(name, _empty_tables()[name])
+        else:
+            con.register(name, found)
 
 
 def sql(name: str, folder: Path = SQL_DIR) -> str:
