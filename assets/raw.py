@@ -28,6 +28,7 @@ from storage.erased_record import USER, VEHICLE, ErasedRecord
 from storage.erasure import belongs_to, rewrite_landing_file, search_terms
 from storage.layout import BATCHES_SCHEMA, ERASED_SCHEMA, RAW_TABLES, RawLayout, landing_files, landing_name, read_landing_file
 from storage.partitions import reading_day, record_reading_days
+from storage.memory import release_freed_memory
 from storage.resources import LakeResource
 from quality.accounting import batch_accounting
 from quality.results import check_result
@@ -284,6 +285,7 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
             if sum(p.lines.height for p in group) >= GROUP_LINES:
                 _ingest_group(layout, group, con, commit, settle)
                 group = []
+                release_freed_memory()
         if group:
             _ingest_group(layout, group, con, commit, settle)
         settle()

@@ -506,24 +506,26 @@ def test_range_at_full_charge_is_a_second_view_of_battery_health():
     assert without["estimated_capacity_kwh"].to_list() == health["estimated_capacity_kwh"].to_list()
 
 
-def test_model_batches_never_split_a_make_and_model(monkeypatch):
-    """A full charging build in batches keeps every car of a model together (they share
-    capacity ratios), and every vehicle is in exactly one batch."""
-    import duckdb
+def test_charging_facts_of_vehicles_read_apart_give_the_marts_of_all_read_together():
+    """A build reads the readings in batches of vehicles, each reduced to its charging facts:
+    the marts of the facts put together are those of all readings at once, and the usable
+    ratio one car of a model measured still reaches the car of that model read apart."""
+    from assets.marts.charging.assets import ChargingFacts, vehicle_charging_marts
+    from assets.marts.charging.sessions import charging_readings
 
-    import assets.marts.charging.assets as charging_assets
-    from assets.marts.protocol import MartBuild
-
-    models = pl.DataFrame({"vehicle_id": ["a", "b", "c", "d", "e", "f"],
-                           "make": ["NISSAN", "TESLA", "NISSAN", "TESLA", "NISSAN", "KIA"],
-                           "model": ["Leaf", "Model 3", "Leaf", "Model 3", "Leaf", "EV6"]})
-    monkeypatch.setattr(charging_assets, "load_vehicle_models", lambda lake: models)
-    with duckdb.connect() as con:
-        con.register("deliveries", pl.DataFrame({"vehicle_id": ["a", "b", "c", "d", "e", "f", "g", None, "a"]}))
-        batches = charging_assets.model_batches(MartBuild(lake=None, con=con, config=None, log=None, scope=None,
-                                                          batch_vehicles=2))
-    assert sorted(v for batch in batches for v in batch) == list("abcdefg")  # "g" has no model: on its own
-    for make, model in {("NISSAN", "Leaf"), ("TESLA", "Model 3")}:
-        cars = set(models.filter((pl.col("make") == make) & (pl.col("model") == model))["vehicle_id"])
-        assert sum(1 for batch in batches if batch & cars) == 1
-    assert all(len(batch) >= 2 for batch in batches[:-1])
+    deliveries = ac_session(MONDAY.replace(hour=18), vehicle="measured", usable=54.0, soc0=20.0, limit=90.0)
+    deliveries += ac_session(MONDAY.replace(hour=18), vehicle="silent", usable=54.0, counter=False, power=False)
+    deliveries += ac_session(MONDAY.replace(hour=20), vehicle="other", usable=40.0, soc0=30.0)
+    deliveries += [snap(MONDAY, vehicle=v, nominal=60.0) for v in ("measured", "silent", "other")]
+    vehicles = pl.DataFrame({"vehicle_id": ["measured", "silent", "other"], "make": ["NISSAN", "NISSAN", "KIA"],
+                             "model": ["Leaf", "Leaf", "EV6"]})
+    distinct = charging_readings(frame(*deliveries))
+    apart = ChargingFacts.concat([ChargingFacts.of(distinct.filter(pl.col("vehicle_id") == v))
+                                  for v in ("silent", "other", "measured")])
+    together = vehicle_charging_marts(ChargingFacts.of(distinct), ChargingConfig(), vehicles)
+    batched = vehicle_charging_marts(apart, ChargingConfig(), vehicles)
+    for name, key in (("charging_sessions", "session_id"), ("battery_health", ["vehicle_id", "month"])):
+        assert batched[name].height == together[name].height > 0
+        assert batched[name].sort(key).equals(together[name].sort(key)), name
+    silent = batched["charging_sessions"].filter(pl.col("vehicle_id") == "silent")
+    assert silent["energy_source"].to_list() == ["soc_x_model_ratio"]

@@ -2,7 +2,7 @@
 battery health, built together from the readings (one pass, one configuration)."""
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from datetime import date
 
 import dagster as dg
@@ -19,6 +19,7 @@ from assets.marts.protocol import SCOPE_VIEW, MartBuild, MartCheck, MartSpec, ev
 from assets.marts.warehouse_io import MART_SCHEMA, lake_scan, table_exists
 from assets.readings import readings
 from quality.suites import battery_health_suite, charging_sessions_suite
+from storage.memory import release_freed_memory
 from storage.resources import LakeResource
 
 SESSION_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4c0e-9a8b-3d2f1e0c9b7a")
@@ -83,22 +84,44 @@ def session_ids(frame: pl.DataFrame) -> pl.Series:
 SAYS_IF_CHARGING = (pl.col("metric") == "is_charging") & pl.col("value").is_not_null()
 
 
-def vehicle_charging_marts(distinct: pl.DataFrame, config: ChargingConfig,
+@dataclass(frozen=True)
+class ChargingFacts:
+    """What the charging marts take from some vehicles' readings: their sessions as found,
+    what the readings say of each session's energy, and per vehicle its nominal capacity,
+    the places of its sessions and its range at full. Small beside the readings; the facts
+    of batches of vehicles concatenate into the facts of all of them."""
+
+    found: pl.DataFrame  # find_sessions
+    measured: pl.DataFrame  # session_capacity_estimates
+    nominal: pl.DataFrame  # nominal_capacity
+    places: pl.DataFrame  # session_places
+    ranges: pl.DataFrame  # range_at_full
+
+    @classmethod
+    def of(cls, distinct: pl.DataFrame) -> "ChargingFacts":
+        """From the charging readings (`charging_readings`) of some vehicles."""
+        found = find_sessions(plug_timeline(distinct))
+        return cls(found, session_capacity_estimates(session_readings(distinct, found)), nominal_capacity(distinct),
+                   session_places(distinct, found), range_at_full(distinct))
+
+    @classmethod
+    def concat(cls, parts: list["ChargingFacts"]) -> "ChargingFacts":
+        return cls(*(pl.concat([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+
+def vehicle_charging_marts(facts: ChargingFacts, config: ChargingConfig,
                            vehicles: pl.DataFrame | None = None,
                            records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
     """The charging marts whose rows belong to one vehicle (sessions, battery health), from
-    the charging readings of some vehicles (`charging_readings`) and, where known,
-    each vehicle's make and model (`vehicles`: same-model cars share capacity ratios, so the
-    readings must hold every car of a model they hold one of) and the cars' own charge
-    records (`records`: RECORD_SCHEMA, see records.py)."""
+    the charging facts of some vehicles and, where known, each vehicle's make and model
+    (`vehicles`: same-model cars share capacity ratios, so the facts must hold every car of
+    a model they hold one of) and the cars' own charge records (`records`: RECORD_SCHEMA,
+    see records.py)."""
     parse_windows(config.peak_windows)  # a bad window fails before any work
-    timeline = plug_timeline(distinct)
-    found = find_sessions(timeline)
-    measured = session_capacity_estimates(session_readings(distinct, found))
-    nominal = nominal_capacity(distinct)
+    found, measured, nominal = facts.found, facts.measured, facts.nominal
     sessions = measure_sessions(found, measured, vehicle_capacity(measured, nominal, vehicles))
     sessions = reconcile_with_records(sessions, records if records is not None else RECORD_SCHEMA.to_frame())
-    sessions = sessions.join(session_places(distinct, found), on=["vehicle_id", "plug_id"], how="left")
+    sessions = sessions.join(facts.places, on=["vehicle_id", "plug_id"], how="left")
     sessions = sessions.join(location_types(sessions, config.timezone), on=["vehicle_id", "plug_id"], how="left")
     sessions = sessions.with_columns(
         session_ids(sessions),
@@ -113,7 +136,7 @@ def vehicle_charging_marts(distinct: pl.DataFrame, config: ChargingConfig,
     sessions = session_costs(sessions, config.tariffs()).with_columns(pl.lit(config.currency).alias("currency"))
     sessions = sessions.select(SESSION_COLUMNS).sort("vehicle_id", "started_at")
     health = battery_health(measured.join(found.select("vehicle_id", "plug_id", "started_at"),
-                                          on=["vehicle_id", "plug_id"]), nominal, range_at_full(distinct))
+                                          on=["vehicle_id", "plug_id"]), nominal, facts.ranges)
     return {"charging_sessions": sessions, "battery_health": health}
 
 
@@ -142,7 +165,7 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
 def charging_marts_of(distinct: pl.DataFrame, config: ChargingConfig, vehicles: pl.DataFrame | None = None,
                       records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
     """`charging_marts` from the charging readings (`charging_readings`)."""
-    by_vehicle = vehicle_charging_marts(distinct, config, vehicles, records)
+    by_vehicle = vehicle_charging_marts(ChargingFacts.of(distinct), config, vehicles, records)
     flagged = distinct.filter(SAYS_IF_CHARGING)["reading_time"]
     span = None if flagged.is_empty() else (flagged.min(), flagged.max())
     return {**by_vehicle, **fleet_charging_marts(by_vehicle["charging_sessions"], config, span)}
@@ -215,39 +238,26 @@ CHARGING_MARTS = [
 ]
 
 
-def model_batches(build: MartBuild) -> list[frozenset[str]]:
-    """Every vehicle, in batches of about the warehouse's `batch_vehicles` that never split a
-    make and model (`same_models`)."""
-    models = {v: (make, model) for v, make, model in load_vehicle_models(build.lake).iter_rows()}
-    groups: dict[object, list[str]] = {}
-    for vehicle in every_vehicle(build):
-        groups.setdefault(models.get(vehicle, vehicle), []).append(vehicle)
-    batches, batch = [], []
-    for members in groups.values():
-        batch += members
-        if len(batch) >= build.batch_vehicles:
-            batches, batch = [*batches, frozenset(batch)], []
-    return batches + [frozenset(batch)] if batch else batches
-
-
 @mart_family("charging", CHARGING_MARTS, deps=[readings], config=ChargingConfig, widen_scope=same_models,
-             batches=model_batches)
+             batches=None)
 def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     """Sessions from the readings, then everything energy teams derive from them. A build
     for some vehicles recomputes their sessions and battery health, then the fleet's load
-    profile and daily energy from every session."""
-    models = load_vehicle_models(build.lake)
-    if build.scope.full:
-        return charging_marts_of(load_charging_readings(build.lake), build.config, models,
-                                 load_charge_records(build.lake))
-    by_vehicle = vehicle_charging_marts(load_charging_readings(build.lake, build.scope), build.config,
-                                        build.scope.select(models), load_charge_records(build.lake, build.scope))
-    if not build.fleet_wide:  # a batch before the last of a full build
-        return by_vehicle
+    profile and daily energy from every session. The readings are read in batches of
+    vehicles, each reduced to its charging facts: memory follows the batch."""
+    vehicles = every_vehicle(build) if build.scope.full else sorted(build.scope.vehicles or ())
+    facts, records = [], []
+    for start in range(0, max(len(vehicles), 1), build.batch_vehicles):
+        batch = MartScope(frozenset(vehicles[start:start + build.batch_vehicles]), build.scope.lake_state)
+        facts.append(ChargingFacts.of(load_charging_readings(build.lake, batch)))
+        records.append(load_charge_records(build.lake, batch))
+        release_freed_memory()
+    by_vehicle = vehicle_charging_marts(ChargingFacts.concat(facts), build.config, load_vehicle_models(build.lake),
+                                        pl.concat(records))
     sessions = by_vehicle["charging_sessions"]
-    # the other vehicles' sessions (none yet in the first batch of a full build of a new warehouse)
+    # the other vehicles' sessions (none in a full build)
     kept = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.charging_sessions WHERE vehicle_id NOT IN "
                          f"(SELECT vehicle_id FROM {SCOPE_VIEW})").pl() \
-        if table_exists(build.con, "charging_sessions") else sessions.clear()
+        if not build.scope.full and table_exists(build.con, "charging_sessions") else sessions.clear()
     every = pl.concat([kept.cast(sessions.schema), sessions]).sort("vehicle_id", "started_at")  # type: ignore[arg-type]
     return {**by_vehicle, **fleet_charging_marts(every, build.config, load_charging_times(build.lake))}
