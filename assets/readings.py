@@ -20,7 +20,7 @@ from assets.parsing import empty_batch
 from assets.metadata import markdown_preview
 from assets.raw import raw_deliveries
 from storage import tables
-from storage.memory import release_freed_memory
+from storage.memory import owned, release_freed_memory
 from storage.layout import READINGS_STATE_SCHEMA, RawLayout, ReadingsLayout
 from storage.partitions import reading_days
 from storage.resources import LakeResource
@@ -101,7 +101,7 @@ def build_day(lake: LakeResource, day: date, source_seq: int,
             others["signal_errors"].append(shard.signal_errors)
             others["quarantine/readings"].append(shard.quarantine)
             on_readings(shard.readings)
-            preview = shard.readings.head(20) if shard.readings.height else preview
+            preview = owned(shard.readings.head(20)) if shard.readings.height else preview
             yield shard.readings
 
     where = f"day = '{day.isoformat()}'"

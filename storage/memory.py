@@ -5,6 +5,8 @@ import ctypes.util
 import gc
 from functools import cache
 
+import polars as pl
+
 
 @cache
 def _libc():
@@ -24,3 +26,10 @@ def release_freed_memory() -> None:
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+def owned(frame: pl.DataFrame) -> pl.DataFrame:
+    """A copy of the frame whose strings are its own. Polars' string columns share the
+    buffers of the frame they were filtered or sliced from, so that a few rows kept from a
+    batch (its sessions, a preview) would keep the whole batch's strings alive."""
+    return pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))  # type: ignore[return-value]

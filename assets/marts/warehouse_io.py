@@ -1,9 +1,9 @@
 """How mart assets read the lake and write the warehouse.
 
 The lake's Delta tables are exposed to DuckDB as connection-local views of their current
-versions (deltalake's Arrow datasets, so DuckDB pushes projections and filters into the
-scan; DuckDB's own delta extension cannot be installed offline) under the names the mart
-SQL uses, and to Polars as lazy scans. A mart is replaced whole, or for the vehicles new
+versions (the data files their logs list, `tables.relation`; DuckDB's own delta extension
+cannot be installed offline) under the names the mart SQL uses, and to Polars as lazy
+scans. A mart is replaced whole, or for the vehicles new
 data touched, inside one transaction: a reader sees the old table or the new one, never a
 half-built one.
 """

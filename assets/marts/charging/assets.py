@@ -19,7 +19,7 @@ from assets.marts.protocol import SCOPE_VIEW, MartBuild, MartCheck, MartSpec, ev
 from assets.marts.warehouse_io import MART_SCHEMA, lake_scan, table_exists
 from assets.readings import readings
 from quality.suites import battery_health_suite, charging_sessions_suite
-from storage.memory import release_freed_memory
+from storage.memory import owned, release_freed_memory
 from storage.resources import LakeResource
 
 SESSION_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4c0e-9a8b-3d2f1e0c9b7a")
@@ -101,8 +101,9 @@ class ChargingFacts:
     def of(cls, distinct: pl.DataFrame) -> "ChargingFacts":
         """From the charging readings (`charging_readings`) of some vehicles."""
         found = find_sessions(plug_timeline(distinct))
-        return cls(found, session_capacity_estimates(session_readings(distinct, found)), nominal_capacity(distinct),
-                   session_places(distinct, found), range_at_full(distinct))
+        facts = (found, session_capacity_estimates(session_readings(distinct, found)), nominal_capacity(distinct),
+                 session_places(distinct, found), range_at_full(distinct))
+        return cls(*map(owned, facts))  # kept while the next batches are read: not their batch's strings
 
     @classmethod
     def concat(cls, parts: list["ChargingFacts"]) -> "ChargingFacts":
@@ -246,9 +247,11 @@ def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     profile and daily energy from every session. The readings are read in batches of
     vehicles, each reduced to its charging facts: memory follows the batch."""
     vehicles = every_vehicle(build) if build.scope.full else sorted(build.scope.vehicles or ())
+    # Half the warehouse's batch: charging reads 13 metrics of each car, most of its readings.
+    size = max(build.batch_vehicles // 2, 1)
     facts, records = [], []
-    for start in range(0, max(len(vehicles), 1), build.batch_vehicles):
-        batch = MartScope(frozenset(vehicles[start:start + build.batch_vehicles]), build.scope.lake_state)
+    for start in range(0, max(len(vehicles), 1), size):
+        batch = MartScope(frozenset(vehicles[start:start + size]), build.scope.lake_state)
         facts.append(ChargingFacts.of(load_charging_readings(build.lake, batch)))
         records.append(load_charge_records(build.lake, batch))
         release_freed_memory()
