@@ -212,8 +212,8 @@ class _Pending:
     path: Path | None = None
 
 
-# New files are parsed in groups of about this many lines: one DuckDB pass per group keeps
-# many small files cheap, and the group size bounds memory.
+# New files are parsed in groups of at most this many lines (or one larger file): one DuckDB
+# pass per group keeps many small files cheap, and the group size bounds memory.
 GROUP_LINES = 25_000
 
 
@@ -225,7 +225,7 @@ def _file_record(manifest: dict, landed_on, reason: str, detail: str | None, lin
 
 def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
     """Ingest every landing file not yet ingested (or changed since), in path order, in
-    groups of about GROUP_LINES lines, each committed on its own. A file that cannot be read
+    groups of at most GROUP_LINES lines (or one larger file), each committed on its own. A file that cannot be read
     or decompressed never stops the others: it is quarantined as a file (a cut gzip keeps
     its complete lines). Returns the manifests this call committed."""
     layout = RawLayout(lake)
@@ -281,11 +281,12 @@ def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
             manifest["landing_lines"] = lines.height
             record = (_file_record(manifest, landed_on, content.fault, content.detail, lines.height)
                       if content.fault else None)
-            group.append(_Pending(lines, manifest, record, path))
-            if sum(p.lines.height for p in group) >= GROUP_LINES:
+            # a group never grows past GROUP_LINES with a whole file more (a larger file is a group of its own)
+            if group and sum(p.lines.height for p in group) + lines.height > GROUP_LINES:
                 _ingest_group(layout, group, con, commit, settle)
                 group = []
                 release_freed_memory()
+            group.append(_Pending(lines, manifest, record, path))
         if group:
             _ingest_group(layout, group, con, commit, settle)
         settle()
