@@ -27,8 +27,8 @@ from storage import tables
 from storage.erased_record import USER, VEHICLE, ErasedRecord
 from storage.erasure import belongs_to, rewrite_landing_file, search_terms
 from storage.layout import BATCHES_SCHEMA, ERASED_SCHEMA, RAW_TABLES, RawLayout, landing_files, landing_name, read_landing_file
-from storage.partitions import reading_day, record_reading_days
 from storage.memory import release_freed_memory
+from storage.partitions import reading_day, record_reading_days
 from storage.resources import LakeResource
 from quality.accounting import batch_accounting
 from quality.results import check_result
@@ -225,8 +225,8 @@ def _file_record(manifest: dict, landed_on, reason: str, detail: str | None, lin
 
 def ingest_landing(lake: LakeResource, log=None) -> list[dict]:
     """Ingest every landing file not yet ingested (or changed since), in path order, in
-    groups of at most GROUP_LINES lines (or one larger file), each committed on its own. A file that cannot be read
-    or decompressed never stops the others: it is quarantined as a file (a cut gzip keeps
+    groups of at most GROUP_LINES lines (or one larger file), each committed on its own. A
+    file that cannot be read or decompressed never stops the others: it is quarantined as a file (a cut gzip keeps
     its complete lines). Returns the manifests this call committed."""
     layout = RawLayout(lake)
     discard_cut_ingest(layout)

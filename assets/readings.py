@@ -20,8 +20,8 @@ from assets.parsing import empty_batch
 from assets.metadata import markdown_preview
 from assets.raw import raw_deliveries
 from storage import tables
-from storage.memory import owned, release_freed_memory
 from storage.layout import READINGS_STATE_SCHEMA, RawLayout, ReadingsLayout
+from storage.memory import owned, release_freed_memory
 from storage.partitions import reading_days
 from storage.resources import LakeResource
 from quality.accounting import signal_accounting

@@ -58,7 +58,7 @@ def validate(frame: pl.DataFrame, suite: gx.ExpectationSuite) -> list[Expectatio
         definition = asset.get_batch_definition("whole")
     except (KeyError, ValueError, LookupError):
         definition = asset.add_batch_definition_whole_dataframe("whole")
-    batch = definition.get_batch(batch_parameters={"dataframe": frame.to_pandas(use_pyarrow_extension_array=True)})
+    batch = definition.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
     result = batch.validate(suite, result_format="SUMMARY")
     outcomes = []
     for item in result.results:

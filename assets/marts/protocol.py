@@ -38,8 +38,8 @@ from assets.marts.build_state import (LakeState, MartScope, fingerprint, forget_
 from assets.marts.warehouse_io import MART_SCHEMA, attach_lake, mart_result, transaction, write_table
 from quality.gx_validation import validate
 from quality.results import check_result
-from storage.resources import LakeResource, WarehouseResource
 from storage.memory import release_freed_memory
+from storage.resources import LakeResource, WarehouseResource
 
 MART_POOL = "warehouse"  # DuckDB allows one writer per file: every mart asset runs in this pool
 MART_GROUP = "marts"

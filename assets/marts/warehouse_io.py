@@ -3,8 +3,7 @@
 The lake's Delta tables are exposed to DuckDB as connection-local views of their current
 versions (the data files their logs list, `tables.relation`; DuckDB's own delta extension
 cannot be installed offline) under the names the mart SQL uses, and to Polars as lazy
-scans. A mart is replaced whole, or for the vehicles new
-data touched, inside one transaction: a reader sees the old table or the new one, never a
+scans. A mart is replaced whole, or for the vehicles new data touched, inside one transaction: a reader sees the old table or the new one, never a
 half-built one.
 """
 
@@ -65,10 +64,7 @@ def attach_lake(con: duckdb.DuckDBPyConnection, lake: LakeResource) -> None:
     raw, built = RawLayout(lake), ReadingsLayout(lake)
     for name in _empty_tables():
         found = raw.relation(con, _RAW[name]) if name in _RAW else tables.relation(con, built.table(_BUILT[name]))
-        if found is None:
-            con.register(name, _empty_tables()[name])
-        else:
-            con.register(name, found)
+        con.register(name, found if found is not None else _empty_tables()[name])
 
 
 def sql(name: str, folder: Path = SQL_DIR) -> str:

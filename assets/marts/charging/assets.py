@@ -160,12 +160,7 @@ def charging_marts(readings_frame: pl.DataFrame, config: ChargingConfig,
     """The charging marts from readings (long format: `CHARGING_READING_COLUMNS`) and, where
     known, each vehicle's make and model (`vehicles`: same-model cars share capacity ratios)
     and the cars' own charge records (`records`: RECORD_SCHEMA, see records.py)."""
-    return charging_marts_of(charging_readings(readings_frame), config, vehicles, records)
-
-
-def charging_marts_of(distinct: pl.DataFrame, config: ChargingConfig, vehicles: pl.DataFrame | None = None,
-                      records: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
-    """`charging_marts` from the charging readings (`charging_readings`)."""
+    distinct = charging_readings(readings_frame)
     by_vehicle = vehicle_charging_marts(ChargingFacts.of(distinct), config, vehicles, records)
     flagged = distinct.filter(SAYS_IF_CHARGING)["reading_time"]
     span = None if flagged.is_empty() else (flagged.min(), flagged.max())
