@@ -1,10 +1,10 @@
 """The readings layer: typed readings in SI units, one Dagster partition per UTC day.
 
-A day is rebuilt whole from the committed raw signals stored under it, and replaced in each
-table in one commit, so materializing a partition is idempotent, and late data for an old
-day simply makes that day stale again. Each day records the last ingest group its raw
-signals were built up to (`_state/readings`); a day no later group has added to is skipped,
-so a run costs what the new data costs.
+A day is built from the committed raw signals stored under it, one commit per table, so
+materializing a partition is idempotent, and late data for an old day simply makes that day
+stale again. Each day records the last ingest group its raw signals were built up to
+(`_state/readings`); a day no later group has added to is skipped, and a day built before
+gets only the readings of the later groups' signals, so a run costs what the new data costs.
 """
 
 
@@ -84,14 +84,25 @@ def normalize_in_shards(signals: pl.DataFrame) -> Iterator[NormalizedSignals]:
         yield normalize_signals(part)
 
 
-def build_day(lake: LakeResource, day: date, source_seq: int,
+def build_day(lake: LakeResource, day: date, source_seq: int, built: dict | None = None,
               on_readings: Callable[[pl.DataFrame], None] = lambda readings: None) -> DayBuild:
-    """Rebuild one day of readings, signal errors and quarantined signals from its committed
-    raw signals (up to ingest group `source_seq`), each table's day replaced in one commit.
-    `on_readings` sees each shard's readings as they are produced (to validate them)."""
+    """Bring one day of readings, signal errors and quarantined signals up to ingest group
+    `source_seq`, from its committed raw signals. `built` is the day's state (what it was
+    built up to): when it was built and balanced, only the signals of later groups are
+    normalized and added to it (a signal is normalized on its own, and an ingest group holds
+    only events no earlier group did); otherwise each table's day is replaced whole. Each
+    table's commit records the version it brings the day to (`tables.version_of`): a day
+    whose additions a crash left half-done (the state row not written) is rebuilt whole.
+    `on_readings` sees each shard's new readings as they are produced (to validate them)."""
     raw, out = RawLayout(lake), ReadingsLayout(lake)
-    signals = (raw.scan("signals", pl.Schema({**RAW_SIGNALS_SCHEMA, "day": pl.Date}))
-               .filter(pl.col("day") == day).select(RAW_SIGNALS_SCHEMA.names()).collect())
+    app = f"readings {day.isoformat()}"
+    built_seq = built["source_seq"] if built and built["success"] else 0
+    if built_seq and any((tables.version_of(out.table(kind), app) or 0) > built_seq for kind in OUTPUTS):
+        built_seq = 0
+    scan = raw.scan("signals", pl.Schema({**RAW_SIGNALS_SCHEMA, "day": pl.Date, "ingest_seq": pl.Int64}))
+    day_signals = scan.filter(pl.col("day") == day, pl.col("ingest_seq") <= source_seq)
+    signals = (day_signals.filter(pl.col("ingest_seq") > built_seq)
+               .select(RAW_SIGNALS_SCHEMA.names()).collect())
     others: dict[str, list[pl.DataFrame]] = {"signal_errors": [], "quarantine/readings": []}
     preview = pl.DataFrame(schema=READINGS_SCHEMA)
 
@@ -105,15 +116,16 @@ def build_day(lake: LakeResource, day: date, source_seq: int,
             yield shard.readings
 
     where = f"day = '{day.isoformat()}'"
-    tables.replace_in_parts(out.table("readings"), shards_readings(), pl.Schema(READINGS_SCHEMA), where,
-                            partition_by=["day"])
+    replacing = None if built_seq else where  # None: the rows are added to the day
+    tables.replace_in_parts(out.table("readings"), shards_readings(), pl.Schema(READINGS_SCHEMA), replacing,
+                            partition_by=["day"], version=(app, source_seq))
     for kind, parts in others.items():
-        tables.replace(out.table(kind), pl.concat(parts), where, partition_by=["day"])
+        tables.replace(out.table(kind), pl.concat(parts), replacing, partition_by=["day"], version=(app, source_seq))
     # Accounting from what is stored now, then the state row that marks the day as built.
     stored = {kind: tables.scan(out.table(kind), pl.Schema()).filter(pl.col("day") == day) for kind in OUTPUTS}
     stored_readings = stored["readings"].select("event_id", "signal_index").collect()
     accounting = signal_accounting(
-        raw_signals=signals.height,
+        raw_signals=signals.height if not built_seq else day_signals.select(pl.len()).collect().item(),
         readings=stored_readings,
         signal_errors=stored["signal_errors"].select(pl.len()).collect().item(),
         quarantined=stored["quarantine/readings"].select(pl.len()).collect().item(),
@@ -163,7 +175,8 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
         source_seq = day_seqs.get(day, 0)
         if source_seq == (built.get(day) or {}).get("source_seq", 0):
             continue  # unchanged since it was built (or never had signals)
-        build = build_day(lake, day, source_seq, on_readings=lambda shard, day=day: validation.add(day, shard))
+        build = build_day(lake, day, source_seq, built.get(day),
+                          on_readings=lambda shard, day=day: validation.add(day, shard))
         context.log.info(f"readings {day}: {build.accounting}")
         accounting[key] = [build.accounting]
         rows += build.readings

@@ -3,7 +3,9 @@ to the table's transaction log (`_delta_log/`), readers see one committed versio
 next and never a half-written one, and the same code runs on S3-compatible object storage.
 
 Writes either append, or replace the rows a predicate selects (a day of a day-partitioned
-table, the rows of some keys) in the same commit that adds the new rows. The data files a
+table, the rows of some keys) in the same commit that adds the new rows. A commit may carry
+an application's version (Delta's transaction identifiers, `version_of`), which says which
+of its units of work the table already holds. The data files a
 version no longer uses are deleted by `vacuum` once they are older than the lake's
 retention, so that nothing removed from a table stays recoverable for longer than that.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
-from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 # Row groups of at most 128 Ki rows: the writer buffers one before encoding it (a bound on
@@ -49,23 +51,33 @@ def append(path: Path, frame: pl.DataFrame, partition_by: list[str] | None = Non
                     schema_mode="merge" if new_columns else None)
 
 
-def replace(path: Path, frame: pl.DataFrame, predicate: str, partition_by: list[str] | None = None) -> None:
+def replace(path: Path, frame: pl.DataFrame, predicate: str | None, partition_by: list[str] | None = None,
+            version: tuple[str, int] | None = None) -> None:
     """Replace the rows `predicate` selects (SQL over the table's columns) with the frame's
     rows, which must all match it, in one commit. On a partition column this is a partition
     overwrite: only that partition's files are touched."""
-    replace_in_parts(path, [frame], frame.schema, predicate, partition_by)
+    replace_in_parts(path, [frame], frame.schema, predicate, partition_by, version)
 
 
-def replace_in_parts(path: Path, parts: Iterable[pl.DataFrame], schema: pl.Schema, predicate: str,
-                     partition_by: list[str] | None = None) -> None:
+def replace_in_parts(path: Path, parts: Iterable[pl.DataFrame], schema: pl.Schema, predicate: str | None,
+                     partition_by: list[str] | None = None, version: tuple[str, int] | None = None) -> None:
     """`replace` with rows that arrive in parts (each of `schema`), streamed into the one
     commit: only a part and the writer's row group are in memory at once. Nothing is
-    committed if producing a part raises."""
+    committed if producing a part raises. With no `predicate`, the rows are appended.
+    `version` (an application id and its version) is recorded in the commit (`version_of`)."""
     arrow_schema = _arrow(schema.to_frame()).schema
     _create(path, arrow_schema, partition_by)
     stream = pa.RecordBatchReader.from_batches(
         arrow_schema, (batch for part in parts for batch in _arrow(part.select(schema.names()).cast(schema)).to_batches()))
-    write_deltalake(str(path), stream, mode="overwrite", predicate=predicate, writer_properties=_WRITER)
+    commit = CommitProperties(app_transactions=[Transaction(*version)]) if version else None
+    write_deltalake(str(path), stream, mode="overwrite" if predicate else "append", predicate=predicate,
+                    writer_properties=_WRITER, commit_properties=commit)
+
+
+def version_of(path: Path, app_id: str) -> int | None:
+    """The last version of `app_id` that a commit to the table recorded (None: none did)."""
+    table = open_table(path)
+    return table.transaction_version(app_id) if table is not None else None
 
 
 def _create(path: Path, schema: pa.Schema, partition_by: list[str] | None) -> None:

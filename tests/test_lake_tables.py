@@ -1,5 +1,7 @@
 """The lake's Delta tables: one commit per write, an ingest cut short is redone exactly once,
-a day's readings are replaced in place, and old versions are vacuumed after the retention."""
+a day's readings are replaced in place or added to, and old versions are vacuumed after the retention."""
+
+import shutil
 
 import polars as pl
 import pytest
@@ -72,6 +74,33 @@ def test_an_ingest_cut_short_before_its_commit_is_redone_exactly_once(tmp_path, 
     assert cut_tables["duplicates"].height == 3
 
 
+def _late(root, name: str, value: float) -> None:
+    """A late delivery for the first files' day: a good odometer and one in an unknown unit."""
+    write_landing(root / f"landing/{name}.ndjson", [delivery(name, signals=[
+        odometer(value, _at(7)), odometer(value, _at(6), unit="furlongs")])])
+
+
+def _build(lake: LakeResource) -> None:
+    states = ReadingsLayout(lake).states()
+    for day in stale_days(lake):
+        build_day(lake, day, RawLayout(lake).day_seqs()[day], states.get(day))
+
+
+def _day_tables(root) -> dict[str, pl.DataFrame]:
+    return {kind: lake_table(root, *kind.split("/")).sort(pl.all())
+            for kind in ("readings", "signal_errors", "quarantine/readings")}
+
+
+def _rebuilt_whole(root, tmp_path) -> dict[str, pl.DataFrame]:
+    """The same landing built in a new lake in one go."""
+    fresh = tmp_path / "fresh"
+    shutil.copytree(root / "landing", fresh / "landing")
+    lake = LakeResource(data_dir=str(fresh))
+    ingest_landing(lake)
+    _build(lake)
+    return _day_tables(fresh)
+
+
 def test_a_day_is_replaced_in_its_partition_and_rebuilt_only_when_new_signals_come(tmp_path):
     _landing(tmp_path, files=1)
     lake = LakeResource(data_dir=str(tmp_path))
@@ -87,6 +116,54 @@ def test_a_day_is_replaced_in_its_partition_and_rebuilt_only_when_new_signals_co
     build_day(lake, day, RawLayout(lake).day_seqs()[day])
     assert lake_table(tmp_path, "readings").height == 5
     assert ReadingsLayout(lake).states()[day]["source_seq"] == 2
+
+
+def test_a_built_day_gets_only_the_readings_of_later_signals(tmp_path):
+    root = tmp_path / "lake"
+    _landing(root, files=1)
+    lake = LakeResource(data_dir=str(root))
+    ingest_landing(lake)
+    _build(lake)
+    first_files = set(tables.files(root / "lake" / "readings")["path"])
+    _late(root, "late", 999)
+    ingest_landing(lake)
+    _build(lake)
+    readings = DeltaTable(str(root / "lake" / "readings"))
+    assert readings.history(1)[0]["operationParameters"]["mode"] == "Append"
+    assert first_files < set(tables.files(root / "lake" / "readings")["path"])  # kept, not rewritten
+    [state] = ReadingsLayout(lake).states().values()
+    assert state["success"] and (state["raw_signals"], state["signals_quarantined"]) == (6, 1)
+    built = _day_tables(root)
+    assert built["readings"].height == 5 and built["quarantine/readings"].height == 1
+    for kind, frame in _rebuilt_whole(root, tmp_path).items():
+        assert built[kind].drop("ingested_at", strict=False).equals(frame.drop("ingested_at", strict=False)), kind
+
+
+def test_a_day_whose_additions_were_cut_short_is_rebuilt_whole(tmp_path, monkeypatch):
+    root = tmp_path / "lake"
+    _landing(root, files=1)
+    lake = LakeResource(data_dir=str(root))
+    ingest_landing(lake)
+    _build(lake)
+    _late(root, "late", 999)
+    ingest_landing(lake)
+    replace, state_table = tables.replace, ReadingsLayout(lake).state_table
+
+    def crash_before_the_state(path, *args, **kwargs):
+        if path == state_table:
+            raise KeyboardInterrupt("killed")
+        return replace(path, *args, **kwargs)
+
+    monkeypatch.setattr(tables, "replace", crash_before_the_state)
+    with pytest.raises(KeyboardInterrupt):
+        _build(lake)
+    monkeypatch.undo()
+    assert lake_table(root, "readings").height == 5  # added, but the day not marked built
+    _build(lake)  # the added readings are not added twice
+    assert stale_days(lake) == []
+    built = _day_tables(root)
+    for kind, frame in _rebuilt_whole(root, tmp_path).items():
+        assert built[kind].drop("ingested_at", strict=False).equals(frame.drop("ingested_at", strict=False)), kind
 
 
 def test_old_versions_are_vacuumed_after_the_retention(tmp_path):
