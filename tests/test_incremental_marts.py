@@ -175,3 +175,39 @@ def test_forgetting_the_build_state_makes_the_next_build_full(tmp_path):
         forget_mart_builds(con)
         assert recorded_state(con, "m", "{}") is None
     assert MartScope(None, state).full and not MartScope(frozenset(), state).full
+
+
+def test_a_batched_full_build_cut_short_leaves_the_marts_as_they_were(simulated, tmp_path, monkeypatch):
+    """Each batch of a full build commits to a staging table, and the marts are replaced only
+    once every batch is in: a build that fails in its second batch leaves every mart as it
+    was, and the next build cleans up and finishes it."""
+    import assets.marts.protocol as protocol
+    from pipelines.build import build_everything
+    from conftest import definitions_on
+
+    for path in simulated.rglob("*.ndjson*"):
+        land(tmp_path / "landing", path.relative_to(simulated).as_posix().split(".")[0] + ".ndjson", read_lines(path))
+    assert build(tmp_path, batch_vehicles=2).ok
+    before = marts_of(tmp_path)
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        forget_mart_builds(con)  # the next build is a full one
+
+    def fail_after_the_first_batch(*args, **kwargs):
+        raise RuntimeError("interrupted in the second batch")
+
+    monkeypatch.setattr(protocol, "add_rows", fail_after_the_first_batch)
+    report = build_everything(definitions_on(tmp_path, batch_vehicles=2))
+    assert report.errors and all("interrupted in the second batch" in str(e) for e in report.errors)
+    after = marts_of(tmp_path)
+    assert {n for n in after if n.startswith("_building_")}, "the first batches were committed to staging tables"
+    assert {n: f for n, f in after.items() if not n.startswith("_building_")}.keys() == before.keys()
+    for name, frame in before.items():
+        assert_frame_equal(after[name], frame, check_exact=True)
+
+    monkeypatch.undo()
+    assert build(tmp_path, batch_vehicles=2).ok
+    rebuilt = marts_of(tmp_path)
+    assert rebuilt.keys() == before.keys()
+    for name, frame in before.items():
+        assert_frame_equal(rebuilt[name], frame, check_exact=True)

@@ -2,8 +2,7 @@
 the `marts/` key prefix and group, the `warehouse` pool (DuckDB allows one writer per
 file), the lake's tables attached as views, an atomic replace of the table (or, for a mart
 declared `scoped`, of the rows of the vehicles new data touched: `build_state.py`; its full
-build runs in batches of vehicles), its GX suite
-run as a Dagster asset check whose severity follows from `blocking`, the result kept on
+build runs in batches of vehicles), its GX suite run as a Dagster asset check whose severity follows from `blocking`, the result kept on
 disk, and the metadata (row count, grain, a Markdown preview).
 
 Adding a mart is a function and its SQL or frame logic:
@@ -35,7 +34,8 @@ import polars as pl
 from assets.marts.dictionary import declared_schema
 from assets.marts.build_state import (LakeState, MartScope, fingerprint, forget_mart_builds, record_state,
                                       recorded_state, touched_since)
-from assets.marts.warehouse_io import MART_SCHEMA, attach_lake, mart_result, transaction, write_table
+from assets.marts.warehouse_io import (MART_SCHEMA, add_rows, attach_lake, drop_staging, mart_result,
+                                       replace_with_staging, staging_name, transaction, write_table)
 from quality.gx_validation import validate
 from quality.results import check_result
 from storage.memory import release_freed_memory
@@ -105,9 +105,6 @@ class MartBuild:
     log: Any
     scope: MartScope
     batch_vehicles: int = 100  # the warehouse's: how many vehicles a batch of a full build holds
-    # Whether this build's fleet-wide marts are written: not in a batch before the last, which
-    # may leave them out.
-    fleet_wide: bool = True
 
 
 @dataclass(frozen=True)
@@ -118,24 +115,28 @@ class Built:
     metadata: dict = field(default_factory=dict)
 
 
-def _store(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built", whole: bool) -> tuple[int, Built]:
-    """Write a mart's content (inside the build's transaction): the whole table (`whole`),
-    or the rows of the scope's vehicles."""
+def _store(build: MartBuild, spec: MartSpec, output: "pl.DataFrame | str | Built", how: str,
+           table: str) -> tuple[int, Built]:
+    """Write a mart's content to `marts.<table>` (inside a transaction): `how` is "whole"
+    (the table replaced), "vehicles" (the rows of the scope's vehicles replaced) or "add"
+    (the rows of the scope's vehicles added: a batch of a full build)."""
     built = output if isinstance(output, Built) else Built(output)
-    vehicles = None if whole else SCOPE_VIEW
+    view = f"{spec.name}_frame"
+    select = f"SELECT * FROM {view}" if isinstance(built.content, pl.DataFrame) else built.content
     if isinstance(built.content, pl.DataFrame):
-        view = f"{spec.name}_frame"
         build.con.register(view, built.content)
-        try:
-            rows = write_table(build.con, spec.name, f"SELECT * FROM {view}", vehicles, spec.window)
-        finally:
+    try:
+        if how == "add":
+            rows = add_rows(build.con, table, select, SCOPE_VIEW)
+        else:
+            rows = write_table(build.con, table, select, SCOPE_VIEW if how == "vehicles" else None, spec.window)
+    finally:
+        if isinstance(built.content, pl.DataFrame):
             build.con.unregister(view)
-    else:
-        rows = write_table(build.con, spec.name, built.content, vehicles, spec.window)
     return rows, built
 
 
-def _outcomes(build: MartBuild, spec: MartSpec, built: Built) -> list[dict]:
+def _outcomes(build: MartBuild, spec: MartSpec, built: Built, table: str) -> list[dict]:
     """The mart's GX suite on the rows just written (those of the scope's vehicles on a
     scoped build: the others passed when they were written, and a failed check makes the
     next build a full one)."""
@@ -144,7 +145,7 @@ def _outcomes(build: MartBuild, spec: MartSpec, built: Built) -> list[dict]:
         frame = build.scope.select(built.content) if scoped else built.content
     else:
         where = f" WHERE vehicle_id IN (SELECT vehicle_id FROM {SCOPE_VIEW})" if scoped else ""
-        frame = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.{spec.name}{where}").pl()
+        frame = build.con.sql(f"SELECT * FROM {MART_SCHEMA}.{table}{where}").pl()
     checked = spec.check.prepare(frame) if spec.check.prepare else frame
     # GX's pandas source cannot compare list cells; no expectation is about them.
     checked = checked.select([c for c, t in checked.schema.items() if not isinstance(t, pl.List)])
@@ -168,10 +169,9 @@ def _report(build: MartBuild, spec: MartSpec, rows: int, metadata: dict, outcome
 
 
 # A full build of scoped marts (rows for a vehicle that depend on that vehicle's data) runs
-# in batches of the warehouse's `batch_vehicles`, each read, computed, written and checked on
-# its own, in one transaction: memory follows the batch, not the fleet. A fleet-wide mart of
-# the same op is written from the last batch, which sees every batch's rows in the
-# warehouse, as on a build for some vehicles.
+# in batches of the warehouse's `batch_vehicles`, each read, computed, checked and committed
+# to a staging table on its own, which then replaces the mart in one transaction: memory
+# follows the batch, not the fleet (DuckDB holds what one transaction wrote until it ends).
 def every_vehicle(build: MartBuild) -> list[str]:
     """Every vehicle of the lake (all vehicle data comes from its deliveries), sorted."""
     return [v for (v,) in build.con.sql("SELECT DISTINCT vehicle_id FROM deliveries WHERE vehicle_id IS NOT NULL "
@@ -202,7 +202,8 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
             kinds: set[str], description: str | None,
             widen_scope: Callable[[MartBuild], MartScope] | None = None,
             batches: Callable[[MartBuild], list[frozenset[str]]] | None = vehicle_batches) -> dg.AssetsDefinition:
-    batched_op = batches is not None and any(spec.scoped for spec in specs)
+    # Only an op whose marts are all scoped is built in batches: a batch holds whole vehicles.
+    batched_op = batches is not None and all(spec.scoped for spec in specs)
 
     def run(context: dg.AssetExecutionContext, config, lake: LakeResource, warehouse: WarehouseResource):
         with warehouse.connect() as con:
@@ -217,41 +218,47 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
             full = build.scope.full
             # A full build of a batched op: each batch is a build of its vehicles' whole history.
             found = batches(build) if batched_op and full else []
-            parts = [replace(build, scope=MartScope(vehicles, scope.lake_state), fleet_wide=n == len(found) - 1)
-                     for n, vehicles in enumerate(found)]
-            parts = parts if len(parts) > 1 else [build]
-            build_kind = "vehicles" if not full else "full" if len(parts) == 1 else \
-                f"full, in {len(parts)} batches of vehicles"
+            parts = [replace(build, scope=MartScope(vehicles, scope.lake_state)) for vehicles in found]
+            staged = len(parts) > 1
+            parts = parts if staged else [build]
+            build_kind = "vehicles" if not full else f"full, in {len(parts)} batches of vehicles" if staged else "full"
             context.log.info(f"{op_name}: " + (build_kind if full else
                                                f"{len(build.scope.vehicles or ())} vehicles with new data"))
             written = {spec.name: 0 for spec in specs}
             metadata: dict[str, dict] = {spec.name: {} for spec in specs}
             outcomes: dict[str, dict[str, list[dict]]] = {spec.name: {} for spec in specs}
-            with transaction(con):
+
+            def write(part: MartBuild, first: bool) -> None:
+                con.register(SCOPE_VIEW, part.scope.frame())
+                outputs = fn(part)
+                if len(specs) == 1 and not isinstance(outputs, dict):
+                    outputs = {specs[0].name: outputs}
+                for spec in specs:
+                    table = staging_name(spec.name) if staged else spec.name
+                    how = ("whole" if first else "add") if staged else "whole" if full or not spec.scoped else "vehicles"
+                    rows, built = _store(part, spec, outputs[spec.name], how, table)
+                    written[spec.name] += rows
+                    for key, value in built.metadata.items():  # counts add up over batches
+                        known = metadata[spec.name].get(key)
+                        metadata[spec.name][key] = known + value if isinstance(known, int) else value
+                    if spec.check is not None and spec.check.evaluate is None:
+                        # every batch's outcomes under one scope: the mart's, as one batch reports it
+                        outcomes[spec.name].setdefault("all", []).extend(_outcomes(part, spec, built, table))
+                del outputs
+                release_freed_memory()
+
+            if staged:
+                for spec in specs:
+                    drop_staging(con, spec.name)
                 for number, part in enumerate(parts):
-                    con.register(SCOPE_VIEW, part.scope.frame())
-                    outputs = fn(part)
-                    if len(specs) == 1 and not isinstance(outputs, dict):
-                        outputs = {specs[0].name: outputs}
+                    with transaction(con):
+                        write(part, first=number == 0)
+            with transaction(con):
+                if staged:
                     for spec in specs:
-                        if len(parts) == 1:
-                            whole = full or not spec.scoped
-                        elif spec.scoped:
-                            whole = number == 0  # the first batch replaces the table, the others add to it
-                        elif number == len(parts) - 1:
-                            whole = True  # a fleet-wide mart: from the last batch, which sees every vehicle's rows
-                        else:
-                            continue
-                        rows, built = _store(part, spec, outputs[spec.name], whole)
-                        written[spec.name] += rows
-                        for key, value in built.metadata.items():  # counts add up over batches
-                            known = metadata[spec.name].get(key)
-                            metadata[spec.name][key] = known + value if isinstance(known, int) else value
-                        if spec.check is not None and spec.check.evaluate is None:
-                            # every batch's outcomes under one scope: the mart's, as one batch reports it
-                            outcomes[spec.name].setdefault("all", []).extend(_outcomes(part, spec, built))
-                    del outputs
-                    release_freed_memory()
+                        replace_with_staging(con, spec.name)
+                else:
+                    write(build, first=True)
                 record_state(con, op_name, fingerprint(config), scope.lake_state)
             con.register(SCOPE_VIEW, build.scope.frame())
             results = [r for spec in specs

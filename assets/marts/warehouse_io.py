@@ -3,8 +3,9 @@
 The lake's Delta tables are exposed to DuckDB as connection-local views of their current
 versions (the data files their logs list, `tables.relation`; DuckDB's own delta extension
 cannot be installed offline) under the names the mart SQL uses, and to Polars as lazy
-scans. A mart is replaced whole, or for the vehicles new data touched, inside one transaction: a reader sees the old table or the new one, never a
-half-built one.
+scans. A mart is replaced whole, or for the vehicles new data touched, inside one
+transaction, or built in batches into a staging table (`staging_name`) that then replaces
+it in one: a reader sees the old table or the new one, never a half-built one.
 """
 
 from __future__ import annotations
@@ -127,14 +128,43 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, veh
         con.execute(f"CREATE OR REPLACE TABLE {MART_SCHEMA}.{table} AS {select_sql}").fetchall()
         comment_columns(con, MART_SCHEMA, table)
         return con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{table}").fetchall()[0][0]
-    within = f" AND (s.since IS NULL OR r.{window[0]} >= s.{window[1]})" if window else ""
     con.execute(f"DELETE FROM {MART_SCHEMA}.{table} r WHERE EXISTS (SELECT 1 FROM {vehicles_view} s "
-                f"WHERE s.vehicle_id = r.vehicle_id{within})").fetchall()
+                f"WHERE s.vehicle_id = r.vehicle_id{_within(window)})").fetchall()
+    return add_rows(con, table, select_sql, vehicles_view, window)
+
+
+def add_rows(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, vehicles_view: str,
+             window: tuple[str, str] | None = None) -> int:
+    """Insert a SELECT's rows of the vehicles in `vehicles_view` (narrowed by `window`, as
+    in `write_table`) into `marts.<table>`. Returns the rows written."""
     # The scope again on the rows written: a SELECT that yields other rows cannot duplicate them.
     written = con.execute(f"INSERT INTO {MART_SCHEMA}.{table} BY NAME SELECT r.* FROM ({select_sql}) r "
-                          f"WHERE EXISTS (SELECT 1 FROM {vehicles_view} s WHERE s.vehicle_id = r.vehicle_id{within})"
-                          ).fetchall()
+                          f"WHERE EXISTS (SELECT 1 FROM {vehicles_view} s WHERE s.vehicle_id = r.vehicle_id"
+                          f"{_within(window)})").fetchall()
     return written[0][0] if written else 0
+
+
+def _within(window: tuple[str, str] | None) -> str:
+    return f" AND (s.since IS NULL OR r.{window[0]} >= s.{window[1]})" if window else ""
+
+
+def staging_name(table: str) -> str:
+    """The table a batched build of `marts.<table>` writes before it replaces the mart."""
+    return f"_building_{table}"
+
+
+def drop_staging(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Drop what an interrupted batched build of `marts.<table>` left."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}").fetchall()
+    con.execute(f"DROP TABLE IF EXISTS {MART_SCHEMA}.{staging_name(table)}").fetchall()
+
+
+def replace_with_staging(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Replace `marts.<table>` with its staging table, renamed (no copy), inside the caller's
+    transaction."""
+    con.execute(f"DROP TABLE IF EXISTS {MART_SCHEMA}.{table}").fetchall()
+    con.execute(f"ALTER TABLE {MART_SCHEMA}.{staging_name(table)} RENAME TO {table}").fetchall()
+    comment_columns(con, MART_SCHEMA, table)
 
 
 def mart_result(con: duckdb.DuckDBPyConnection, table: str, rows: int, **metadata) -> dg.MaterializeResult:
