@@ -5,9 +5,9 @@ next and never a half-written one, and the same code runs on S3-compatible objec
 Writes either append, or replace the rows a predicate selects (a day of a day-partitioned
 table, the rows of some keys) in the same commit that adds the new rows. A commit may carry
 an application's version (Delta's transaction identifiers, `version_of`), which says which
-of its units of work the table already holds. The data files a
-version no longer uses are deleted by `vacuum` once they are older than the lake's
-retention, so that nothing removed from a table stays recoverable for longer than that.
+of its units of work the table already holds. The data files a version no longer uses are
+deleted by `vacuum` once they are older than the lake's retention, so that nothing removed
+from a table stays recoverable for longer than that.
 """
 
 from __future__ import annotations

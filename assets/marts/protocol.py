@@ -2,8 +2,9 @@
 the `marts/` key prefix and group, the `warehouse` pool (DuckDB allows one writer per
 file), the lake's tables attached as views, an atomic replace of the table (or, for a mart
 declared `scoped`, of the rows of the vehicles new data touched: `build_state.py`; its full
-build runs in batches of vehicles), its GX suite run as a Dagster asset check whose severity follows from `blocking`, the result kept on
-disk, and the metadata (row count, grain, a Markdown preview).
+build runs in batches of vehicles, committed to a staging table), its GX suite run as a
+Dagster asset check whose severity follows from `blocking`, the result kept on disk, and
+the metadata (row count, grain, a Markdown preview).
 
 Adding a mart is a function and its SQL or frame logic:
 
