@@ -62,9 +62,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     data_dir: str = DEFAULT_DATA_DIR
     lock_timeout_s: float = 30.0
-    # How many vehicles' whole history a full build of the per-vehicle marts reads at once:
-    # its memory follows this, not the size of the fleet.
+    # How much a full build of the per-vehicle marts reads at once: batches of whole vehicles'
+    # histories, at most this many vehicles and this many of their deliveries (about 100 cars
+    # × 30 days at one delivery every 15 minutes), so that its memory follows the batch, not
+    # the size of the fleet nor the length of its history.
     batch_vehicles: int = 100
+    batch_deliveries: int = 300_000
     # DuckDB's own memory (its buffer pool, its operators, which spill to disk beyond it);
     # by default DuckDB takes 80 % of the machine's.
     memory_limit: str = "1GB"

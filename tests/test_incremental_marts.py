@@ -115,11 +115,13 @@ def test_incremental_builds_leave_the_marts_a_full_rebuild_leaves(simulated, tmp
     assert rebuilt["odometer_readings"].height > 0 and rebuilt["charging_sessions"].height > 0
 
 
-def test_a_full_build_in_batches_of_vehicles_leaves_the_marts_one_batch_leaves(simulated, tmp_path):
-    """Batches of two vehicles give the same marts as one batch of the whole fleet (charging
-    reads its readings in such batches and puts their facts together, so that cars of a
-    model share capacity ratios across batches), and the per-vehicle marts say how they
-    were built."""
+@pytest.mark.parametrize("bound", ["vehicles", "deliveries"])
+def test_a_full_build_in_batches_of_vehicles_leaves_the_marts_one_batch_leaves(simulated, tmp_path, bound):
+    """Batches of two vehicles, or of as many deliveries as the busiest vehicle has (one
+    vehicle each: a batch is bounded by the history it reads as well as by its cars), give
+    the same marts as one batch of the whole fleet (charging reads its readings in such
+    batches and puts their facts together, so that cars of a model share capacity ratios
+    across batches), and the per-vehicle marts say how they were built."""
     from conftest import definitions_on
 
     import dagster as dg
@@ -130,9 +132,11 @@ def test_a_full_build_in_batches_of_vehicles_leaves_the_marts_one_batch_leaves(s
     for root in (batched, whole):
         for path in simulated.rglob("*.ndjson*"):
             land(root / "landing", path.relative_to(simulated).as_posix().split(".")[0] + ".ndjson", read_lines(path))
+    assert build(whole, batch_vehicles=1_000, batch_deliveries=10**9).ok
+    busiest = pl.read_delta(str(whole / "lake/raw/deliveries"))["vehicle_id"].value_counts()["count"].max()
+    settings = {"vehicles": {"batch_vehicles": 2}, "deliveries": {"batch_vehicles": 1_000, "batch_deliveries": busiest}}
     instance = dg.DagsterInstance.ephemeral()
-    assert build_everything(definitions_on(batched, batch_vehicles=2), instance).ok
-    assert build(whole, batch_vehicles=1_000).ok
+    assert build_everything(definitions_on(batched, **settings[bound]), instance).ok
     built, one_batch = marts_of(batched), marts_of(whole)
     assert set(built) == set(one_batch)
     for name in one_batch:
@@ -140,8 +144,23 @@ def test_a_full_build_in_batches_of_vehicles_leaves_the_marts_one_batch_leaves(s
     kinds = {key.path[-1]: event.asset_materialization.metadata["build"].value
              for key, event in instance.get_latest_materialization_events(
                  [dg.AssetKey(["marts", m]) for m in ("odometer_readings", "charging_sessions", "vehicles")]).items()}
-    assert kinds["odometer_readings"] == "full, in 3 batches of vehicles"  # six vehicles, two at a time
+    # six vehicles, two at a time, or one at a time
+    assert kinds["odometer_readings"] == {"vehicles": "full, in 3 batches of vehicles",
+                                          "deliveries": "full, in 6 batches of vehicles"}[bound]
     assert kinds["charging_sessions"] == "full" and kinds["vehicles"] == "full"
+
+
+@pytest.mark.parametrize("weights, most_items, most_weight, batches", [
+    ([], 2, 10, []),
+    ([("a", 3), ("b", 3), ("c", 3)], 2, 100, [{"a", "b"}, {"c"}]),  # at most two vehicles
+    ([("a", 4), ("b", 5), ("c", 1), ("d", 9)], 10, 9, [{"a", "b"}, {"c"}, {"d"}]),  # at most 9 deliveries
+    ([("a", 1), ("b", 30), ("c", 1)], 10, 9, [{"a"}, {"b"}, {"c"}]),  # heavier than a batch: alone
+    ([("a", 0), ("b", 0)], 5, 1, [{"a", "b"}]),  # vehicles without deliveries (erased)
+])
+def test_batches_are_bounded_by_vehicles_and_by_deliveries(weights, most_items, most_weight, batches):
+    from assets.marts.protocol import bounded_batches
+
+    assert bounded_batches(weights, most_items, most_weight) == [frozenset(b) for b in batches]
 
 
 def test_only_vehicles_with_new_data_are_touched(simulated, tmp_path):

@@ -11,7 +11,7 @@ from conftest import mart, truth
 
 from assets.marts.maintenance.assets import load_maintenance_readings
 from assets.marts.maintenance.config import MaintenanceConfig
-from assets.marts.maintenance.forecast import distinct_readings, forecast_maintenance
+from assets.marts.maintenance.forecast import distinct_readings, forecast_maintenance, km_per_day
 from assets.marts.maintenance.rules import (
     MICROS_PER_DAY, TIRE_COMPONENTS, active_trouble_codes, forecast_diagnostics, forecast_low_voltage, forecast_oil,
     forecast_tire, urgency,
@@ -641,3 +641,22 @@ def test_a_12v_battery_falling_exactly_at_the_limit_is_falling_and_at_least_soon
     assert (row["finding"], row["trend_per_day"], row["urgency"]) == ("FALLING", -0.25, "SOON")  # due in 140 days
     assert row["current_value"] == 85.06  # 85.0625, to two decimals
     assert row["trend_since"] == T0 + timedelta(hours=6 * 79) - timedelta(days=14)
+
+
+def test_a_vehicles_distance_per_day_is_the_same_to_the_last_bit_whoever_is_built_beside_it():
+    """Batches of a full build and scoped builds compute each vehicle among different others:
+    its distance per day (which turns an oil trend per km into one per day) must not move,
+    not even in the last bit, with the frame around it or the order of its days."""
+    rng = np.random.default_rng(7)
+    as_of = pl.DataFrame({"vehicle_id": [f"v{i}" for i in range(40)],
+                          "as_of": [datetime(2026, 9, 30, 22, 58, 26, tzinfo=UTC)] * 40})
+    days = [date(2026, 9, 1) + timedelta(days=d) for d in range(30)]
+    daily = pl.DataFrame({"vehicle_id": [f"v{i}" for i in range(40) for _ in days], "day": days * 40,
+                          "distance_km": rng.uniform(0, 200, 40 * 30).round(1)})
+    fleet = km_per_day(daily.sample(fraction=1.0, shuffle=True, seed=3), as_of, 14)
+    for vehicle in ("v0", "v17", "v39"):
+        alone = km_per_day(daily.filter(pl.col("vehicle_id") == vehicle).reverse(),
+                           as_of.filter(pl.col("vehicle_id") == vehicle), 14)
+        assert alone["km_per_day"][0] == fleet.filter(pl.col("vehicle_id") == vehicle)["km_per_day"][0]
+    expected = daily.filter((pl.col("vehicle_id") == "v0") & (pl.col("day") >= date(2026, 9, 17)))["distance_km"].sum()
+    assert fleet.filter(pl.col("vehicle_id") == "v0")["km_per_day"][0] == pytest.approx(expected / (13 + 82706 / 86400))

@@ -105,7 +105,9 @@ class MartBuild:
     config: Any
     log: Any
     scope: MartScope
-    batch_vehicles: int = 100  # the warehouse's: how many vehicles a batch of a full build holds
+    # the warehouse's: at most how many vehicles, and how many of their deliveries, a batch holds
+    batch_vehicles: int = 100
+    batch_deliveries: int = 300_000
 
 
 @dataclass(frozen=True)
@@ -170,18 +172,35 @@ def _report(build: MartBuild, spec: MartSpec, rows: int, metadata: dict, outcome
 
 
 # A full build of scoped marts (rows for a vehicle that depend on that vehicle's data) runs
-# in batches of the warehouse's `batch_vehicles`, each read, computed, checked and committed
-# to a staging table on its own, which then replaces the mart in one transaction: memory
-# follows the batch, not the fleet (DuckDB holds what one transaction wrote until it ends).
-def every_vehicle(build: MartBuild) -> list[str]:
-    """Every vehicle of the lake (all vehicle data comes from its deliveries), sorted."""
-    return [v for (v,) in build.con.sql("SELECT DISTINCT vehicle_id FROM deliveries WHERE vehicle_id IS NOT NULL "
-                                        "ORDER BY vehicle_id").fetchall()]
+# in batches of whole vehicles bounded by the warehouse's `batch_vehicles` and
+# `batch_deliveries`, each read, computed, checked and committed to a staging table on its
+# own, which then replaces the mart in one transaction: memory follows the batch, not the
+# fleet nor its history (DuckDB holds what one transaction wrote until it ends).
+def bounded_batches(weights: Sequence[tuple[str, int]], most_items: int, most_weight: int) -> list[frozenset[str]]:
+    """Consecutive batches of the items (name, weight), each of at most `most_items` items
+    and, unless it is one item heavier than that alone, at most `most_weight` in all."""
+    batches: list[frozenset[str]] = []
+    batch: list[str] = []
+    weight = 0
+    for item, item_weight in weights:
+        if batch and (len(batch) >= most_items or weight + item_weight > most_weight):
+            batches.append(frozenset(batch))
+            batch, weight = [], 0
+        batch.append(item)
+        weight += item_weight
+    return batches + [frozenset(batch)] if batch else batches
 
 
-def vehicle_batches(build: MartBuild) -> list[frozenset[str]]:
-    found, size = every_vehicle(build), build.batch_vehicles
-    return [frozenset(found[i:i + size]) for i in range(0, len(found), size)]
+def vehicle_batches(build: MartBuild, share: float = 1.0,
+                    vehicles: Sequence[str] | None = None) -> list[frozenset[str]]:
+    """Every vehicle of the lake (or `vehicles`), in sorted batches of at most the build's
+    `batch_vehicles` and `batch_deliveries` (times `share`): a vehicle's history, which a
+    batch reads whole, grows with the days it covers, and its deliveries measure it."""
+    counts = dict(build.con.sql("SELECT vehicle_id, count(*) FROM deliveries WHERE vehicle_id IS NOT NULL "
+                                "GROUP BY vehicle_id").fetchall())
+    weights = [(v, counts.get(v, 0)) for v in sorted(counts if vehicles is None else vehicles)]
+    return bounded_batches(weights, max(int(build.batch_vehicles * share), 1),
+                           max(int(build.batch_deliveries * share), 1))
 
 
 def _scope(con: duckdb.DuckDBPyConnection, lake: LakeResource, op_name: str, config, specs: Sequence[MartSpec]) -> MartScope:
@@ -211,7 +230,7 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
             attach_lake(con, lake)
             scope = _scope(con, lake, op_name, config, specs)
             build = MartBuild(lake=lake, con=con, config=config, log=context.log, scope=scope,
-                              batch_vehicles=warehouse.batch_vehicles)
+                              batch_vehicles=warehouse.batch_vehicles, batch_deliveries=warehouse.batch_deliveries)
             con.register(SCOPE_VIEW, build.scope.frame())
             if widen_scope is not None and not scope.full:
                 build = replace(build, scope=widen_scope(build))

@@ -15,7 +15,7 @@ from assets.marts.charging.sessions import (CHARGING_METRICS, battery_health, ch
                                             session_capacity_estimates, session_readings, vehicle_capacity)
 from assets.marts.charging.time_of_use import daily_energy, load_profile, parse_windows, session_costs, time_of_use
 from assets.marts.build_state import MartScope
-from assets.marts.protocol import SCOPE_VIEW, MartBuild, MartCheck, MartSpec, every_vehicle, mart_family
+from assets.marts.protocol import SCOPE_VIEW, MartBuild, MartCheck, MartSpec, mart_family, vehicle_batches
 from assets.marts.warehouse_io import MART_SCHEMA, lake_scan, table_exists
 from assets.readings import readings
 from quality.suites import battery_health_suite, charging_sessions_suite
@@ -241,12 +241,11 @@ def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     for some vehicles recomputes their sessions and battery health, then the fleet's load
     profile and daily energy from every session. The readings are read in batches of
     vehicles, each reduced to its charging facts: memory follows the batch."""
-    vehicles = every_vehicle(build) if build.scope.full else sorted(build.scope.vehicles or ())
     # Half the warehouse's batch: charging reads 13 metrics of each car, most of its readings.
-    size = max(build.batch_vehicles // 2, 1)
+    batches = vehicle_batches(build, share=0.5, vehicles=None if build.scope.full else build.scope.vehicles or ())
     facts, records = [], []
-    for start in range(0, max(len(vehicles), 1), size):
-        batch = MartScope(frozenset(vehicles[start:start + size]), build.scope.lake_state)
+    for vehicles in batches or [frozenset()]:
+        batch = MartScope(vehicles, build.scope.lake_state)
         facts.append(ChargingFacts.of(load_charging_readings(build.lake, batch)))
         records.append(load_charge_records(build.lake, batch))
         release_freed_memory()

@@ -13,6 +13,8 @@ trouble codes.
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
 from assets.marts.maintenance.config import MaintenanceConfig
@@ -37,10 +39,17 @@ def km_per_day(daily_distance: pl.DataFrame, as_of: pl.DataFrame, window_days: f
     days = int(window_days)
     joined = as_of.join(daily_distance, on="vehicle_id", how="left").with_columns(
         first_day=pl.col("as_of").dt.date() - pl.duration(days=days - 1))
-    return joined.group_by("vehicle_id").agg(
-        (pl.col("distance_km").filter(pl.col("day").is_between(pl.col("first_day"), pl.col("as_of").dt.date())).sum()
-         / ((pl.col("as_of").first() - pl.col("first_day").first().cast(pl.Datetime("us", "UTC")))
-            .dt.total_microseconds() / MICROS_PER_DAY)).alias("km_per_day"))
+    window = joined.group_by("vehicle_id").agg(
+        pl.col("distance_km").filter(pl.col("day").is_between(pl.col("first_day"), pl.col("as_of").dt.date()))
+        .drop_nulls().alias("distances"),
+        (pl.col("as_of").first() - pl.col("first_day").first().cast(pl.Datetime("us", "UTC")))
+        .dt.total_microseconds().alias("span_us"))
+    # A vehicle's figure must not depend on the vehicles built beside it: the sum is exact
+    # whatever the order of its terms (which a join does not keep), and the span is divided
+    # as a column, not by a constant (which Polars may do by its inverse, depending on the
+    # frame's shape).
+    km = pl.col("distances").map_elements(math.fsum, return_dtype=pl.Float64)
+    return window.select("vehicle_id", (km * MICROS_PER_DAY / pl.col("span_us")).alias("km_per_day"))
 
 
 def forecast_maintenance(readings: pl.DataFrame, as_of: pl.DataFrame, daily_distance: pl.DataFrame,
