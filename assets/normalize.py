@@ -51,34 +51,43 @@ NUMBER_FIELDS = ("value", "capacity", "percentage", "activeLimit")
 TEXT_FIELDS = ("source", "locationType", "status")
 
 
-def _number_sql(field: str) -> str:
-    path = f"'$.{field}'"
-    return (f"json_type(body, {path}) AS \"{field}_type\", "
-            f"CASE WHEN json_type(body, {path}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
-            f"THEN CAST(body -> {path} AS DOUBLE) END AS \"{field}_number\"")
+# Every body field a shape reads, extracted in one parse of the body: `json_extract` with a
+# list of paths parses the document once, where a `json_type(body, path)` per field parsed it
+# again for each (half of normalizing a day).
+BODY_PATHS = (*NUMBER_FIELDS, *TEXT_FIELDS, "unit", "latitude", "longitude", "heading", "values")
 
 
-def _text_sql(field: str) -> str:
-    return f"CASE WHEN json_type(body, '$.{field}') = 'VARCHAR' THEN body ->> '$.{field}' END AS \"{field}_text\""
+def _field(name: str) -> str:
+    return f"f[{BODY_PATHS.index(name) + 1}]"
+
+
+def _number_sql(name: str) -> str:
+    return (f"CASE WHEN json_type({_field(name)}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
+            f"THEN CAST({_field(name)} AS DOUBLE) END")
+
+
+def _text_sql(name: str) -> str:
+    return f"CASE WHEN json_type({_field(name)}) = 'VARCHAR' THEN {_field(name)} ->> '$' END"
 
 
 _BODY_FIELDS_SQL = f"""
-SELECT row_id,
-    json_type(body) AS body_type,
-    {", ".join(_number_sql(f) for f in NUMBER_FIELDS)},
-    CASE WHEN json_type(body, '$.value') = 'BOOLEAN' THEN CAST(body -> '$.value' AS BOOLEAN) END AS value_bool,
-    CASE WHEN json_type(body, '$.value') = 'VARCHAR' THEN body ->> '$.value' END AS value_text,
-    {", ".join(_text_sql(f) for f in TEXT_FIELDS)},
-    json_type(body, '$.status') AS status_type,
-    json_type(body, '$.unit') AS unit_type,
-    body ->> '$.unit' AS unit,
-    json_type(body, '$.latitude') AS latitude_type,
-    CASE WHEN json_type(body, '$.latitude') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.latitude' AS DOUBLE) END AS latitude,
-    json_type(body, '$.longitude') AS longitude_type,
-    CASE WHEN json_type(body, '$.longitude') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.longitude' AS DOUBLE) END AS longitude,
-    CASE WHEN json_type(body, '$.heading') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(body -> '$.heading' AS DOUBLE) END AS heading,
-    json_type(body, '$.values') AS values_type
-FROM bodies
+SELECT row_id, body_type,
+    {", ".join(f'json_type({_field(f)}) AS "{f}_type", {_number_sql(f)} AS "{f}_number"' for f in NUMBER_FIELDS)},
+    CASE WHEN json_type({_field("value")}) = 'BOOLEAN' THEN CAST({_field("value")} AS BOOLEAN) END AS value_bool,
+    {_text_sql("value")} AS value_text,
+    {", ".join(f'{_text_sql(f)} AS "{f}_text"' for f in TEXT_FIELDS)},
+    json_type({_field("status")}) AS status_type,
+    json_type({_field("unit")}) AS unit_type,
+    {_field("unit")} ->> '$' AS unit,
+    json_type({_field("latitude")}) AS latitude_type,
+    {_number_sql("latitude")} AS latitude,
+    json_type({_field("longitude")}) AS longitude_type,
+    {_number_sql("longitude")} AS longitude,
+    {_number_sql("heading")} AS heading,
+    json_type({_field("values")}) AS values_type
+FROM (SELECT row_id, json_type(body) AS body_type,
+             json_extract(body, [{", ".join(f"'$.{f}'" for f in BODY_PATHS)}]) AS f
+      FROM bodies)
 """
 
 _ITEMS_SQL = """
