@@ -120,7 +120,9 @@ def build_day(lake: LakeResource, day: date, source_seq: int, built: dict | None
     tables.replace_in_parts(out.table("readings"), shards_readings(), pl.Schema(READINGS_SCHEMA), replacing,
                             partition_by=["day"], version=(app, source_seq))
     for kind, parts in others.items():
-        tables.replace(out.table(kind), pl.concat(parts), replacing, partition_by=["day"], version=(app, source_seq))
+        added = pl.concat(parts)
+        if replacing or added.height:  # nothing to add is no commit (its version then stays behind, never ahead)
+            tables.replace(out.table(kind), added, replacing, partition_by=["day"], version=(app, source_seq))
     # Accounting from what is stored now, then the state row that marks the day as built.
     stored = {kind: tables.scan(out.table(kind), pl.Schema()).filter(pl.col("day") == day) for kind in OUTPUTS}
     stored_readings = stored["readings"].select("event_id", "signal_index").collect()
