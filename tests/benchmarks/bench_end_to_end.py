@@ -65,7 +65,7 @@ def step_windows(instance, run_id: str) -> list[tuple[str, float, float]]:
     return windows
 
 
-def run_pipeline(data_dir: Path, process_started: float) -> dict:
+def run_pipeline(data_dir: Path, process_started: float, memory_limit: str | None = None) -> dict:
     """The three jobs of a build, in this process, as `pipelines.build.build_everything` runs them."""
     sampler = RssSampler()
     sampler.start()
@@ -78,7 +78,8 @@ def run_pipeline(data_dir: Path, process_started: float) -> dict:
     from storage.resources import LakeResource, WarehouseResource
 
     lake = LakeResource(data_dir=str(data_dir))
-    defs = build_definitions({"lake": lake, "warehouse": WarehouseResource(data_dir=str(data_dir))})
+    warehouse = WarehouseResource(data_dir=str(data_dir), **({"memory_limit": memory_limit} if memory_limit else {}))
+    defs = build_definitions({"lake": lake, "warehouse": warehouse})
     instance = dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     started = time.time()
@@ -108,11 +109,13 @@ def run_pipeline(data_dir: Path, process_started: float) -> dict:
             "stages": [(name, b - a, sampler.peak(a, b)) for name, a, b in stages]}
 
 
-def in_fresh_process(stage: str, data_dir: Path) -> dict:
+def in_fresh_process(stage: str, data_dir: Path, memory_limit: str | None = None) -> dict:
     """One side of the benchmark (`pipeline` or `anchor`) on `data_dir`'s landing, in a
-    fresh process; its result."""
+    fresh process (the pipeline's DuckDB capped at `memory_limit`, else the warehouse's
+    default); its result."""
     out = subprocess.run([sys.executable, __file__, "--stage", stage, "--data-dir", str(data_dir),
-                          "--started", str(time.time())], capture_output=True, text=True, cwd=REPO)
+                          "--started", str(time.time()), *(["--memory-limit", memory_limit] if memory_limit else [])],
+                         capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
         raise SystemExit(f"{stage} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -124,6 +127,7 @@ def fleet_arguments(vehicles: int = 200, days: int = 30) -> argparse.ArgumentPar
     args.add_argument("--vehicles", type=int, default=vehicles)
     args.add_argument("--days", type=int, default=days)
     args.add_argument("--interval", type=int, default=15)
+    args.add_argument("--memory-limit", help="DuckDB's memory limit on the warehouse (default: the warehouse's)")
     args.add_argument("--stage", choices=["pipeline", "anchor"], help=argparse.SUPPRESS)
     args.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args.add_argument("--started", type=float, help=argparse.SUPPRESS)
@@ -165,7 +169,8 @@ def run_stage(opts) -> bool:
     """In a process started by `in_fresh_process`: run its stage, print the result; False otherwise."""
     if not opts.stage:
         return False
-    result = run_pipeline(opts.data_dir, opts.started) if opts.stage == "pipeline" else run_anchor(opts.data_dir)
+    result = (run_pipeline(opts.data_dir, opts.started, opts.memory_limit) if opts.stage == "pipeline"
+              else run_anchor(opts.data_dir))
     print(json.dumps(result))
     return True
 
@@ -184,7 +189,7 @@ def main() -> None:
             simulate(work / "landing", opts.vehicles, opts.days, opts.interval)
         print(f"fleet: {landing_size(work / 'landing')}; {load()}")
         anchor = in_fresh_process("anchor", work)
-        pipeline = in_fresh_process("pipeline", work)
+        pipeline = in_fresh_process("pipeline", work, opts.memory_limit)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_side_by_side(anchor, pipeline)

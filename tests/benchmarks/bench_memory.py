@@ -1,6 +1,7 @@
 """Benchmark: peak resident memory per stage as days are added, against the anchor.
 
     uv run --locked python tests/benchmarks/bench_memory.py [--vehicles 1000 --days-list 10 30 60] [--without-anchor]
+        [--memory-limit 1GB]
 
 For each number of days, simulates the issue's fleet (a delivery every 15 minutes for every
 vehicle), then runs the anchor (one DuckDB statement flattening landing into Parquet) and a
@@ -36,7 +37,7 @@ def main() -> None:
             simulate(work / "landing", opts.vehicles, days, opts.interval)
             print(f"{opts.vehicles} vehicles × {days} days: {landing_size(work / 'landing')}; {load()}", flush=True)
             anchor = None if opts.without_anchor else in_fresh_process("anchor", work)
-            runs[days] = (anchor, in_fresh_process("pipeline", work))
+            runs[days] = (anchor, in_fresh_process("pipeline", work, opts.memory_limit))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         anchor, pipeline = runs[days]
