@@ -1,7 +1,7 @@
 """Benchmark: peak resident memory per stage as days are added, against the anchor.
 
     uv run --locked python tests/benchmarks/bench_memory.py [--vehicles 1000 --days-list 10 30 60] [--without-anchor]
-        [--memory-limit 1GB]
+        [--memory-limit 512MB]
 
 For each number of days, simulates the issue's fleet (a delivery every 15 minutes for every
 vehicle), then runs the anchor (one DuckDB statement flattening landing into Parquet) and a
