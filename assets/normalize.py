@@ -53,7 +53,7 @@ TEXT_FIELDS = ("source", "locationType", "status")
 
 # Every body field a shape reads, extracted in one parse of the body: `json_extract` with a
 # list of paths parses the document once, where a `json_type(body, path)` per field parsed it
-# again for each (half of normalizing a day).
+# again for each.
 BODY_PATHS = (*NUMBER_FIELDS, *TEXT_FIELDS, "unit", "latitude", "longitude", "heading", "values")
 
 

@@ -71,7 +71,8 @@ class WarehouseResource(dg.ConfigurableResource):
     # DuckDB's own memory (its buffer pool, its operators, which spill to disk beyond it);
     # by default DuckDB takes 80 % of the machine's. Its buffer pool keeps the pages of the
     # marts it reads, which grow with the history, up to this: at 1GB the mileage marts'
-    # peaks still grew from 30 to 60 days at 1,000 vehicles, at 512MB they stay flat.
+    # peaks still grew from 30 to 60 days at 1,000 vehicles; at 512MB their 60-day peaks were
+    # below their 30-day ones at 1GB (README, performance).
     memory_limit: str = "512MB"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
