@@ -106,8 +106,8 @@ class MartBuild:
     log: Any
     scope: MartScope
     # the warehouse's: at most how many vehicles, and how many of their deliveries, a batch holds
-    batch_vehicles: int = 100
-    batch_deliveries: int = 300_000
+    batch_vehicles: int
+    batch_deliveries: int
 
 
 @dataclass(frozen=True)
