@@ -230,3 +230,66 @@ def test_a_batched_full_build_cut_short_leaves_the_marts_as_they_were(simulated,
     assert rebuilt.keys() == before.keys()
     for name, frame in before.items():
         assert_frame_equal(rebuilt[name], frame, check_exact=True)
+
+
+def test_a_build_with_another_version_of_the_marts_code_is_a_full_one(simulated, tmp_path, monkeypatch):
+    """What a changed mart computes differently is not new data: after an upgrade (another
+    digest of the `assets` package) every mart is rebuilt whole, and then incrementally again."""
+    import assets.marts.build_state as build_state
+
+    for path in simulated.rglob("*.ndjson*"):
+        land(tmp_path / "landing", path.relative_to(simulated).as_posix().split(".")[0] + ".ndjson", read_lines(path))
+    assert build(tmp_path).ok
+    assert build(tmp_path).metadata["marts/odometer_readings"]["build"] == "vehicles"  # nothing new: none rebuilt
+    monkeypatch.setattr(build_state, "code_version", lambda: "another version")
+    upgraded = build(tmp_path).metadata
+    assert all(upgraded[f"marts/{name}"]["build"].startswith("full")
+               for name in ("odometer_readings", "daily_mileage", "charging_sessions", "maintenance_forecast"))
+    assert build(tmp_path).metadata["marts/charging_sessions"]["build"] == "vehicles"
+
+
+def test_the_code_version_is_a_digest_of_the_assets_source(tmp_path, monkeypatch):
+    import shutil
+
+    import assets.marts.build_state as build_state
+
+    copy = tmp_path / "assets"
+    shutil.copytree(build_state.ASSETS_PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    versions = []
+    for change in (None, "mileage", "pycache"):
+        if change == "mileage":
+            sql = next((copy / "marts").rglob("*.sql"))
+            sql.write_text(sql.read_text() + "\n-- changed\n")
+        if change == "pycache":  # compiled files are not source
+            (copy / "marts" / "__pycache__").mkdir(exist_ok=True)
+            (copy / "marts" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+        monkeypatch.setattr(build_state, "ASSETS_PACKAGE", copy)
+        build_state.code_version.cache_clear()
+        versions.append(build_state.code_version())
+    build_state.code_version.cache_clear()
+    assert versions[0] != versions[1] == versions[2]
+
+
+def test_a_car_whose_deliveries_name_another_model_takes_both_models_cars_into_charging(tmp_path):
+    """Cars of one make and model share capacity ratios: a car that moved to another model
+    leaves its old model's ratios, so the cars of both are recomputed."""
+    from types import SimpleNamespace
+
+    from deliveries import delivery, odometer, write_landing
+
+    from assets.marts.charging.assets import same_models
+
+    cars = {"a": ("NISSAN", "Leaf"), "b": ("NISSAN", "Leaf"), "c": ("KIA", "EV6"), "d": ("BMW", "i3")}
+    write_landing(tmp_path / "landing" / "first.ndjson", [
+        delivery(f"e-{car}", car, [odometer(1000.0, "2026-09-01T08:00:00.000Z")], make=make, model=model)
+        for car, (make, model) in cars.items()])
+    assert build(tmp_path).ok
+    lake = LakeResource(data_dir=str(tmp_path))
+    seen = LakeState.of(lake)
+    write_landing(tmp_path / "landing" / "second.ndjson", [
+        delivery("e-b2", "b", [odometer(1010.0, "2026-09-02T08:00:00.000Z")], delivered_at=1756800000000,
+                 make="KIA", model="EV6")])
+    assert build(tmp_path).ok
+    scope = MartScope(touched_vehicles(lake, seen, LakeState.of(lake)), LakeState.of(lake))
+    assert scope.vehicles == {"b"}
+    assert same_models(SimpleNamespace(lake=lake, scope=scope)).vehicles == {"a", "b", "c"}

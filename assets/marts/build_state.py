@@ -6,7 +6,8 @@ as its rows, the lake state it read: per reading day, the ingest group the day's
 were built up to (`_state/readings`), and the last committed ingest group. The next build
 recomputes only the vehicles that any later ingest group added readings or deliveries for,
 and replaces their rows; a mart without a recorded state (a new warehouse, a mart whose
-last check failed, or after `forget_mart_builds`, e.g. an erasure) is rebuilt whole.
+last check failed, or after `forget_mart_builds`, e.g. an erasure), or built with another
+configuration or another version of the code (`fingerprint`), is rebuilt whole.
 
 The state lives in the warehouse, schema `build_state`, beside the marts it describes, so
 that rows and state commit together: a crash leaves both as they were.
@@ -14,10 +15,13 @@ that rows and state commit together: a crash leaves both as they were.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -150,6 +154,23 @@ def touched_vehicles(lake: LakeResource, since: LakeState, now: LakeState) -> fr
     return frozenset(touched_since(lake, since, now))
 
 
+# The code a mart's rows come from: the `assets` package (the marts, and the catalog,
+# schemas and coarsening they use). What a changed version of it would compute differently
+# is not new data, so no incremental build would see it.
+ASSETS_PACKAGE = Path(__file__).parents[1]
+
+
+@cache
+def code_version() -> str:
+    """A digest of the `assets` package's source (Python, SQL, TOML), by relative path."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in ASSETS_PACKAGE.rglob("*") if p.suffix in {".py", ".sql", ".toml"}):
+        digest.update(path.relative_to(ASSETS_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(config) -> str:
-    """What else than the lake a mart's rows depend on: its run configuration."""
-    return json.dumps(config.model_dump() if config is not None else None, sort_keys=True, default=str)
+    """What else than the lake a mart's rows depend on: its run configuration and its code
+    (a build with another of either is a full one)."""
+    return json.dumps({"config": config.model_dump() if config is not None else None, "code": code_version()},
+                      sort_keys=True, default=str)

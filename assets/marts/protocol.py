@@ -33,8 +33,8 @@ import great_expectations as gx
 import polars as pl
 
 from assets.marts.dictionary import declared_schema
-from assets.marts.build_state import (LakeState, MartScope, fingerprint, forget_mart_builds, record_state,
-                                      recorded_state, touched_since)
+from assets.marts.build_state import (LakeState, MartScope, code_version, fingerprint, forget_mart_builds,
+                                      record_state, recorded_state, touched_since)
 from assets.marts.warehouse_io import (MART_SCHEMA, add_rows, attach_lake, drop_staging, mart_result,
                                        replace_with_staging, staging_name, transaction, write_table)
 from quality.gx_validation import validate
@@ -300,7 +300,8 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
     return dg.multi_asset(
         name=op_name, description=description, pool=MART_POOL,
         specs=[dg.AssetSpec(spec.key, group_name=MART_GROUP, deps=list(deps), kinds=kinds,
-                            description=spec.description, automation_condition=MART_AUTOMATION, metadata={
+                            description=spec.description, automation_condition=MART_AUTOMATION,
+                            code_version=code_version(), metadata={
                                 "grain": ", ".join(spec.grain),
                                 **({"dagster/column_schema": schema} if (schema := declared_schema(spec.name)) else {})})
                for spec in specs],

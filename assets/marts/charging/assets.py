@@ -205,12 +205,14 @@ def load_charging_times(lake: LakeResource) -> tuple | None:
 
 
 def same_models(build: MartBuild) -> MartScope:
-    """The scope with every car of a make and model that a car in it has: their sessions'
-    energy rests on capacity ratios shared by the model."""
-    models = load_vehicle_models(build.lake)
-    touched = models.filter(pl.col("vehicle_id").is_in(sorted(build.scope.vehicles or ())))
-    peers = models.join(touched.select("make", "model").unique(), on=["make", "model"])["vehicle_id"]
-    return replace(build.scope, vehicles=frozenset(build.scope.vehicles or ()) | frozenset(peers))
+    """The scope with every car of a make and model that a car in it has or ever had: their
+    sessions' energy rests on capacity ratios shared by the model, and a car whose deliveries
+    now name another model has left its old model's ratios."""
+    touched = sorted(build.scope.vehicles or ())
+    named = (lake_scan(build.lake, "deliveries").filter(pl.col("vehicle_id").is_in(touched))
+             .select("make", "model").drop_nulls().unique().collect())
+    peers = load_vehicle_models(build.lake).join(named, on=["make", "model"])["vehicle_id"]
+    return replace(build.scope, vehicles=frozenset(touched) | frozenset(peers))
 
 
 CHARGING_MARTS = [
