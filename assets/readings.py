@@ -9,6 +9,7 @@ gets only the readings of the later groups' signals, so a run costs what the new
 
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
@@ -168,25 +169,25 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
     """Typed readings in SI units (one row per value), by UTC day of the reading time; with
     the day's signal errors and quarantined signals beside them."""
     day_seqs, built = RawLayout(lake).day_seqs(), ReadingsLayout(lake).states()
-    validation = ChunkedValidation()
     accounting: dict[str, list[dict]] = {}
     rows = errors = quarantined = 0
     last: pl.DataFrame | None = None
-    for key in context.partition_keys:
-        day = date.fromisoformat(key)
-        source_seq = day_seqs.get(day, 0)
-        if source_seq == (built.get(day) or {}).get("source_seq", 0):
-            continue  # unchanged since it was built (or never had signals)
-        build = build_day(lake, day, source_seq, built.get(day),
-                          on_readings=lambda shard, day=day: validation.add(day, shard))
-        context.log.info(f"readings {day}: {build.accounting}")
-        accounting[key] = [build.accounting]
-        rows += build.readings
-        errors += build.accounting["signal_errors"]
-        quarantined += build.accounting["signals_quarantined"]
-        last = build.preview if build.readings else last
-        release_freed_memory()
-    validation.flush()
+    with ChunkedValidation() as validation:
+        for key in context.partition_keys:
+            day = date.fromisoformat(key)
+            source_seq = day_seqs.get(day, 0)
+            if source_seq == (built.get(day) or {}).get("source_seq", 0):
+                continue  # unchanged since it was built (or never had signals)
+            build = build_day(lake, day, source_seq, built.get(day),
+                              on_readings=lambda shard, day=day: validation.add(day, shard))
+            context.log.info(f"readings {day}: {build.accounting}")
+            accounting[key] = [build.accounting]
+            rows += build.readings
+            errors += build.accounting["signal_errors"]
+            quarantined += build.accounting["signals_quarantined"]
+            last = build.preview if build.readings else last
+            release_freed_memory()
+        outcomes = validation.finish()
     vacuum_readings(lake)
     return dg.MaterializeResult(
         metadata={
@@ -200,8 +201,8 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
                 last.filter(~pl.col("metric").is_in(["latitude_deg", "longitude_deg"]))) if last is not None else ""),
         },
         check_results=[
-            check_result(lake, READINGS_CHECKS["readings_schema"], validation.outcomes["readings_schema"]),
-            check_result(lake, READINGS_CHECKS["readings_in_range"], validation.outcomes["readings_ranges"]),
+            check_result(lake, READINGS_CHECKS["readings_schema"], outcomes["readings_schema"]),
+            check_result(lake, READINGS_CHECKS["readings_in_range"], outcomes["readings_ranges"]),
             check_result(lake, READINGS_CHECKS["signals_accounted"], accounting),
         ],
     )
@@ -209,7 +210,10 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
 
 class ChunkedValidation:
     """Runs the readings suites over consecutive rebuilt days in chunks of about
-    `CHUNK_ROWS` readings: GX's cost is mostly per call, and chunks keep memory bounded."""
+    `CHUNK_ROWS` readings: GX's cost is mostly per call, and chunks keep memory bounded.
+    A chunk is validated in a thread of its own while the next days are normalized (GX
+    works in Python and pandas, normalizing mostly in Polars and DuckDB, outside the
+    interpreter lock); one chunk at most is in flight, so memory holds two."""
 
     CHUNK_ROWS = 200_000
 
@@ -218,6 +222,8 @@ class ChunkedValidation:
         self.outcomes: dict[str, dict[str, list[dict]]] = {name: {} for name in self.suites}
         self.days: list[date] = []
         self.frames: list[pl.DataFrame] = []
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readings-validation")
+        self.in_flight: Future | None = None
 
     def add(self, day: date, readings: pl.DataFrame) -> None:
         if readings.height:
@@ -228,11 +234,33 @@ class ChunkedValidation:
             self.flush()
 
     def flush(self) -> None:
+        """Validate what was added since the last chunk (after the chunk in flight)."""
+        self._settle()
         if not self.frames:
             return
         scope = self.days[0].isoformat() if len(self.days) == 1 else f"{self.days[0]}..{self.days[-1]}"
         chunk = pl.concat(self.frames)
         self.days, self.frames = [], []
+        self.in_flight = self.worker.submit(self._validate, scope, chunk)
+
+    def finish(self) -> dict[str, dict[str, list[dict]]]:
+        """Validate the rest and wait for every chunk: the outcomes by suite and scope."""
+        self.flush()
+        self._settle()
+        return self.outcomes
+
+    def __enter__(self) -> "ChunkedValidation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.worker.shutdown(cancel_futures=True)
+
+    def _settle(self) -> None:
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            in_flight.result()  # raises what the validation raised
+
+    def _validate(self, scope: str, chunk: pl.DataFrame) -> None:
         # A day larger than a chunk is validated in parts by vehicle (a delivery's readings,
         # whose keys must be unique, stay together).
         for part in by_vehicle(chunk, self.CHUNK_ROWS):

@@ -63,8 +63,8 @@ class RawLayout:
     def batches(self) -> pl.DataFrame:
         """The committed batches in ingest order, read once: a layout serves one step, and a
         batch committed meanwhile is picked up by the next step."""
-        return (tables.scan(self.batches_table, BATCHES_SCHEMA).collect()
-                .sort("ingest_seq", "source_file", maintain_order=True))
+        return tables.read_small(self.batches_table, BATCHES_SCHEMA).sort("ingest_seq", "source_file",
+                                                                          maintain_order=True)
 
     def manifests(self) -> list[dict]:
         return self.batches.to_dicts()
@@ -177,7 +177,7 @@ class ReadingsLayout:
     def states(self) -> dict[date, dict]:
         """Per built day: the ingest group its raw signals were built up to (`source_seq`)
         and its signal accounting."""
-        frame = tables.scan(self.state_table, READINGS_STATE_SCHEMA).collect()
+        frame = tables.read_small(self.state_table, READINGS_STATE_SCHEMA)
         return {row["day"]: row for row in frame.to_dicts()}
 
 

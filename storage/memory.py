@@ -17,6 +17,13 @@ def _libc():
         return None
 
 
+@cache
+def _unfreeze_at_exit() -> None:
+    # collected at exit as usual (nanobind reports what is not); a flag, since
+    # `gc.get_freeze_count` walks every frozen object (about 60 ms here)
+    atexit.register(gc.unfreeze)
+
+
 def release_freed_memory() -> None:
     """Return the heap pages that freed objects left behind (glibc's `malloc_trim`). glibc
     keeps them in its per-thread arenas after pandas, Arrow and delta-rs free a unit of work
@@ -28,8 +35,7 @@ def release_freed_memory() -> None:
     the process (modules, Dagster's definitions, GX), and a full collection over it costs
     about 0.3 s each time, a large part of a small incremental build."""
     gc.collect()
-    if not gc.get_freeze_count():
-        atexit.register(gc.unfreeze)  # collected at exit as usual (nanobind reports what is not)
+    _unfreeze_at_exit()
     gc.freeze()
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):

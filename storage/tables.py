@@ -12,6 +12,7 @@ from a table stays recoverable for longer than that.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,6 +33,32 @@ def exists(path: Path) -> bool:
 
 def open_table(path: Path) -> DeltaTable | None:
     return DeltaTable(str(path)) if exists(path) else None
+
+
+# One read handle per table and process. Opening a table replays its log (15-30 ms), while
+# bringing an open one up to date reads only the commits since (about 3 ms); every mart
+# step lists every lake table's files. A table is known by its first commit file, so that
+# one deleted and created again at the same path is opened anew.
+_readers: dict[Path, tuple[tuple[int, int], DeltaTable]] = {}
+_readers_lock = threading.Lock()
+
+
+def latest(path: Path) -> DeltaTable | None:
+    """The table at its latest version, to read now (not to write: writers open their own)."""
+    try:
+        first = (path / "_delta_log" / f"{0:020}.json").stat()
+    except OSError:  # never written, or its first commits cleaned up behind a checkpoint
+        return open_table(path)
+    identity = (first.st_ino, first.st_mtime_ns)
+    with _readers_lock:
+        known = _readers.get(path)
+        if known is not None and known[0] == identity:
+            known[1].update_incremental()
+            return known[1]
+        table = open_table(path)
+        if table is not None:
+            _readers[path] = (identity, table)
+        return table
 
 
 def _arrow(frame: pl.DataFrame):
@@ -112,6 +139,27 @@ def scan(path: Path, schema: pl.Schema) -> pl.LazyFrame:
     return pl.scan_delta(str(path))
 
 
+_snapshots: dict[Path, tuple[tuple, pl.DataFrame]] = {}
+
+
+def read_small(path: Path, schema: pl.Schema) -> pl.DataFrame:
+    """A small table's rows at its latest version (an empty frame of `schema` when it was
+    never written), read once per version: the lake's bookkeeping tables (ingest groups,
+    built days) are read by every step, and most steps write none of them."""
+    table = latest(path)
+    if table is None:
+        return schema.to_frame()
+    key = (id(table), table.version())
+    with _readers_lock:
+        known = _snapshots.get(path)
+    if known is not None and known[0] == key:
+        return known[1]
+    frame = pl.scan_delta(table).collect()
+    with _readers_lock:
+        _snapshots[path] = (key, frame)
+    return frame
+
+
 def relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelation | None:
     """The table's current version as a DuckDB relation; None when it was never written or
     holds no data file. A local table's data files are read by DuckDB's own Parquet reader
@@ -119,7 +167,7 @@ def relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelat
     which keeps within the connection's memory limit and pushes filters into row groups; an
     Arrow dataset's scan, which it takes on object storage, buffers outside that limit (3.1
     GB against 0.4 GB for `marts.vehicles` at 1,000 vehicles × 30 days)."""
-    table = open_table(path)
+    table = latest(path)
     files = table.file_uris() if table is not None else []
     if not files:
         return None
@@ -131,7 +179,7 @@ def relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelat
 def files(path: Path) -> pl.DataFrame:
     """The table's current data files with their statistics (`num_records`, `partition.*`,
     `min.*`, `max.*`): what can be known without reading data."""
-    table = open_table(path)
+    table = latest(path)
     if table is None:
         return pl.DataFrame(schema={"path": pl.String, "num_records": pl.Int64})
     return pl.DataFrame(table.get_add_actions(flatten=True))

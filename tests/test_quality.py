@@ -62,9 +62,9 @@ def test_a_day_larger_than_a_chunk_is_validated_in_parts_and_still_fails(monkeyp
     monkeypatch.setattr(ChunkedValidation, "CHUNK_ROWS", 3)
     rows = [dict(reading("odometer_km", 10, f"e{n}"), vehicle_id=f"v{n}") for n in range(9)]
     rows += [dict(reading("soc_pct", 150, "e0"), vehicle_id="v0"), dict(reading("odometer_km", 10, "e5"), vehicle_id="v5")]
-    validation = ChunkedValidation()
-    validation.add(AT.date(), pl.DataFrame(rows, schema=READINGS_SCHEMA))
-    validation.flush()
+    with ChunkedValidation() as validation:
+        validation.add(AT.date(), pl.DataFrame(rows, schema=READINGS_SCHEMA))
+        validation.finish()
     day = AT.date().isoformat()
     failed_by_suite = {name: sorted(f"{o['expectation']}:{o['column']}" for o in outcomes[day] if not o["success"])
                        for name, outcomes in validation.outcomes.items()}
