@@ -218,8 +218,8 @@ class ChunkedValidation:
     CHUNK_ROWS = 200_000
 
     def __init__(self) -> None:
-        self.suites = {"readings_schema": readings_schema_suite(), "readings_ranges": readings_ranges_suite()}
-        self.outcomes: dict[str, dict[str, list[dict]]] = {name: {} for name in self.suites}
+        self.suites: dict = {}  # made by the validating thread, which also imports GX
+        self.outcomes: dict[str, dict[str, list[dict]]] = {"readings_schema": {}, "readings_ranges": {}}
         self.days: list[date] = []
         self.frames: list[pl.DataFrame] = []
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readings-validation")
@@ -261,6 +261,8 @@ class ChunkedValidation:
             in_flight.result()  # raises what the validation raised
 
     def _validate(self, scope: str, chunk: pl.DataFrame) -> None:
+        if not self.suites:
+            self.suites = {"readings_schema": readings_schema_suite(), "readings_ranges": readings_ranges_suite()}
         # A day larger than a chunk is validated in parts by vehicle (a delivery's readings,
         # whose keys must be unique, stay together).
         for part in by_vehicle(chunk, self.CHUNK_ROWS):

@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-
-import great_expectations as gx  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
-from great_expectations.execution_engine import pandas_execution_engine  # noqa: E402
+if TYPE_CHECKING:
+    import great_expectations as gx
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,14 @@ class ExpectationOutcome:
 
 @cache
 def gx_context():
+    """The process's GX context. GX is imported here, on first use, not with the
+    definitions: its import is most of a command's start-up (about 4 s), and the readings
+    import it in the thread that validates them, beside the first day's normalization."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.execution_engine import pandas_execution_engine
+
     # GX fingerprints every in-memory batch by hashing each cell, which costs as much as
     # most suites; the fingerprint is only a batch marker, which nothing here reads.
     pandas_execution_engine.HASH_THRESHOLD = 0

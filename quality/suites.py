@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from assets.marts.maintenance.rules import COMPONENTS, URGENCIES
@@ -11,9 +11,27 @@ from assets.normalize import READINGS_SCHEMA
 from assets.signal_catalog import METRIC_RANGES, METRIC_UNITS, TEXT_METRICS
 from quality.gx_validation import gx_context
 
+if TYPE_CHECKING:
+    import great_expectations as gx
+
+
+class _Expectations:
+    """`great_expectations.expectations`, imported on first use (see `gx_context`)."""
+
+    def __getattr__(self, name: str):
+        gx_context()
+        import great_expectations.expectations as expectations
+
+        return getattr(expectations, name)
+
+
+gxe = _Expectations()
+
 
 def _suite(name: str) -> gx.ExpectationSuite:
-    gx_context()  # GX builds suites against the active context
+    gx_context()  # GX builds suites against the active context (and is imported on first use)
+    import great_expectations as gx
+
     return gx.ExpectationSuite(name=name)
 
 

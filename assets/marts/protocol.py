@@ -25,11 +25,10 @@ and what it reads (`deps`), which is what an incremental build needs to know.
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
-import great_expectations as gx
 import polars as pl
 
 from assets.marts.dictionary import declared_schema
@@ -41,6 +40,9 @@ from quality.gx_validation import validate
 from quality.results import check_result
 from storage.memory import release_freed_memory
 from storage.resources import LakeResource, WarehouseResource
+
+if TYPE_CHECKING:  # GX is imported on first use (quality.gx_validation.gx_context)
+    import great_expectations as gx
 
 MART_POOL = "warehouse"  # DuckDB allows one writer per file: every mart asset runs in this pool
 MART_GROUP = "marts"
@@ -59,7 +61,7 @@ class MartCheck:
     mart and fails `fleetlake run`; a failed non-blocking one is a warning. `prepare`
     derives the frame the suite sees (extra columns to check)."""
 
-    suite: Callable[[], gx.ExpectationSuite] | None
+    suite: "Callable[[], gx.ExpectationSuite] | None"
     description: str
     blocking: bool = False
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
