@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Protocol
 import dagster as dg
 
 from assets.readings import stale_days
+from quality.gx_validation import gx_context
 from storage.data_dir import dagster_home
 from storage.errors import UserError
 from storage.partitions import reading_days, record_reading_days
@@ -151,6 +153,9 @@ def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, report: B
 def build_everything(defs: dg.Definitions, instance: dg.DagsterInstance | None = None,
                      log_level: str = "WARNING", progress: Progress | None = None) -> BuildReport:
     instance = instance or dg.DagsterInstance.ephemeral()
+    # GX's import (about 3 s, in Python) runs beside ingest (mostly in DuckDB, outside the
+    # interpreter lock), so that the readings' checks do not wait for it.
+    threading.Thread(target=gx_context, name="gx-import", daemon=True).start()
     if instance.is_persistent:
         end_runs_of_dead_processes(instance)
     lake: LakeResource = defs.resources["lake"].process_config_and_initialize()

@@ -67,7 +67,10 @@ def simulated(tmp_path_factory) -> Path:
     return root / "landing"
 
 
-def test_incremental_builds_leave_the_marts_a_full_rebuild_leaves(simulated, tmp_path):
+@pytest.mark.parametrize("batch_vehicles", [100, 2])
+def test_incremental_builds_leave_the_marts_a_full_rebuild_leaves(simulated, tmp_path, batch_vehicles):
+    """With batches of two vehicles, the incremental builds recompute the vehicles with new
+    data two at a time (each batch reads its vehicles' whole history)."""
     files = {p.relative_to(simulated).as_posix(): p for p in sorted(simulated.rglob("*.ndjson*"))}
     day = lambda n: [name for name in files if name.startswith(f"2026/09/{n:02d}/")]  # noqa: E731
     held_back = day(3)[1]  # delivered late: some vehicles' lines in the second run, the rest in the third
@@ -96,10 +99,12 @@ def test_incremental_builds_leave_the_marts_a_full_rebuild_leaves(simulated, tmp
         for name, content in run.items():
             land(incremental / "landing", name, content)
             land(full / "landing", name, content)
-        report = build(incremental)
+        report = build(incremental, batch_vehicles=batch_vehicles)
         assert report.ok, report.failed_checks
         states = build_states(incremental)
         assert states["marts__odometer_readings"] == states["charging"] == number + 1  # built from each ingest
+        if number == 1 and batch_vehicles == 2:  # days 6-8 of all six vehicles, two at a time
+            assert report.metadata["marts/maintenance_forecast"]["batches"] == 3
     report = build(full)
     assert report.ok, report.failed_checks
 

@@ -74,6 +74,10 @@ class MartScope:
                             schema={"vehicle_id": pl.String, "since": pl.Datetime("us", "UTC")}
                             ).with_columns(since_day=pl.col("since").dt.date())
 
+    def subset(self, vehicles: frozenset[str]) -> "MartScope":
+        """The scope of some of its vehicles (a batch), each with its own `since`."""
+        return MartScope(vehicles, self.lake_state, {v: self.since[v] for v in vehicles if v in self.since})
+
     def select(self, frame: pl.LazyFrame | pl.DataFrame, column: str = "vehicle_id"):
         """The rows of a frame that belong to the scope's vehicles (all of them on a full build)."""
         if self.vehicles is None:

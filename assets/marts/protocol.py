@@ -158,7 +158,7 @@ def _outcomes(build: MartBuild, spec: MartSpec, built: Built, table: str) -> lis
 
 
 def _report(build: MartBuild, spec: MartSpec, rows: int, metadata: dict, outcomes: dict[str, list[dict]],
-            build_kind: str) -> Iterator:
+            build_kind: str, batches: int) -> Iterator:
     """The materialization of a mart just written, and its check's result (`outcomes` by
     scope, or the check's own `evaluate` of the build)."""
     total = build.con.sql(f"SELECT count(*) FROM {MART_SCHEMA}.{spec.name}").fetchall()[0][0]
@@ -166,7 +166,8 @@ def _report(build: MartBuild, spec: MartSpec, rows: int, metadata: dict, outcome
     scoped = build_kind == "vehicles" and spec.scoped
     yield dg.MaterializeResult(asset_key=spec.key, metadata={
         **result.metadata, "grain": ", ".join(spec.grain), "build": build_kind if spec.scoped else "full",
-        "rows_written": rows, **({"vehicles_rebuilt": len(build.scope.vehicles or ())} if scoped else {})})
+        "rows_written": rows, **({"vehicles_rebuilt": len(build.scope.vehicles or ())} if scoped else {}),
+        **({"batches": batches} if spec.scoped else {})})
     if spec.check is not None and spec.check.evaluate is not None:
         yield check_result(build.lake, spec.check_spec(), spec.check.evaluate(build))
     elif spec.check is not None:
@@ -193,14 +194,14 @@ def bounded_batches(weights: Sequence[tuple[str, int]], most_items: int, most_we
     return batches + [frozenset(batch)] if batch else batches
 
 
-def vehicle_batches(build: MartBuild, share: float = 1.0,
-                    vehicles: Sequence[str] | None = None) -> list[frozenset[str]]:
-    """Every vehicle of the lake (or `vehicles`), in sorted batches of at most the build's
-    `batch_vehicles` and `batch_deliveries` (times `share`): a vehicle's history, which a
-    batch reads whole, grows with the days it covers, and its deliveries measure it."""
+def vehicle_batches(build: MartBuild, share: float = 1.0) -> list[frozenset[str]]:
+    """The build's vehicles (every vehicle of the lake on a full build), in sorted batches
+    of at most the build's `batch_vehicles` and `batch_deliveries` (times `share`): a
+    vehicle's history, which a batch reads whole, grows with the days it covers, and its
+    deliveries measure it."""
     counts = dict(build.con.sql("SELECT vehicle_id, count(*) FROM deliveries WHERE vehicle_id IS NOT NULL "
                                 "GROUP BY vehicle_id").fetchall())
-    weights = [(v, counts.get(v, 0)) for v in sorted(counts if vehicles is None else vehicles)]
+    weights = [(v, counts.get(v, 0)) for v in sorted(counts if build.scope.full else build.scope.vehicles or ())]
     return bounded_batches(weights, max(int(build.batch_vehicles * share), 1),
                            max(int(build.batch_deliveries * share), 1))
 
@@ -238,14 +239,17 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
                 build = replace(build, scope=widen_scope(build))
                 con.register(SCOPE_VIEW, build.scope.frame())
             full = build.scope.full
-            # A full build of a batched op: each batch is a build of its vehicles' whole history.
-            found = batches(build) if batched_op and full else []
-            parts = [replace(build, scope=MartScope(vehicles, scope.lake_state)) for vehicles in found]
-            staged = len(parts) > 1
-            parts = parts if staged else [build]
-            build_kind = "vehicles" if not full else f"full, in {len(parts)} batches of vehicles" if staged else "full"
+            # A batched op reads and computes its vehicles (all of them on a full build) in
+            # batches: a vehicle's rows may need its whole history. A full build's batches
+            # go to a staging table; a scoped one's replace their vehicles' rows in place.
+            found = batches(build) if batched_op else []
+            parts = [replace(build, scope=build.scope.subset(vehicles)) for vehicles in found]
+            parts = parts if len(parts) > 1 else [build]
+            staged = full and len(parts) > 1
+            in_batches = f", in {len(parts)} batches of vehicles" if len(parts) > 1 else ""
+            build_kind = f"full{in_batches}" if full else "vehicles"
             context.log.info(f"{op_name}: " + (build_kind if full else
-                                               f"{len(build.scope.vehicles or ())} vehicles with new data"))
+                                               f"{len(build.scope.vehicles or ())} vehicles with new data{in_batches}"))
             written = {spec.name: 0 for spec in specs}
             metadata: dict[str, dict] = {spec.name: {} for spec in specs}
             outcomes: dict[str, dict[str, list[dict]]] = {spec.name: {} for spec in specs}
@@ -280,12 +284,13 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
                     for spec in specs:
                         replace_with_staging(con, spec.name)
                 else:
-                    write(build, first=True)
+                    for part in parts:
+                        write(part, first=True)
                 record_state(con, op_name, fingerprint(config), scope.lake_state)
             con.register(SCOPE_VIEW, build.scope.frame())
             results = [r for spec in specs
                        for r in _report(build, spec, written[spec.name], metadata[spec.name], outcomes[spec.name],
-                                        build_kind)]
+                                        build_kind, len(parts))]
             if any(isinstance(r, dg.AssetCheckResult) and not r.passed for r in results):
                 forget_mart_builds(con, op_name)  # the failing rows must be checked again, with all others
             yield from results
@@ -321,8 +326,8 @@ def mart(*, grain: Sequence[str], deps: Sequence, check: MartCheck | None = None
     function's docstring. `scoped`: its rows for a vehicle depend on that vehicle's data
     alone, so a build recomputes only the vehicles with new data (`build.scope`); `window`
     (see `MartSpec`) only their rows from their new data on; `widen_scope` adds to them (or
-    makes the build a full one) where other data matters, or moves their `since`. A full
-    build of a scoped mart runs in the `batches` of vehicles (None: all at once)."""
+    makes the build a full one) where other data matters, or moves their `since`. A build
+    of a scoped mart runs in the `batches` of its vehicles (None: all at once)."""
     def declare(fn: Callable) -> dg.AssetsDefinition:
         table = name or fn.__name__
         description = " ".join((fn.__doc__ or "").split())

@@ -66,14 +66,13 @@ def step_windows(instance, run_id: str) -> list[tuple[str, float, float]]:
 
 
 def run_pipeline(data_dir: Path, process_started: float, memory_limit: str | None = None) -> dict:
-    """The three jobs of a build, in this process, as `pipelines.build.build_everything` runs them."""
+    """A build as `fleetlake run` does it (`pipelines.build.build_everything`), in this process."""
     sampler = RssSampler()
     sampler.start()
     import dagster as dg
     import duckdb
 
-    from assets.readings import stale_days
-    from pipelines.build import RANGE_END_TAG, RANGE_START_TAG
+    from pipelines.build import build_everything
     from pipelines.definitions import build_definitions
     from storage.resources import LakeResource, WarehouseResource
 
@@ -81,21 +80,15 @@ def run_pipeline(data_dir: Path, process_started: float, memory_limit: str | Non
     warehouse = WarehouseResource(data_dir=str(data_dir), **({"memory_limit": memory_limit} if memory_limit else {}))
     defs = build_definitions({"lake": lake, "warehouse": warehouse})
     instance = dg.DagsterInstance.ephemeral()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     started = time.time()
     stages = [("start-up", process_started, started)]
-
-    def job(name: str, **kwargs) -> None:
-        began = time.time()
-        result = defs.resolve_job_def(name).execute_in_process(instance=instance, run_config=quiet,
-                                                               raise_on_error=False, **kwargs)
-        stages.append((name, began, time.time()))
-        stages.extend((f"  {step}", a, b) for step, a, b in step_windows(instance, result.run_id))
-
-    job("ingest_job")
-    if days := stale_days(lake):
-        job("readings_job", tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()})
-    job("marts_job")
+    report = build_everything(defs, instance)
+    if not report.ok:
+        raise SystemExit(f"the build failed: {report.errors or report.failed_checks}")
+    for run in sorted(instance.get_runs(), key=lambda r: instance.get_run_record_by_id(r.run_id).start_time):
+        record = instance.get_run_record_by_id(run.run_id)
+        stages.append((run.job_name, record.start_time, record.end_time))
+        stages.extend((f"  {step}", a, b) for step, a, b in step_windows(instance, run.run_id))
     finished = time.time()
     sampler.running = False
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -244,7 +244,7 @@ def charging(build: MartBuild) -> dict[str, pl.DataFrame]:
     profile and daily energy from every session. The readings are read in batches of
     vehicles, each reduced to its charging facts: memory follows the batch."""
     # Half the warehouse's batch: charging reads 13 metrics of each car, most of its readings.
-    batches = vehicle_batches(build, share=0.5, vehicles=None if build.scope.full else build.scope.vehicles or ())
+    batches = vehicle_batches(build, share=0.5)
     facts, records = [], []
     for vehicles in batches or [frozenset()]:
         batch = MartScope(vehicles, build.scope.lake_state)
