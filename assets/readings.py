@@ -215,7 +215,7 @@ class ChunkedValidation:
     works in Python and pandas, normalizing mostly in Polars and DuckDB, outside the
     interpreter lock); one chunk at most is in flight, so memory holds two."""
 
-    CHUNK_ROWS = 200_000
+    CHUNK_ROWS = 100_000
 
     def __init__(self) -> None:
         self.suites: dict = {}  # made by the validating thread, which also imports GX
