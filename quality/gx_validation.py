@@ -5,6 +5,7 @@ plain summary of the outcome that checks can report and users can read."""
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -29,11 +30,20 @@ class ExpectationOutcome:
         return {k: v for k, v in self.__dict__.items()}
 
 
-@cache
+_context_lock = threading.Lock()
+
+
 def gx_context():
     """The process's GX context. GX is imported here, on first use, not with the
-    definitions: its import is most of a command's start-up (about 4 s), and the readings
-    import it in the thread that validates them, beside the first day's normalization."""
+    definitions: its import is most of a command's start-up (about 3 s), and a build
+    starts it in a thread beside ingest (`pipelines.build`), while other threads may ask
+    for the context too: it is made once, under a lock."""
+    with _context_lock:
+        return _new_context()
+
+
+@cache
+def _new_context():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
