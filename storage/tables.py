@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -39,26 +40,42 @@ def open_table(path: Path) -> DeltaTable | None:
 # bringing an open one up to date reads only the commits since (about 3 ms); every mart
 # step lists every lake table's files. A table is known by its first commit file, so that
 # one deleted and created again at the same path is opened anew.
-_readers: dict[Path, tuple[tuple[int, int], DeltaTable]] = {}
+@dataclass
+class _Reader:
+    identity: tuple[int, int]
+    table: DeltaTable
+    rows: tuple[int, pl.DataFrame] | None = None  # `read_small`'s rows, with their version
+
+
+_readers: dict[Path, _Reader] = {}
 _readers_lock = threading.Lock()
+
+
+def _reader(path: Path) -> _Reader | None:
+    """The process's read handle on the table, at its latest version; None when the table
+    was never written, or its first commits were cleaned up behind a checkpoint (then it
+    cannot be told apart from another table at the path, and is not kept)."""
+    try:
+        first = (path / "_delta_log" / f"{0:020}.json").stat()
+    except OSError:
+        return None
+    identity = (first.st_ino, first.st_mtime_ns)
+    with _readers_lock:
+        known = _readers.get(path)
+        if known is not None and known.identity == identity:
+            known.table.update_incremental()
+            return known
+        table = open_table(path)
+        if table is None:
+            return None
+        reader = _readers[path] = _Reader(identity, table)
+        return reader
 
 
 def latest(path: Path) -> DeltaTable | None:
     """The table at its latest version, to read now (not to write: writers open their own)."""
-    try:
-        first = (path / "_delta_log" / f"{0:020}.json").stat()
-    except OSError:  # never written, or its first commits cleaned up behind a checkpoint
-        return open_table(path)
-    identity = (first.st_ino, first.st_mtime_ns)
-    with _readers_lock:
-        known = _readers.get(path)
-        if known is not None and known[0] == identity:
-            known[1].update_incremental()
-            return known[1]
-        table = open_table(path)
-        if table is not None:
-            _readers[path] = (identity, table)
-        return table
+    reader = _reader(path)
+    return reader.table if reader is not None else open_table(path)
 
 
 def _arrow(frame: pl.DataFrame):
@@ -139,25 +156,19 @@ def scan(path: Path, schema: pl.Schema) -> pl.LazyFrame:
     return pl.scan_delta(str(path))
 
 
-_snapshots: dict[Path, tuple[tuple, pl.DataFrame]] = {}
-
-
 def read_small(path: Path, schema: pl.Schema) -> pl.DataFrame:
     """A small table's rows at its latest version (an empty frame of `schema` when it was
     never written), read once per version: the lake's bookkeeping tables (ingest groups,
     built days) are read by every step, and most steps write none of them."""
-    table = latest(path)
-    if table is None:
-        return schema.to_frame()
-    key = (id(table), table.version())
-    with _readers_lock:
-        known = _snapshots.get(path)
-    if known is not None and known[0] == key:
-        return known[1]
-    frame = pl.scan_delta(table).collect()
-    with _readers_lock:
-        _snapshots[path] = (key, frame)
-    return frame
+    reader = _reader(path)
+    if reader is None:
+        table = open_table(path)
+        return pl.scan_delta(table).collect() if table is not None else schema.to_frame()
+    version = reader.table.version()
+    rows = reader.rows
+    if rows is None or rows[0] != version:
+        rows = reader.rows = (version, pl.scan_delta(reader.table).collect())
+    return rows[1]
 
 
 def relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelation | None:

@@ -181,3 +181,21 @@ def test_old_versions_are_vacuumed_after_the_retention(tmp_path):
     assert len(list(readings.rglob("*.parquet"))) == 1
     assert lake_table(tmp_path, "readings").height == 4
     assert vacuum_raw(erased) == 0  # nothing replaced there
+
+
+def test_the_process_read_handle_follows_new_commits_and_a_table_written_anew(tmp_path):
+    """Reads keep one handle per table and bring it up to date: a new commit is seen, and a
+    table deleted and written again at the same path (same version number) is read anew."""
+    import duckdb
+
+    path, schema = tmp_path / "t", pl.Schema({"a": pl.Int64})
+    assert tables.read_small(path, schema).columns == ["a"]  # never written: empty
+    tables.append(path, pl.DataFrame({"a": [1]}))
+    assert tables.read_small(path, schema)["a"].to_list() == [1]
+    shutil.rmtree(path)
+    tables.append(path, pl.DataFrame({"a": [2]}))  # version 0 again
+    assert tables.read_small(path, schema)["a"].to_list() == [2]
+    tables.append(path, pl.DataFrame({"a": [3]}))
+    assert sorted(tables.read_small(path, schema)["a"]) == [2, 3]
+    with duckdb.connect() as con:
+        assert sorted(tables.relation(con, path).fetchall()) == [(2,), (3,)]

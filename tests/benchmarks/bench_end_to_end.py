@@ -85,10 +85,9 @@ def run_pipeline(data_dir: Path, process_started: float, memory_limit: str | Non
     report = build_everything(defs, instance)
     if not report.ok:
         raise SystemExit(f"the build failed: {report.errors or report.failed_checks}")
-    for run in sorted(instance.get_runs(), key=lambda r: instance.get_run_record_by_id(r.run_id).start_time):
-        record = instance.get_run_record_by_id(run.run_id)
-        stages.append((run.job_name, record.start_time, record.end_time))
-        stages.extend((f"  {step}", a, b) for step, a, b in step_windows(instance, run.run_id))
+    for record in sorted(instance.get_run_records(), key=lambda r: r.start_time):
+        stages.append((record.dagster_run.job_name, record.start_time, record.end_time))
+        stages.extend((f"  {step}", a, b) for step, a, b in step_windows(instance, record.dagster_run.run_id))
     finished = time.time()
     sampler.running = False
     usage = resource.getrusage(resource.RUSAGE_SELF)
