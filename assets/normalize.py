@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from assets.parsing import connect, register_in_batches
+from assets.parsing import register_in_batches, thread_connection
 from assets.signal_catalog import ASSUMED, BODY_TEXTS, SIGNALS, TIRE_POSITIONS, UNIT_FACTORS
 from storage.partitions import plausible_reading_time, reading_day
 
@@ -129,12 +129,12 @@ ORDER BY row_id, item_index
 
 
 def _read_bodies(signals: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    con = connect()  # UTC, and json_time: a time no type can hold is null, never an error
+    con = thread_connection()  # UTC, and json_time: a time no type can hold is null, never an error
     try:
         register_in_batches(con, "bodies", signals.select("row_id", "body"))
         return con.sql(_BODY_FIELDS_SQL).pl(), con.sql(_ITEMS_SQL).pl()
     finally:
-        con.close()
+        con.unregister("bodies")
 
 
 def _catalog() -> pl.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -177,11 +178,13 @@ WITH read AS (
     FROM lines
 ), checked AS (
     SELECT seq, line_no, text, d,
+        -- the text is looked at again only where it must be (a trim or ltrim copies the line)
         CASE WHEN bad_utf8 THEN 'invalid_utf8'
-             WHEN trim(text, chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)) = '' THEN 'empty_line'
-             WHEN d IS NULL THEN 'invalid_json'
+             WHEN d IS NULL THEN CASE
+                 WHEN trim(text, chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)) = '' THEN 'empty_line'
+                 ELSE 'invalid_json' END
              -- valid JSON is an object exactly when it starts with a brace
-             WHEN NOT starts_with(ltrim(text, chr(32) || chr(9) || chr(10) || chr(13)), '{{') THEN 'not_an_object'
+             WHEN NOT regexp_matches(text, '^[ \t\n\r]*[{{]') THEN 'not_an_object'
         END AS syntax_error
     FROM read
 ), parsed AS (
@@ -207,8 +210,9 @@ WITH read AS (
         coalesce(d.triggers, d.data.triggers) AS triggers
     FROM parsed
 )
--- without the text, which the caller has already: a copy of every line saved
-SELECT * EXCLUDE (syntax_error, seq, text),
+-- without the text, which the caller has already: a copy of every line saved. In the
+-- lines' order: DuckDB keeps the order of what it scans where nothing sorts or groups.
+SELECT * EXCLUDE (syntax_error, text),
     coalesce(syntax_error,
         CASE WHEN event_id IS NULL OR trim(event_id) = '' THEN 'missing_event_id'
              WHEN event_type IS NULL OR event_type NOT IN ('VEHICLE_STATE', 'VEHICLE_ERROR', 'VERIFY')
@@ -221,7 +225,6 @@ SELECT * EXCLUDE (syntax_error, seq, text),
              WHEN event_type = 'VEHICLE_ERROR' AND json_type(errors) IS DISTINCT FROM 'ARRAY'
                  THEN 'missing_errors' END) AS reason
 FROM envelope
-ORDER BY seq
 """
 
 _SIGNALS_SQL = f"""
@@ -231,7 +234,17 @@ WITH lists AS (
 ), items AS (
     SELECT event_id, vehicle_id, delivered_at, unnest(sigs) AS sig, generate_subscripts(sigs, 1) - 1 AS signal_index
     FROM lists
+), timed AS (
+    -- each time read once (a time is most of a signal's cost): whether it is there, and its value
+    SELECT *, coalesce(json_type(sig.meta.oemUpdatedAt), 'NULL') <> 'NULL' AS has_oem,
+           coalesce(json_type(retrieved), 'NULL') <> 'NULL' AS has_retrieved,
+           json_time(sig.meta.oemUpdatedAt) AS oem_updated_at, json_time(retrieved) AS retrieved_at
+    FROM (SELECT *,  -- some pages call the time Smartcar read the signal `fetchedAt`
+                 CASE WHEN coalesce(json_type(sig.meta.retrievedAt), 'NULL') <> 'NULL' THEN sig.meta.retrievedAt
+                      ELSE sig.meta.fetchedAt END AS retrieved
+          FROM items)
 )
+-- in the order of the deliveries and of their signals (nothing here sorts or groups)
 SELECT event_id, vehicle_id, signal_index,
     sig.code AS code, sig.name AS name, sig."group" AS "group",
     CASE WHEN json_type(sig.body) <> 'NULL' THEN CAST(sig.body AS VARCHAR) END AS body,
@@ -239,22 +252,12 @@ SELECT event_id, vehicle_id, signal_index,
     sig.status ->> '$.error.type' AS error_type,
     sig.status ->> '$.error.code' AS error_code,
     sig.status ->> '$.error.description' AS error_description,
-    json_time(sig.meta.oemUpdatedAt) AS oem_updated_at,
-    json_time(retrieved) AS retrieved_at,
-    delivered_at,
+    oem_updated_at, retrieved_at, delivered_at,
     -- The contract's time: when the car recorded it, else when it was read, else delivery.
     -- A time that is present but unreadable stays null here and is quarantined downstream.
-    CASE WHEN coalesce(json_type(sig.meta.oemUpdatedAt), 'NULL') <> 'NULL' THEN json_time(sig.meta.oemUpdatedAt)
-         WHEN coalesce(json_type(retrieved), 'NULL') <> 'NULL' THEN json_time(retrieved)
-         ELSE delivered_at END AS reading_time,
-    CASE WHEN coalesce(json_type(sig.meta.oemUpdatedAt), 'NULL') <> 'NULL' THEN 'oem'
-         WHEN coalesce(json_type(retrieved), 'NULL') <> 'NULL' THEN 'retrieved'
-         ELSE 'delivered' END AS time_source
-FROM (SELECT *,  -- some pages call the time Smartcar read the signal `fetchedAt`
-             CASE WHEN coalesce(json_type(sig.meta.retrievedAt), 'NULL') <> 'NULL' THEN sig.meta.retrievedAt
-                  ELSE sig.meta.fetchedAt END AS retrieved
-      FROM items)
-ORDER BY event_id, signal_index
+    CASE WHEN has_oem THEN oem_updated_at WHEN has_retrieved THEN retrieved_at ELSE delivered_at END AS reading_time,
+    CASE WHEN has_oem THEN 'oem' WHEN has_retrieved THEN 'retrieved' ELSE 'delivered' END AS time_source
+FROM timed
 """
 
 _ERRORS_SQL = f"""
@@ -317,6 +320,18 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+_per_thread = threading.local()
+
+
+def thread_connection() -> duckdb.DuckDBPyConnection:
+    """This thread's parsing connection (`connect`), made on first use: a DuckDB connection
+    serves one thread at a time, and a day's shards would otherwise each set one up."""
+    con = getattr(_per_thread, "con", None)
+    if con is None:
+        con = _per_thread.con = connect()
+    return con
+
+
 # DuckDB splits the scan of an Arrow table between its threads by record batch: a frame
 # registered as it is (one batch) is parsed on one thread, however many cores there are.
 SCAN_BATCH_ROWS = 2048
@@ -337,8 +352,11 @@ def parse_lines(lines: pl.DataFrame, seen_event_ids: pl.Series | None = None,
     con = con or connect()
     try:
         register_in_batches(con, "lines", lines.select("line_no", "text", "bad_utf8").with_row_index("seq"))
+        envelope = con.sql(_ENVELOPE_SQL).pl()
+        if not envelope.get_column("seq").is_sorted():  # a guard: each line beside its own envelope
+            envelope = envelope.sort("seq")
         judged = pl.concat([lines.select("batch_id", "source_file", "file_landed_on", "text"),
-                            con.sql(_ENVELOPE_SQL).pl()], how="horizontal")
+                            envelope.drop("seq")], how="horizontal")
         # The day a line landed: its delivery time, else its file's latest delivery, else the file's own.
         judged = judged.with_columns(landed_on=pl.coalesce(
             pl.col("delivered_at").dt.date(),

@@ -13,7 +13,8 @@ from a table stays recoverable for longer than that.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,9 @@ class _Reader:
 
 
 _readers: dict[Path, _Reader] = {}
-_readers_lock = threading.Lock()
+# Held while a handle is brought up to date or read: threads (days of readings built side by
+# side) share the handles, and a delta-rs table serves one caller at a time.
+_readers_lock = threading.RLock()
 
 
 def _reader(path: Path) -> _Reader | None:
@@ -72,10 +75,13 @@ def _reader(path: Path) -> _Reader | None:
         return reader
 
 
-def latest(path: Path) -> DeltaTable | None:
-    """The table at its latest version, to read now (not to write: writers open their own)."""
-    reader = _reader(path)
-    return reader.table if reader is not None else open_table(path)
+@contextmanager
+def latest(path: Path) -> Iterator[DeltaTable | None]:
+    """The table at its latest version, to read within the block (not to write: writers
+    open their own)."""
+    with _readers_lock:
+        reader = _reader(path)
+        yield reader.table if reader is not None else open_table(path)
 
 
 def _arrow(frame: pl.DataFrame):
@@ -160,15 +166,16 @@ def read_small(path: Path, schema: pl.Schema) -> pl.DataFrame:
     """A small table's rows at its latest version (an empty frame of `schema` when it was
     never written), read once per version: the lake's bookkeeping tables (ingest groups,
     built days) are read by every step, and most steps write none of them."""
-    reader = _reader(path)
-    if reader is None:
-        table = open_table(path)
-        return pl.scan_delta(table).collect() if table is not None else schema.to_frame()
-    version = reader.table.version()
-    rows = reader.rows
-    if rows is None or rows[0] != version:
-        rows = reader.rows = (version, pl.scan_delta(reader.table).collect())
-    return rows[1]
+    with _readers_lock:
+        reader = _reader(path)
+        if reader is None:
+            table = open_table(path)
+            return pl.scan_delta(table).collect() if table is not None else schema.to_frame()
+        version = reader.table.version()
+        rows = reader.rows
+        if rows is None or rows[0] != version:
+            rows = reader.rows = (version, pl.scan_delta(reader.table).collect())
+        return rows[1]
 
 
 def relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelation | None:
@@ -178,22 +185,23 @@ def relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelat
     which keeps within the connection's memory limit and pushes filters into row groups; an
     Arrow dataset's scan, which it takes on object storage, buffers outside that limit (3.1
     GB against 0.4 GB for `marts.vehicles` at 1,000 vehicles × 30 days)."""
-    table = latest(path)
-    files = table.file_uris() if table is not None else []
-    if not files:
-        return None
-    if any("://" in uri for uri in files):
-        return con.from_arrow(table.to_pyarrow_dataset())
-    return con.read_parquet(files, hive_partitioning=bool(table.metadata().partition_columns), union_by_name=True)
+    with latest(path) as table:
+        files = table.file_uris() if table is not None else []
+        if not files:
+            return None
+        if any("://" in uri for uri in files):
+            return con.from_arrow(table.to_pyarrow_dataset())
+        partitioned = bool(table.metadata().partition_columns)
+    return con.read_parquet(files, hive_partitioning=partitioned, union_by_name=True)
 
 
 def files(path: Path) -> pl.DataFrame:
     """The table's current data files with their statistics (`num_records`, `partition.*`,
     `min.*`, `max.*`): what can be known without reading data."""
-    table = latest(path)
-    if table is None:
-        return pl.DataFrame(schema={"path": pl.String, "num_records": pl.Int64})
-    return pl.DataFrame(table.get_add_actions(flatten=True))
+    with latest(path) as table:
+        if table is None:
+            return pl.DataFrame(schema={"path": pl.String, "num_records": pl.Int64})
+        return pl.DataFrame(table.get_add_actions(flatten=True))
 
 
 def vacuum(path: Path, retention_hours: float) -> int:

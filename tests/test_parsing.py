@@ -32,6 +32,21 @@ def test_every_line_has_exactly_one_outcome(tmp_path):
     assert batch.quarantine.filter(pl.col("line_no") == 3)["raw_text"].item() == "{not json"
 
 
+def test_an_object_after_whitespace_is_a_delivery_and_each_line_keeps_its_own_outcome(tmp_path):
+    import json
+    # enough lines for DuckDB to split the scan between its threads
+    lines = [(" \t " + json.dumps(delivery(f"e{i}", signals=[odometer(i, AT)])) if i % 3 else "[1]")
+             for i in range(10_000)]
+    path = tmp_path / "many.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    batch = parse_lines(read_landing_lines(path, source_file="many.ndjson", batch_id="b"))
+    assert batch.deliveries["line_no"].to_list() == [i + 1 for i in range(10_000) if i % 3]
+    assert batch.deliveries["event_id"].to_list() == [f"e{i}" for i in range(10_000) if i % 3]
+    assert batch.quarantine["line_no"].to_list() == [i + 1 for i in range(10_000) if not i % 3]
+    assert set(batch.quarantine["reason"]) == {"not_an_object"}
+    assert batch.signals["event_id"].to_list() == batch.deliveries["event_id"].to_list()
+
+
 def test_invalid_utf8_is_quarantined_with_its_text(tmp_path):
     path = tmp_path / "bad.ndjson"
     path.write_bytes(b'{"eventId": "caf\xe9"}\n')
