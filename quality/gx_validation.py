@@ -5,6 +5,7 @@ plain summary of the outcome that checks can report and users can read."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -57,6 +58,22 @@ def _new_context():
     return context
 
 
+def _columns_used(frame: pl.DataFrame, suite: gx.ExpectationSuite) -> pl.DataFrame:
+    """The frame's columns that the suite's expectations name (all of them if one is about
+    the table): GX's row conditions filter every column of the batch, a third of the cost of
+    a mart's suite."""
+    used: set[str] = set()
+    for expectation in suite.expectations:
+        kwargs = expectation.configuration.kwargs
+        if expectation.expectation_type.startswith("expect_table_"):
+            return frame
+        used.update(c for key in ("column", "column_A", "column_B") if (c := kwargs.get(key)))
+        used.update(kwargs.get("column_list") or ())
+        condition = str(kwargs.get("row_condition") or "")  # text, or its parsed form
+        used.update(c for c in frame.columns if re.search(rf"\b{re.escape(c)}\b", condition))
+    return frame.select([c for c in frame.columns if c in used])
+
+
 def validate(frame: pl.DataFrame, suite: gx.ExpectationSuite) -> list[ExpectationOutcome]:
     """Validate a frame against a suite; one outcome per expectation, in suite order."""
     context = gx_context()
@@ -74,7 +91,7 @@ def validate(frame: pl.DataFrame, suite: gx.ExpectationSuite) -> list[Expectatio
         definition = asset.get_batch_definition("whole")
     except (KeyError, ValueError, LookupError):
         definition = asset.add_batch_definition_whole_dataframe("whole")
-    batch = definition.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+    batch = definition.get_batch(batch_parameters={"dataframe": _columns_used(frame, suite).to_pandas()})
     result = batch.validate(suite, result_format="SUMMARY")
     outcomes = []
     for item in result.results:

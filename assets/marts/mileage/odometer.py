@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
 from assets.readings import distinct_readings
@@ -79,12 +78,18 @@ def _plausible(before: float, after: float, hours: float) -> bool:
     return -TOLERANCE_KM <= after - before <= MAX_SPEED_KMH * hours + TOLERANCE_KM
 
 
-def _spikes(times: np.ndarray, values: np.ndarray, start: int = 0) -> list[bool]:
+# The assessment walks each vehicle's series in Python (a verdict depends on the verdicts
+# before it): over plain lists of ints and floats, which Python indexes and adds several
+# times faster than numpy's scalars.
+def _spikes(times: list[int], values: list[float], start: int = 0) -> list[bool]:
     """Lone readings that the readings around them contradict, from `start` on (the reading
-    before `start`, if any, is the last one before it that is not a spike)."""
+    before `start`, if any, is the last one before it that is not a spike). Times are in
+    microseconds."""
     n = len(values)
-    hours = lambda i, j: (times[j] - times[i]) / 3.6e9  # microseconds → hours  # noqa: E731
-    ok = lambda i, j: _plausible(values[i], values[j], hours(i, j))  # noqa: E731
+
+    def ok(i: int, j: int) -> bool:
+        return _plausible(values[i], values[j], (times[j] - times[i]) / 3.6e9)
+
     spike = [False] * n
     previous = start - 1 if start else None  # the last reading that is not a spike
     for i in range(start, n - 1):
@@ -99,7 +104,7 @@ def _spikes(times: np.ndarray, values: np.ndarray, start: int = 0) -> list[bool]
     return spike
 
 
-def _assess_vehicle(times: np.ndarray, values: np.ndarray, start: int = 0,
+def _assess_vehicle(times: list[int], values: list[float], start: int = 0,
                     high_water: float | None = None) -> dict[str, list]:
     """Assess one vehicle's readings from `start` on: the reading before `start`, if any, is
     the last valid one before them, and `high_water` the high-water mark there."""
@@ -150,10 +155,10 @@ def assess_odometer(odometer: pl.DataFrame, resume: pl.DataFrame | None = None) 
         odometer = pl.concat([odometer, anchors], how="diagonal_relaxed")
     # An anchor sorts first among its vehicle's readings (it is older than all of them).
     odometer = odometer.sort("vehicle_id", "reading_time", "anchor", descending=[False, False, True])
-    times = odometer.get_column("reading_time").dt.epoch("us").to_numpy()
-    values = odometer.get_column("odometer_km").to_numpy()
-    is_anchor = odometer.get_column("anchor").to_numpy()
-    resumed_at = odometer.get_column("high_water_km").to_numpy()
+    times = odometer.get_column("reading_time").dt.epoch("us").to_list()
+    values = odometer.get_column("odometer_km").fill_null(float("nan")).to_list()  # NaN: as numpy saw a null
+    is_anchor = odometer.get_column("anchor").to_list()
+    resumed_at = odometer.get_column("high_water_km").fill_null(float("nan")).to_list()
     columns: dict[str, list] = {"status": [], "credited_km": [], "previous": [], "gap_before": [],
                                 "high_water_km": []}
     start = 0
