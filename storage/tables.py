@@ -21,12 +21,17 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 # Row groups of at most 128 Ki rows: the writer buffers one before encoding it (a bound on
 # its memory), and a table sorted by vehicle keeps row-group statistics that skip vehicles.
-_WRITER = WriterProperties(compression="ZSTD", max_row_group_size=128 * 1024)
+# Long text (a delivery's line, a signal's body) is never filtered on: written plain, without
+# the dictionary each page would try first, and without statistics, so that no part of it
+# sits in the transaction log as a column's minimum or maximum.
+_LONG_TEXT = ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
+_WRITER = WriterProperties(compression="ZSTD", max_row_group_size=128 * 1024,
+                           column_properties={column: _LONG_TEXT for column in ("payload", "body", "raw_text")})
 
 
 def exists(path: Path) -> bool:
