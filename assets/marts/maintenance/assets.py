@@ -16,6 +16,7 @@ from assets.readings import readings
 from quality.suites import maintenance_forecast_suite
 from storage.resources import LakeResource
 
+TROUBLE_CODE_METRICS = ["dtc_count", "dtc_code"]
 READING_COLUMNS = ["event_id", "vehicle_id", "reading_time", "metric", "component", "value", "noted_at",
                    "delivered_at"]
 
@@ -54,8 +55,9 @@ def maintenance_forecast(build: MartBuild) -> Built:
 def active_trouble_codes(build: MartBuild) -> pl.DataFrame:
     """One row per trouble code active in a vehicle's latest trouble-code list: its system
     (P powertrain, C chassis, B body, U network), severity, first-seen time and reports."""
-    maintenance_readings, _ = load_maintenance_readings(build.lake, build.scope)
-    distinct = distinct_readings(maintenance_readings)
+    scan = build.scope.select(lake_scan(build.lake, "readings"))
+    distinct = distinct_readings(scan.filter(pl.col("metric").is_in(TROUBLE_CODE_METRICS)).select(READING_COLUMNS)
+                                 .collect())
     if distinct.is_empty():
         return pl.DataFrame(schema=TROUBLE_CODE_SCHEMA)
     return active_codes(distinct.filter(pl.col("metric") == "dtc_count"),
