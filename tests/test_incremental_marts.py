@@ -105,6 +105,11 @@ def test_incremental_builds_leave_the_marts_a_full_rebuild_leaves(simulated, tmp
         assert states["marts__odometer_readings"] == states["charging"] == number + 1  # built from each ingest
         if number == 1 and batch_vehicles == 2:  # days 6-8 of all six vehicles, two at a time
             assert report.metadata["marts/maintenance_forecast"]["batches"] == 3
+        kinds = {name: report.metadata[f"marts/{name}"]["build"] for name in ("maintenance_forecast", "odometer_readings")}
+        if number == 1:  # every vehicle has new data: a new table, but the odometer resumes from each restart
+            assert kinds["maintenance_forecast"].startswith("full") and kinds["odometer_readings"] == "vehicles"
+        if number == 2:  # two vehicles' late lines
+            assert kinds == {"maintenance_forecast": "vehicles", "odometer_readings": "vehicles"}
     report = build(full)
     assert report.ok, report.failed_checks
 

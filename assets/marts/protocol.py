@@ -206,6 +206,14 @@ def vehicle_batches(build: MartBuild, share: float = 1.0) -> list[frozenset[str]
                            max(int(build.batch_deliveries * share), 1))
 
 
+def covers_fleet(build: MartBuild) -> bool:
+    """Whether a scoped build recomputes every vehicle the lake has deliveries of."""
+    if build.scope.full or not build.scope.vehicles:
+        return False
+    return not build.con.sql(f"SELECT EXISTS (SELECT 1 FROM deliveries WHERE vehicle_id IS NOT NULL AND vehicle_id "
+                             f"NOT IN (SELECT vehicle_id FROM {SCOPE_VIEW}))").fetchall()[0][0]
+
+
 def _scope(con: duckdb.DuckDBPyConnection, lake: LakeResource, op_name: str, config, specs: Sequence[MartSpec]) -> MartScope:
     """What this build recomputes: every vehicle, unless each mart of the op has a vehicle
     grain and the op's last build is recorded, in which case the vehicles with new data."""
@@ -237,6 +245,10 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
             con.register(SCOPE_VIEW, build.scope.frame())
             if widen_scope is not None and not scope.full:
                 build = replace(build, scope=widen_scope(build))
+                con.register(SCOPE_VIEW, build.scope.frame())
+            if not any(spec.window for spec in specs) and covers_fleet(build):
+                # every vehicle's rows replaced one batch at a time cost more than a new table
+                build = replace(build, scope=MartScope(None, scope.lake_state))
                 con.register(SCOPE_VIEW, build.scope.frame())
             full = build.scope.full
             # A batched op reads and computes its vehicles (all of them on a full build) in
