@@ -8,9 +8,8 @@ gets only the readings of the later groups' signals, so a run costs what the new
 """
 
 
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
@@ -169,24 +168,25 @@ def with_reading_key(readings: pl.DataFrame) -> pl.DataFrame:
 def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Typed readings in SI units (one row per value), by UTC day of the reading time; with
     the day's signal errors and quarantined signals beside them."""
-    raw = RawLayout(lake)
-    day_seqs, built, sizes = raw.day_seqs(), ReadingsLayout(lake).states(), raw.day_signal_counts()
-    stale = [day for day in map(date.fromisoformat, context.partition_keys)
-             if day_seqs.get(day, 0) != (built.get(day) or {}).get("source_seq", 0)]  # others: unchanged or empty
+    day_seqs, built = RawLayout(lake).day_seqs(), ReadingsLayout(lake).states()
     accounting: dict[str, list[dict]] = {}
     rows = errors = quarantined = 0
     last: pl.DataFrame | None = None
-    with ChunkedValidation() as validation, DaysSideBySide(sizes) as builder:
-        for day in stale:
-            builder.submit(day, build_day, lake, day, day_seqs[day], built.get(day),
-                           on_readings=lambda shard, day=day: validation.add(day, shard))
-        for build in builder.results():  # in day order
-            context.log.info(f"readings {build.day}: {build.accounting}")
-            accounting[build.day.isoformat()] = [build.accounting]
+    with ChunkedValidation() as validation:
+        for key in context.partition_keys:
+            day = date.fromisoformat(key)
+            source_seq = day_seqs.get(day, 0)
+            if source_seq == (built.get(day) or {}).get("source_seq", 0):
+                continue  # unchanged since it was built (or never had signals)
+            build = build_day(lake, day, source_seq, built.get(day),
+                              on_readings=lambda shard, day=day: validation.add(day, shard))
+            context.log.info(f"readings {day}: {build.accounting}")
+            accounting[key] = [build.accounting]
             rows += build.readings
             errors += build.accounting["signal_errors"]
             quarantined += build.accounting["signals_quarantined"]
             last = build.preview if build.readings else last
+            release_freed_memory()
         outcomes = validation.finish()
     vacuum_readings(lake)
     return dg.MaterializeResult(
@@ -208,58 +208,6 @@ def readings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
     )
 
 
-class DaysSideBySide:
-    """Builds days two at a time, each in a thread of its own: much of a day's work is
-    Python (building Polars' queries, delta-rs' commits), which leaves the second core idle
-    while one day is built. Two days are in flight only while their raw signals (`sizes`)
-    stay within SIGNALS_IN_FLIGHT, so a large fleet's days are built one at a time and
-    memory follows the shards as before. Days are independent (their own partitions of
-    each table), so they commit in either order."""
-
-    DAYS = 2
-    SIGNALS_IN_FLIGHT = 4 * SHARD_SIGNALS
-
-    def __init__(self, sizes: dict[date, int]) -> None:
-        self.sizes = sizes
-        self.pool = ThreadPoolExecutor(max_workers=self.DAYS, thread_name_prefix="readings-day")
-        self.futures: list[tuple[date, Future]] = []
-        self.done: dict[date, DayBuild] = {}
-
-    def submit(self, day: date, fn: Callable[..., DayBuild], *args, **kwargs) -> None:
-        """Start building a day once the days in flight leave room for it."""
-        while self._in_flight() and (len(self._in_flight()) >= self.DAYS or sum(
-                self.sizes.get(d, 0) for d, _ in self._in_flight()) + self.sizes.get(day, 0) > self.SIGNALS_IN_FLIGHT):
-            wait([f for _, f in self._in_flight()], return_when=FIRST_COMPLETED)
-            self._collect()
-        self.futures.append((day, self.pool.submit(fn, *args, **kwargs)))
-
-    def results(self) -> Iterator[DayBuild]:
-        """Every day's build, in the order submitted (raising what a day raised)."""
-        for day, future in self.futures:
-            build = self.done.pop(day, None)
-            if build is None:
-                build = future.result()
-                release_freed_memory()
-            yield build
-        self.futures = []
-
-    def _in_flight(self) -> list[tuple[date, Future]]:
-        return [(d, f) for d, f in self.futures if not f.done()]
-
-    def _collect(self) -> None:
-        """Memory back after each day, as days finish."""
-        for day, future in self.futures:
-            if future.done() and day not in self.done and future.exception() is None:
-                self.done[day] = future.result()
-                release_freed_memory()
-
-    def __enter__(self) -> "DaysSideBySide":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 class ChunkedValidation:
     """Runs the readings suites over consecutive rebuilt days in chunks of about
     `CHUNK_ROWS` readings: GX's cost is mostly per call, and chunks keep memory bounded.
@@ -276,34 +224,29 @@ class ChunkedValidation:
         self.frames: list[pl.DataFrame] = []
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readings-validation")
         self.in_flight: Future | None = None
-        self.lock = threading.Lock()
 
     def add(self, day: date, readings: pl.DataFrame) -> None:
-        """Add a shard of a day's readings (from any thread: days are built side by side)."""
-        with self.lock:
-            if readings.height:
-                if day not in self.days:  # a day's shards arrive one by one
-                    self.days.append(day)
-                self.frames.append(readings)
-            if sum(f.height for f in self.frames) >= self.CHUNK_ROWS:
-                self._flush()
+        if readings.height:
+            if day not in self.days:  # a day's shards arrive one by one
+                self.days.append(day)
+            self.frames.append(readings)
+        if sum(f.height for f in self.frames) >= self.CHUNK_ROWS:
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Validate what was added since the last chunk (after the chunk in flight)."""
         self._settle()
         if not self.frames:
             return
-        first, end = min(self.days), max(self.days)
-        scope = first.isoformat() if first == end else f"{first}..{end}"
+        scope = self.days[0].isoformat() if len(self.days) == 1 else f"{self.days[0]}..{self.days[-1]}"
         chunk = pl.concat(self.frames)
         self.days, self.frames = [], []
         self.in_flight = self.worker.submit(self._validate, scope, chunk)
 
     def finish(self) -> dict[str, dict[str, list[dict]]]:
         """Validate the rest and wait for every chunk: the outcomes by suite and scope."""
-        with self.lock:
-            self._flush()
-            self._settle()
+        self.flush()
+        self._settle()
         return self.outcomes
 
     def __enter__(self) -> "ChunkedValidation":

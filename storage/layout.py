@@ -99,14 +99,6 @@ class RawLayout:
                 latest[day] = max(seq, latest.get(day, 0))
         return dict(sorted(latest.items()))
 
-    def day_signal_counts(self) -> dict[date, int]:
-        """How many raw signals each day's files hold, from their statistics (committed or not)."""
-        stats = tables.files(self.table_dir("signals"))
-        if "partition.day" not in stats.columns:
-            return {}
-        counts = stats.group_by("partition.day").agg(pl.col("num_records").sum())
-        return dict(counts.iter_rows())
-
     def signal_days(self) -> list[date]:
         return list(self.day_seqs())
 

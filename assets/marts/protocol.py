@@ -206,12 +206,19 @@ def vehicle_batches(build: MartBuild, share: float = 1.0) -> list[frozenset[str]
                            max(int(build.batch_deliveries * share), 1))
 
 
+# A mart's rows replaced vehicle by vehicle cost about 1.4 times a new table's per vehicle
+# (maintenance: 2.4 s for 200 of 201 vehicles against 1.4 s for all), so a build with new data
+# for most of the fleet's vehicles is a full one.
+FULL_BUILD_SHARE = 0.75
+
+
 def covers_fleet(build: MartBuild) -> bool:
-    """Whether a scoped build recomputes every vehicle the lake has deliveries of."""
+    """Whether a scoped build recomputes at least FULL_BUILD_SHARE of the vehicles the lake
+    has deliveries of."""
     if build.scope.full or not build.scope.vehicles:
         return False
-    return not build.con.sql(f"SELECT EXISTS (SELECT 1 FROM deliveries WHERE vehicle_id IS NOT NULL AND vehicle_id "
-                             f"NOT IN (SELECT vehicle_id FROM {SCOPE_VIEW}))").fetchall()[0][0]
+    fleet = build.con.sql("SELECT count(DISTINCT vehicle_id) FROM deliveries").fetchall()[0][0]
+    return len(build.scope.vehicles) >= FULL_BUILD_SHARE * fleet
 
 
 def _scope(con: duckdb.DuckDBPyConnection, lake: LakeResource, op_name: str, config, specs: Sequence[MartSpec]) -> MartScope:
@@ -247,7 +254,6 @@ def _define(op_name: str, specs: Sequence[MartSpec], deps: Sequence, fn: Callabl
                 build = replace(build, scope=widen_scope(build))
                 con.register(SCOPE_VIEW, build.scope.frame())
             if not any(spec.window for spec in specs) and covers_fleet(build):
-                # every vehicle's rows replaced one batch at a time cost more than a new table
                 build = replace(build, scope=MartScope(None, scope.lake_state))
                 con.register(SCOPE_VIEW, build.scope.frame())
             full = build.scope.full
