@@ -54,8 +54,9 @@ class _Reader:
 
 
 _readers: dict[Path, _Reader] = {}
-# Held while a handle is brought up to date or read: threads (days of readings built side by
-# side) share the handles, and a delta-rs table serves one caller at a time.
+# Held while a handle is brought up to date or read: a process's threads (ingest's writer,
+# the readings' validation, Dagster's) share the handles, and a delta-rs table serves one
+# caller at a time.
 _readers_lock = threading.RLock()
 
 
