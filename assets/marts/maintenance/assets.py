@@ -7,7 +7,8 @@ import polars as pl
 from assets.marts.core import vehicles
 from assets.marts.maintenance.config import MaintenanceConfig
 from assets.marts.maintenance.forecast import distinct_readings, forecast_maintenance
-from assets.marts.maintenance.rules import MAINTENANCE_METRICS, TROUBLE_CODE_SCHEMA, active_trouble_codes as active_codes
+from assets.marts.maintenance.rules import (MAINTENANCE_METRICS, TROUBLE_CODE_METRICS, TROUBLE_CODE_SCHEMA,
+                                           active_trouble_codes as active_codes)
 from assets.marts.mileage.assets import daily_mileage
 from assets.marts.build_state import MartScope
 from assets.marts.protocol import Built, MartBuild, MartCheck, mart
@@ -16,7 +17,6 @@ from assets.readings import readings
 from quality.suites import maintenance_forecast_suite
 from storage.resources import LakeResource
 
-TROUBLE_CODE_METRICS = ["dtc_count", "dtc_code"]
 READING_COLUMNS = ["event_id", "vehicle_id", "reading_time", "metric", "component", "value", "noted_at",
                    "delivered_at"]
 

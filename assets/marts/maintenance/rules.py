@@ -43,7 +43,8 @@ TROUBLE_CODE_SCHEMA = {
     "first_seen_at": pl.Datetime("us", "UTC"), "last_reported_at": pl.Datetime("us", "UTC"),
     "reports": pl.Int64,
 }
-MAINTENANCE_METRICS = ["oil_life_pct", "tire_pressure_kpa", "lv_battery_soc_pct", "dtc_count", "dtc_code",
+TROUBLE_CODE_METRICS = ["dtc_count", "dtc_code"]  # what `active_trouble_codes` reads
+MAINTENANCE_METRICS = ["oil_life_pct", "tire_pressure_kpa", "lv_battery_soc_pct", *TROUBLE_CODE_METRICS,
                        "lv_battery_status", "system_status", "service_at", "service_odometer_km"]
 
 # What a car's own ALERT for a diagnostics system (`diagnostics-<system>`) means for the forecast:
